@@ -1,0 +1,229 @@
+//! The control protocol between the CLI (and TUI) and the daemon: one JSON request per line, one
+//! JSON response per line, over `pm3.sock`. These types are the only thing both sides share, so a
+//! change here is a change for both.
+//!
+//! Every request carries the protocol version; a daemon answers a request of another version with
+//! an error instead of guessing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::signal::Signal;
+use crate::spec::ConfigFile;
+
+/// Bumped whenever a request or response changes shape.
+pub const VERSION: u32 = 1;
+
+/// Longest request line the daemon reads; longer ones are answered with an error and dropped.
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+
+/// What goes over the wire from the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version of the sender.
+    pub v: u32,
+    pub req: Request,
+}
+
+/// A config file as the CLI loaded it, plus the environment of the command that sent it
+/// (processes inherit it, as under pm2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigPayload {
+    pub file: ConfigFile,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon there, and which version is it?
+    Ping,
+    /// Apply `config` (when given) and start `targets` (empty: the whole config, or everything
+    /// managed when no config is given).
+    Start { config: Option<ConfigPayload>, targets: Vec<String> },
+    Stop { targets: Vec<String> },
+    /// Stop then start, with `config` applied first when given (edits take effect).
+    Restart { config: Option<ConfigPayload>, targets: Vec<String> },
+    List,
+    Info { target: String },
+    Signal { targets: Vec<String>, signal: Signal },
+    Scale { process: String, count: u32 },
+    Flush { targets: Vec<String> },
+    /// Resolve targets to process names (for `pm3 log`, which reads the files itself).
+    Resolve { targets: Vec<String> },
+    /// Stop everything and exit.
+    Kill,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Pong { version: u32, pid: u32 },
+    Done(Report),
+    List(Vec<ProcessInfo>),
+    Info(Box<ProcessDetail>),
+    Names(Vec<NameInfo>),
+    Error(ErrorReply),
+}
+
+/// The lifecycle states of spec §6, as users and scripts see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Waiting,
+    Starting,
+    Online,
+    Unhealthy,
+    Stopping,
+    Stopped,
+    Errored,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Waiting => "waiting",
+            Status::Starting => "starting",
+            Status::Online => "online",
+            Status::Unhealthy => "unhealthy",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Errored => "errored",
+        }
+    }
+
+    /// True while the process has (or is about to have) a live pid.
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Starting | Status::Online | Status::Unhealthy | Status::Stopping)
+    }
+}
+
+/// One row of `pm3 list --json` (spec §7). Field names never change meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub process: String,
+    pub instance: Option<u32>,
+    pub instances: u32,
+    pub group: Option<String>,
+    pub status: Status,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub uptime_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    /// Signal that ended the last run, when it was a signal (`SIGKILL`).
+    pub exit_signal: Option<String>,
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub config: PathBuf,
+}
+
+/// `pm3 info --json`: the list row plus everything else known about the process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessDetail {
+    #[serde(flatten)]
+    pub info: ProcessInfo,
+    pub command: String,
+    /// The program and arguments as executed (`["/bin/sh", "-c", "…"]` for shell syntax).
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub out_log: PathBuf,
+    pub err_log: PathBuf,
+    pub depends_on: Vec<String>,
+    pub kill_signal: Signal,
+    pub kill_timeout_ms: u64,
+    pub increment_var: Option<String>,
+    /// Unix time (ms) the current run started.
+    pub started_at_ms: Option<u64>,
+    /// Why the process is `errored` (spawn failure), when it is.
+    pub error: Option<String>,
+}
+
+/// A process name and its log files, as `Resolve` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NameInfo {
+    pub name: String,
+    pub out_log: PathBuf,
+    pub err_log: PathBuf,
+}
+
+/// What a command did, one entry per process touched, in the order it happened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub processes: Vec<Outcome>,
+}
+
+/// What happened to one process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub name: String,
+    pub action: Action,
+    pub status: Status,
+    pub pid: Option<u32>,
+    /// Extra words for a human (`already online`, a spawn error).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Started,
+    AlreadyRunning,
+    Waiting,
+    Stopped,
+    AlreadyStopped,
+    Restarted,
+    Removed,
+    Signalled,
+    Flushed,
+    Failed,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Started => "started",
+            Action::AlreadyRunning => "already running",
+            Action::Waiting => "waiting",
+            Action::Stopped => "stopped",
+            Action::AlreadyStopped => "already stopped",
+            Action::Restarted => "restarted",
+            Action::Removed => "removed",
+            Action::Signalled => "signalled",
+            Action::Flushed => "flushed",
+            Action::Failed => "failed",
+        }
+    }
+}
+
+/// A failed request: a kind scripts can match on and one sentence for humans.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A target matched nothing.
+    UnknownTarget,
+    /// A process name is already managed from another config file.
+    Conflict,
+    /// The request could not be read (bad JSON, too long, wrong version).
+    BadRequest,
+    /// A process could not be started.
+    Spawn,
+    /// Something on the daemon's side failed.
+    Internal,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
+        ErrorReply { kind, message: message.into() }
+    }
+}

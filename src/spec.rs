@@ -1,0 +1,70 @@
+//! The resolved definition of one `[process]` table: what the config loader produces, what the
+//! protocol carries to the daemon, and what the daemon expands into instances.
+//!
+//! Everything here is already validated and typed (paths absolute, durations in ms, signals
+//! parsed), so the daemon never re-reads or re-checks a config file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::signal::Signal;
+
+/// One process definition from a config file, before cluster expansion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessDef {
+    /// The table name (`worker`); instances are named `worker:0` … when `instances` > 1.
+    pub name: String,
+    /// The command line as written; split or run through `/bin/sh -c` at spawn time.
+    pub command: String,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// Variables the config adds on top of the starting environment, in the order they apply
+    /// (`env_file` files in order, then `env`, then `env_<name>`); a later entry wins. Values are
+    /// not yet `${VAR}`-expanded: that needs the instance's final environment.
+    pub env: Vec<(String, String)>,
+    /// Number of instances (>= 1; `"max"` is resolved to the CPU count by the loader).
+    pub instances: u32,
+    /// Variable in `env` holding an integer; instance `i` gets that value plus `i`.
+    pub increment_var: Option<String>,
+    /// Group set in the file; `None` means the default (the process name when clustered).
+    pub group: Option<String>,
+    /// Names of processes (not instances) this one waits for.
+    pub depends_on: Vec<String>,
+    /// Signal sent to the process group on stop.
+    pub kill_signal: Signal,
+    /// Grace period before SIGKILL, in milliseconds.
+    pub kill_timeout_ms: u64,
+}
+
+impl ProcessDef {
+    /// Defaults for every optional key; the loader overwrites what the file sets.
+    pub fn new(name: impl Into<String>, command: impl Into<String>, cwd: PathBuf) -> ProcessDef {
+        ProcessDef {
+            name: name.into(),
+            command: command.into(),
+            cwd,
+            env: Vec::new(),
+            instances: 1,
+            increment_var: None,
+            group: None,
+            depends_on: Vec::new(),
+            kill_signal: Signal::TERM,
+            kill_timeout_ms: 5000,
+        }
+    }
+
+    pub fn kill_timeout(&self) -> Duration {
+        Duration::from_millis(self.kill_timeout_ms)
+    }
+}
+
+/// A whole config file, loaded and validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigFile {
+    /// Absolute path of the `pm3.toml` it came from.
+    pub path: PathBuf,
+    /// Its processes, in file order.
+    pub processes: Vec<ProcessDef>,
+}
