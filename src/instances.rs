@@ -47,7 +47,10 @@ pub fn environment(
         own.insert(k, v.clone());
     }
     if let Some(var) = &def.increment_var {
-        let current = own.get(var.as_str()).cloned().or_else(|| base.get(var).cloned());
+        let current = own
+            .get(var.as_str())
+            .cloned()
+            .or_else(|| base.get(var).cloned());
         if let Some(n) = current.and_then(|v| v.trim().parse::<i64>().ok()) {
             own.insert(var, (n + i64::from(index)).to_string());
         }
@@ -134,7 +137,10 @@ mod tests {
 
     fn def(env: &[(&str, &str)], instances: u32) -> ProcessDef {
         let mut d = ProcessDef::new("web", "node server.js", PathBuf::from("/srv"));
-        d.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         d.instances = instances;
         d
     }
@@ -158,8 +164,11 @@ mod tests {
 
     #[test]
     fn instance_variables_and_expansion() {
-        let base: BTreeMap<String, String> =
-            [("PATH".to_string(), "/bin".to_string()), ("HOME".into(), "/root".into())].into();
+        let base: BTreeMap<String, String> = [
+            ("PATH".to_string(), "/bin".to_string()),
+            ("HOME".into(), "/root".into()),
+        ]
+        .into();
         let mut d = def(
             &[
                 ("URL", "http://localhost:${PORT}/x"),

@@ -42,17 +42,37 @@ pub enum Request {
     Ping,
     /// Apply `config` (when given) and start `targets` (empty: the whole config, or everything
     /// managed when no config is given).
-    Start { config: Option<ConfigPayload>, targets: Vec<String> },
-    Stop { targets: Vec<String> },
+    Start {
+        config: Option<ConfigPayload>,
+        targets: Vec<String>,
+    },
+    Stop {
+        targets: Vec<String>,
+    },
     /// Stop then start, with `config` applied first when given (edits take effect).
-    Restart { config: Option<ConfigPayload>, targets: Vec<String> },
+    Restart {
+        config: Option<ConfigPayload>,
+        targets: Vec<String>,
+    },
     List,
-    Info { target: String },
-    Signal { targets: Vec<String>, signal: Signal },
-    Scale { process: String, count: u32 },
-    Flush { targets: Vec<String> },
+    Info {
+        target: String,
+    },
+    Signal {
+        targets: Vec<String>,
+        signal: Signal,
+    },
+    Scale {
+        process: String,
+        count: u32,
+    },
+    Flush {
+        targets: Vec<String>,
+    },
     /// Resolve targets to process names (for `pm3 log`, which reads the files itself).
-    Resolve { targets: Vec<String> },
+    Resolve {
+        targets: Vec<String>,
+    },
     /// Stop everything and exit.
     Kill,
 }
@@ -60,10 +80,14 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
-    Pong { version: u32, pid: u32 },
+    Pong {
+        version: u32,
+        pid: u32,
+    },
     Done(Report),
     List(Vec<ProcessInfo>),
-    Info(Box<ProcessDetail>),
+    /// One entry per instance the target names.
+    Info(Vec<ProcessDetail>),
     Names(Vec<NameInfo>),
     Error(ErrorReply),
 }
@@ -96,7 +120,10 @@ impl Status {
 
     /// True while the process has (or is about to have) a live pid.
     pub fn is_running(self) -> bool {
-        matches!(self, Status::Starting | Status::Online | Status::Unhealthy | Status::Stopping)
+        matches!(
+            self,
+            Status::Starting | Status::Online | Status::Unhealthy | Status::Stopping
+        )
     }
 }
 
@@ -118,6 +145,8 @@ pub struct ProcessInfo {
     pub cpu_percent: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub config: PathBuf,
+    /// While a crashed process waits out its restart delay: how long until it restarts.
+    pub restart_in_ms: Option<u64>,
 }
 
 /// `pm3 info --json`: the list row plus everything else known about the process.
@@ -224,6 +253,9 @@ pub enum ErrorKind {
 
 impl ErrorReply {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind, message: message.into() }
+        ErrorReply {
+            kind,
+            message: message.into(),
+        }
     }
 }

@@ -36,6 +36,27 @@ pub struct ProcessDef {
     pub kill_signal: Signal,
     /// Grace period before SIGKILL, in milliseconds.
     pub kill_timeout_ms: u64,
+    /// What to do when the process exits by itself.
+    pub restart: RestartPolicy,
+    /// Consecutive short runs allowed before giving up (`errored`).
+    pub max_restarts: u32,
+    /// A run longer than this (ms) resets the consecutive-restart budget.
+    pub min_uptime_ms: u64,
+    /// First delay (ms) before restarting after a short run; doubles per short run, capped.
+    pub restart_delay_ms: u64,
+    /// Exit codes that never trigger a restart.
+    pub stop_exit_codes: Vec<i32>,
+}
+
+/// When a process that exits by itself is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Restart unless it exited with code 0 (or a code in `stop_exit_codes`).
+    OnFailure,
+    /// Restart whatever the exit (except a code in `stop_exit_codes`).
+    Always,
+    Never,
 }
 
 impl ProcessDef {
@@ -52,11 +73,20 @@ impl ProcessDef {
             depends_on: Vec::new(),
             kill_signal: Signal::TERM,
             kill_timeout_ms: 5000,
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 15,
+            min_uptime_ms: 1000,
+            restart_delay_ms: 100,
+            stop_exit_codes: Vec::new(),
         }
     }
 
     pub fn kill_timeout(&self) -> Duration {
         Duration::from_millis(self.kill_timeout_ms)
+    }
+
+    pub fn min_uptime(&self) -> Duration {
+        Duration::from_millis(self.min_uptime_ms)
     }
 }
 

@@ -1,1 +1,407 @@
-//! Command-line interface.
+//! The command line: parse arguments (clap), load the config when the command needs it, talk to
+//! the daemon, print the result. This is the only place that prints errors and picks the exit
+//! code: 0 success, 1 failure, 2 usage error (spec §8).
+
+mod logs;
+pub mod output;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::config::{self, ConfigError};
+use crate::paths::{Paths, PathsError};
+use crate::protocol::{Action, ConfigPayload, ProcessInfo, Report, Request, Response, Status};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pm3",
+    version,
+    about = "A small, fast process manager with cluster mode",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Config file to use instead of searching for pm3.toml.
+    #[arg(short = 'c', long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start processes from pm3.toml (all of them without a target).
+    Start {
+        targets: Vec<String>,
+        /// Apply the `env_<NAME>` tables of the config.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// Block until the targets are online; exit 1 if any ends errored.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop processes gracefully (dependents first).
+    Stop { targets: Vec<String> },
+    /// Stop then start processes, with the current config file.
+    Restart {
+        targets: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Show every managed process.
+    #[command(visible_aliases = ["ls", "view"])]
+    List,
+    /// Show everything about one process.
+    Info { target: String },
+    /// Show (and follow) process output.
+    #[command(visible_alias = "logs")]
+    Log {
+        target: Option<String>,
+        /// Number of lines to show from the end of each log.
+        #[arg(short = 'n', long = "lines", default_value_t = 15)]
+        lines: usize,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only stderr.
+        #[arg(long, conflicts_with = "out")]
+        err: bool,
+        /// Only stdout.
+        #[arg(long)]
+        out: bool,
+    },
+    /// Empty log files.
+    Flush { targets: Vec<String> },
+    /// Send a signal (HUP, SIGUSR1, 10…) to processes.
+    Signal { target: String, signal: String },
+    /// Change the number of instances of a process at runtime.
+    Scale { process: String, count: u32 },
+    /// Stop every process and the daemon.
+    Kill,
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Run the daemon in the foreground (started automatically by other commands).
+    #[command(hide = true)]
+    Daemon,
+}
+
+/// Everything that can make a command fail, printed in one place.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("{0}")]
+    Other(String),
+    /// Already reported on the way (e.g. a failed outcome in a report).
+    #[error("")]
+    Reported,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("error: internal error: {msg} (please report this)");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => 0,
+        Err(CliError::Reported) => 1,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            } else {
+                eprintln!("error: {e}");
+            }
+            1
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let Some(command) = cli.command else {
+        let _ = Cli::command().print_help();
+        return Ok(());
+    };
+    let paths = Paths::from_env()?;
+    let out = Out { json: cli.json };
+    match command {
+        Command::Daemon => std::process::exit(crate::daemon::main(paths)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pm3", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Start { targets, env, wait } => {
+            let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let mut client = Client::connect_or_start(&paths)?;
+            let report = expect_done(client.request(Request::Start { config, targets })?)?;
+            out.report("start", &report)?;
+            if wait {
+                wait_online(&mut client, &report, &out)?;
+            }
+            Ok(())
+        }
+        Command::Restart { targets, env } => {
+            let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let mut client = Client::connect_or_start(&paths)?;
+            let report = expect_done(client.request(Request::Restart { config, targets })?)?;
+            out.report("restart", &report)
+        }
+        Command::Stop { targets } => simple(&paths, &out, "stop", Request::Stop { targets }),
+        Command::Flush { targets } => simple(&paths, &out, "flush", Request::Flush { targets }),
+        Command::Signal { target, signal } => {
+            let signal = signal
+                .parse()
+                .map_err(|e: crate::process::signal::UnknownSignal| {
+                    CliError::Other(e.to_string())
+                })?;
+            simple(
+                &paths,
+                &out,
+                "signal",
+                Request::Signal {
+                    targets: vec![target],
+                    signal,
+                },
+            )
+        }
+        Command::Scale { process, count } => {
+            simple(&paths, &out, "scale", Request::Scale { process, count })
+        }
+        Command::List => {
+            let rows = list(&mut Client::connect_or_start(&paths)?)?;
+            if out.json {
+                out.print_json(&rows)
+            } else {
+                out.print(&output::table(&rows))
+            }
+        }
+        Command::Info { target } => {
+            let mut client = Client::connect_or_start(&paths)?;
+            let Response::Info(details) = client.request(Request::Info { target })? else {
+                return Err(unexpected());
+            };
+            match (out.json, details.as_slice()) {
+                (true, [one]) => out.print_json(one),
+                (true, many) => out.print_json(&many),
+                (false, many) => {
+                    let text: Vec<String> = many.iter().map(output::detail).collect();
+                    out.print(&text.join("\n"))
+                }
+            }
+        }
+        Command::Log {
+            target,
+            lines,
+            follow,
+            err,
+            out: only_out,
+        } => {
+            let mut client = Client::connect_or_start(&paths)?;
+            let targets: Vec<String> = target.into_iter().collect();
+            let Response::Names(names) = client.request(Request::Resolve {
+                targets: targets.clone(),
+            })?
+            else {
+                return Err(unexpected());
+            };
+            drop(client);
+            let streams = logs::Streams {
+                out: !err,
+                err: !only_out,
+            };
+            logs::show(&names, lines, streams, follow, out.json)
+                .map_err(|e| CliError::Other(e.to_string()))
+        }
+        Command::Kill => {
+            let Some(mut client) = Client::connect(&paths)? else {
+                if out.json {
+                    return out.print_json(&serde_json::json!({"command": "kill", "processes": [], "daemon": "not running"}));
+                }
+                return out.print("no daemon is running\n");
+            };
+            let pid = std::fs::read_to_string(paths.pid_file())
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            let report = expect_done(client.request(Request::Kill)?)?;
+            drop(client);
+            // The daemon answers just before it exits: wait for it to be gone.
+            if let Some(pid) = pid {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while rustix::process::test_kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).ok_or_else(unexpected)?,
+                )
+                .is_ok()
+                    && crate::process::spawn::start_time(pid).is_some()
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            out.report("kill", &report)?;
+            if !out.json {
+                out.print("daemon stopped\n")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Loads the config for `start`/`restart`: `-c PATH`, else the nearest `pm3.toml`. Without
+/// either, the command works on what the daemon already manages.
+fn load_config(
+    explicit: Option<&PathBuf>,
+    env: Option<&str>,
+    targets: &[String],
+) -> Result<Option<ConfigPayload>, CliError> {
+    let path = match explicit {
+        Some(p) => Some(p.clone()),
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| CliError::Other(format!("cannot read the current directory: {e}")))?;
+            config::find(&cwd)
+        }
+    };
+    let Some(path) = path else {
+        if targets.is_empty() || env.is_some() {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            return Err(CliError::Other(format!(
+                "no {} found in {} or any parent directory (use -c PATH)",
+                config::FILE_NAME,
+                cwd.display()
+            )));
+        }
+        return Ok(None);
+    };
+    let file = config::load(&path, env)?;
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    Ok(Some(ConfigPayload { file, env }))
+}
+
+fn simple(paths: &Paths, out: &Out, name: &str, req: Request) -> Result<(), CliError> {
+    let mut client = Client::connect_or_start(paths)?;
+    let report = expect_done(client.request(req)?)?;
+    out.report(name, &report)
+}
+
+fn list(client: &mut Client) -> Result<Vec<ProcessInfo>, CliError> {
+    match client.request(Request::List)? {
+        Response::List(rows) => Ok(rows),
+        _ => Err(unexpected()),
+    }
+}
+
+fn expect_done(r: Response) -> Result<Report, CliError> {
+    match r {
+        Response::Done(report) => Ok(report),
+        _ => Err(unexpected()),
+    }
+}
+
+fn unexpected() -> CliError {
+    CliError::Other(
+        "unexpected answer from the daemon (is it another pm3 version? try `pm3 kill`)".into(),
+    )
+}
+
+/// `start --wait`: polls until every started instance is online; fails on any that ends
+/// errored or unhealthy.
+fn wait_online(client: &mut Client, report: &Report, out: &Out) -> Result<(), CliError> {
+    let names: Vec<&str> = report
+        .processes
+        .iter()
+        .filter(|o| o.action != Action::Removed)
+        .map(|o| o.name.as_str())
+        .collect();
+    loop {
+        let rows = list(client)?;
+        let mine: Vec<&ProcessInfo> = rows
+            .iter()
+            .filter(|r| names.contains(&r.name.as_str()))
+            .collect();
+        let failed: Vec<String> = mine
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    Status::Errored | Status::Unhealthy | Status::Stopped
+                )
+            })
+            .map(|r| format!("{} is {}", r.name, r.status.as_str()))
+            .collect();
+        if !failed.is_empty() {
+            return Err(CliError::Other(format!(
+                "not online: {}",
+                failed.join(", ")
+            )));
+        }
+        if mine.iter().all(|r| r.status == Status::Online) {
+            if !out.json {
+                out.print(&format!("{} online\n", names.join(", ")))?;
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Where results go: JSON or text on stdout.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print(&self, text: &str) -> Result<(), CliError> {
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`pm3 list | head`) is not an error worth reporting.
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+        Ok(())
+    }
+
+    fn print_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
+        let text = serde_json::to_string(value).map_err(|e| CliError::Other(e.to_string()))?;
+        self.print(&format!("{text}\n"))
+    }
+
+    /// Prints what a command did; fails (exit 1) if any process failed.
+    fn report(&self, command: &str, report: &Report) -> Result<(), CliError> {
+        if self.json {
+            self.print_json(
+                &serde_json::json!({ "command": command, "processes": report.processes }),
+            )?;
+        } else {
+            self.print(&output::report(report))?;
+        }
+        if report.processes.iter().any(|o| o.action == Action::Failed) {
+            return Err(CliError::Reported);
+        }
+        Ok(())
+    }
+}

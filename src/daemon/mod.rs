@@ -1,1 +1,192 @@
-//! The daemon.
+//! The daemon: one per data directory, started on demand by the CLI. It owns the control
+//! socket, the table of managed instances and their supervisor tasks, all on one thread.
+//!
+//! Life cycle: take the lock file (a second daemon exits at once), bind `pm3.sock` (0600), write
+//! `pm3.pid`, serve until `pm3 kill` or SIGTERM/SIGINT, stop everything, remove socket and pid file.
+
+pub mod ops;
+pub mod server;
+pub mod stats;
+pub mod table;
+pub mod views;
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::rc::Rc;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::paths::{Paths, PathsError};
+use crate::supervisor::Ctx;
+
+/// State shared by every connection of the daemon (single-threaded, hence `Rc`/`RefCell`).
+pub struct Daemon {
+    pub table: RefCell<table::Table>,
+    pub stats: RefCell<stats::StatsCache>,
+    pub ctx: Ctx,
+    /// Set to true once `pm3 kill` has been answered: the daemon then exits.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Daemon {
+    /// Removes the socket and pid file (once everything is stopped).
+    pub fn cleanup_files(&self) {
+        let _ = std::fs::remove_file(self.ctx.paths.socket());
+        let _ = std::fs::remove_file(self.ctx.paths.pid_file());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+    #[error("another daemon already runs for {0}")]
+    AlreadyRunning(std::path::PathBuf),
+}
+
+/// Entry point of `pm3 daemon`: sets up logging and the runtime, runs until shut down.
+pub fn main(paths: Paths) -> i32 {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    // Own session: no terminal, no signals from the shell that started us.
+    let _ = rustix::process::setsid();
+    let _ = std::env::set_current_dir("/");
+    raise_fd_limit();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&rt, run(paths)) {
+        Ok(()) => 0,
+        Err(DaemonError::AlreadyRunning(_)) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}
+
+/// Runs the daemon until `pm3 kill` or a termination signal.
+pub async fn run(paths: Paths) -> Result<(), DaemonError> {
+    paths.ensure()?;
+    let _lock = take_lock(&paths)?;
+    let socket = paths.socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|source| DaemonError::Io {
+        what: "cannot bind",
+        path: socket.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| DaemonError::Io {
+            what: "cannot chmod",
+            path: socket.clone(),
+            source,
+        },
+    )?;
+    let pid_file = paths.pid_file();
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| {
+        DaemonError::Io {
+            what: "cannot write",
+            path: pid_file.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
+
+    let (bus, _) = watch::channel(0u64);
+    let daemon = Rc::new(Daemon {
+        table: RefCell::new(table::Table::default()),
+        stats: RefCell::new(stats::StatsCache::default()),
+        ctx: Ctx {
+            paths: Rc::new(paths),
+            bus: Rc::new(bus),
+        },
+        shutdown: watch::channel(false).0,
+    });
+
+    let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
+        what: "cannot handle signals",
+        path: socket.clone(),
+        source,
+    })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Io {
+        what: "cannot handle signals",
+        path: socket.clone(),
+        source,
+    })?;
+    // SIGHUP (a closed terminal) must not end the daemon.
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
+        what: "cannot handle signals",
+        path: socket.clone(),
+        source,
+    })?;
+    let served = tokio::task::spawn_local(server::serve(listener, daemon.clone()));
+    let mut shutdown = daemon.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => continue,
+            _ = shutdown.wait_for(|&down| down) => {
+                let _ = served.await;
+                tracing::info!("daemon stopped by kill");
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!("termination signal: stopping everything");
+    ops::stop_all(&daemon).await;
+    daemon.cleanup_files();
+    Ok(())
+}
+
+/// Holds an exclusive lock for the daemon's whole life: at most one daemon per data directory.
+fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
+    let path = paths.lock_file();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| DaemonError::Io {
+            what: "cannot open",
+            path: path.clone(),
+            source,
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(_) => Err(DaemonError::AlreadyRunning(paths.home.clone())),
+    }
+}
+
+/// Each process costs the daemon a few descriptors (two pipes, a pidfd, two log files); raise
+/// the soft limit so a few hundred processes fit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.map_or(65536, |max| max.min(65536));
+    if lim.current.is_some_and(|cur| cur < want) {
+        lim.current = Some(want);
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+}

@@ -1,1 +1,4 @@
-//! Log capture.
+//! Process output: capture into log files (daemon side) and reading them back (CLI side).
+
+pub mod capture;
+pub mod tail;

@@ -1,0 +1,214 @@
+//! Rendering results for people (tables, one line per action, short durations and sizes) and
+//! for scripts (`--json`). All printing of results happens here.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::protocol::{Action, Outcome, ProcessDetail, ProcessInfo, Report, Status};
+
+/// `1.5s`, `42s`, `3m`, `2h`, `4d`: the largest unit that keeps it short, as pm2 does.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Bytes in B, KiB, MiB or GiB with one decimal past KiB.
+pub fn size(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes}B")
+    } else if b < K * K {
+        format!("{:.0}KiB", b / K)
+    } else if b < K * K * K {
+        format!("{:.1}MiB", b / (K * K))
+    } else {
+        format!("{:.1}GiB", b / (K * K * K))
+    }
+}
+
+/// The `list` table, columns aligned.
+pub fn table(rows: &[ProcessInfo]) -> String {
+    let header = [
+        "NAME", "GROUP", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "MEM",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.group.clone().unwrap_or_else(|| "-".into()),
+                status_text(r),
+                r.pid.map_or("-".into(), |p| p.to_string()),
+                r.uptime_ms
+                    .map_or("-".into(), |u| duration(Duration::from_millis(u))),
+                r.restarts.to_string(),
+                r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
+                r.memory_bytes.map_or("-".into(), size),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[&str]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            if i + 1 == cols.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        out.push_str("(no processes; start some with `pm3 start`)\n");
+    }
+    out
+}
+
+/// Status as shown to people: a crashed process waiting out its delay says when it restarts.
+fn status_text(r: &ProcessInfo) -> String {
+    match (r.status, r.restart_in_ms) {
+        (Status::Waiting, Some(ms)) => format!("waiting (restart in {})", short_ms(ms)),
+        (s, _) => s.as_str().to_string(),
+    }
+}
+
+fn short_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms.div_ceil(1000))
+    }
+}
+
+/// One line per process touched: `started worker:0 (pid 4242)`.
+pub fn report(r: &Report) -> String {
+    let mut out = String::new();
+    for o in &r.processes {
+        out.push_str(&outcome(o));
+        out.push('\n');
+    }
+    out
+}
+
+fn outcome(o: &Outcome) -> String {
+    let pid = o.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    match o.action {
+        Action::Started | Action::Restarted => format!("{} {}{pid}", o.action.verb(), o.name),
+        Action::AlreadyRunning => format!("{} already running{pid}", o.name),
+        Action::Waiting => format!("{} waiting for its dependencies", o.name),
+        Action::Stopped | Action::Removed | Action::Flushed => {
+            format!("{} {}", o.action.verb(), o.name)
+        }
+        Action::AlreadyStopped => format!("{} already stopped", o.name),
+        Action::Signalled => format!(
+            "signalled {} with {}{pid}",
+            o.name,
+            o.detail.as_deref().unwrap_or("a signal")
+        ),
+        Action::Failed => format!(
+            "failed {}: {}",
+            o.name,
+            o.detail.as_deref().unwrap_or("unknown error")
+        ),
+    }
+}
+
+/// `pm3 info` for people: one `key: value` per line.
+pub fn detail(d: &ProcessDetail) -> String {
+    let i = &d.info;
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<12} {v}");
+    };
+    kv("name", i.name.clone());
+    kv("status", status_text(i));
+    kv("pid", i.pid.map_or("-".into(), |p| p.to_string()));
+    kv(
+        "uptime",
+        i.uptime_ms
+            .map_or("-".into(), |u| duration(Duration::from_millis(u))),
+    );
+    kv("restarts", i.restarts.to_string());
+    if i.exit_code.is_some() || i.exit_signal.is_some() {
+        let how = match (&i.exit_code, &i.exit_signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by {s}"),
+            (None, None) => "unknown".into(),
+        };
+        kv("last exit", how);
+    }
+    if let Some(e) = &d.error {
+        kv("error", e.clone());
+    }
+    kv(
+        "cpu",
+        i.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
+    );
+    kv("memory", i.memory_bytes.map_or("-".into(), size));
+    kv("group", i.group.clone().unwrap_or_else(|| "-".into()));
+    kv(
+        "instance",
+        i.instance
+            .map_or("-".into(), |n| format!("{n} of {}", i.instances)),
+    );
+    kv("config", i.config.display().to_string());
+    kv("command", d.command.clone());
+    kv("argv", shell_words::join(&d.argv));
+    kv("cwd", d.cwd.display().to_string());
+    kv(
+        "depends on",
+        if d.depends_on.is_empty() {
+            "-".into()
+        } else {
+            d.depends_on.join(", ")
+        },
+    );
+    kv(
+        "kill",
+        format!(
+            "{} then SIGKILL after {}ms",
+            d.kill_signal, d.kill_timeout_ms
+        ),
+    );
+    kv("out log", d.out_log.display().to_string());
+    kv("err log", d.err_log.display().to_string());
+    out.push_str("env\n");
+    for (k, v) in &d.env {
+        let _ = writeln!(out, "  {k}={v}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(duration(Duration::from_secs(42)), "42s");
+        assert_eq!(duration(Duration::from_secs(180)), "3m");
+        assert_eq!(duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(duration(Duration::from_secs(3 * 86400)), "3d");
+        assert_eq!(size(512), "512B");
+        assert_eq!(size(10 * 1024), "10KiB");
+        assert_eq!(size(10_502_144), "10.0MiB");
+    }
+}

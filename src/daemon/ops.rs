@@ -1,0 +1,504 @@
+//! What each request does to the table: apply a config, start, stop, restart, scale, signal,
+//! flush, list, kill. Each operation resolves and checks everything first and only then changes
+//! anything, so a bad request leaves the daemon as it was. Table borrows never cross an await:
+//! commands are sent under the borrow, replies are awaited after it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use tokio::sync::oneshot;
+
+use crate::instances::{self, instance_name};
+use crate::protocol::{
+    Action, ConfigPayload, ErrorKind, ErrorReply, Outcome, Report, Request, Response, Status,
+    VERSION,
+};
+use crate::spec::ProcessDef;
+use crate::supervisor::{self, Cmd, Instance, Reply};
+
+use super::table::{self, Entry, Item, Table};
+use super::{Daemon, views};
+
+type Result<T> = std::result::Result<T, ErrorReply>;
+
+pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
+    let result = match req {
+        Request::Ping => Ok(Response::Pong {
+            version: VERSION,
+            pid: std::process::id(),
+        }),
+        Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
+        Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
+        Request::Restart { config, targets } => {
+            restart(d, config, &targets).await.map(Response::Done)
+        }
+        Request::List => Ok(Response::List(views::list(d))),
+        Request::Info { target } => info(d, &target),
+        Request::Signal { targets, signal } => {
+            send_signal(d, &targets, signal).await.map(Response::Done)
+        }
+        Request::Scale { process, count } => scale(d, &process, count).await.map(Response::Done),
+        Request::Flush { targets } => flush(d, &targets).map(Response::Done),
+        Request::Resolve { targets } => resolve_names(d, &targets),
+        Request::Kill => Ok(Response::Done(kill(d).await)),
+    };
+    result.unwrap_or_else(Response::Error)
+}
+
+async fn send_signal(
+    d: &Rc<Daemon>,
+    targets: &[String],
+    signal: crate::process::signal::Signal,
+) -> Result<Report> {
+    let names = d.table.borrow().resolve(targets)?;
+    let rxs = dispatch(&d.table.borrow(), &names, |_, reply| Cmd::Signal {
+        signal,
+        reply,
+    });
+    Ok(Report {
+        processes: collect(rxs).await,
+    })
+}
+
+fn resolve_names(d: &Rc<Daemon>, targets: &[String]) -> Result<Response> {
+    let table = d.table.borrow();
+    let names = table.resolve(targets)?;
+    Ok(Response::Names(
+        names
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| views::names(d, e))
+            .collect(),
+    ))
+}
+
+/// Sends a command to each named instance; returns the reply receivers in the same order.
+fn dispatch(
+    table: &Table,
+    names: &[String],
+    mut make: impl FnMut(&Entry, Reply) -> Cmd,
+) -> Vec<(String, oneshot::Receiver<Outcome>)> {
+    names
+        .iter()
+        .filter_map(|n| table.entries.get(n))
+        .map(|e| {
+            let (tx, rx) = oneshot::channel();
+            e.handle.send(make(e, tx));
+            (e.inst.name.clone(), rx)
+        })
+        .collect()
+}
+
+/// Waits for every reply. A task that ended without answering was removed meanwhile.
+async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(rxs.len());
+    for (name, rx) in rxs {
+        out.push(rx.await.unwrap_or(Outcome {
+            name,
+            action: Action::Removed,
+            status: Status::Stopped,
+            pid: None,
+            detail: None,
+        }));
+    }
+    out
+}
+
+/// Applies a config (when given), then starts the targets and what they depend on.
+async fn start(
+    d: &Rc<Daemon>,
+    config: Option<ConfigPayload>,
+    targets: &[String],
+) -> Result<Report> {
+    let (names, mut report) = prepare(d, config, targets).await?;
+    report.processes.extend(start_names(d, &names, false).await);
+    Ok(report)
+}
+
+async fn restart(
+    d: &Rc<Daemon>,
+    config: Option<ConfigPayload>,
+    targets: &[String],
+) -> Result<Report> {
+    let (names, mut report) = prepare(d, config, targets).await?;
+    report.processes.extend(start_names(d, &names, true).await);
+    Ok(report)
+}
+
+/// Resolves the targets (against the config when one is given, else against what is managed),
+/// then applies the config. Returns the instance names and what the reconciliation removed.
+async fn prepare(
+    d: &Rc<Daemon>,
+    config: Option<ConfigPayload>,
+    targets: &[String],
+) -> Result<(Vec<String>, Report)> {
+    let Some(payload) = config else {
+        return Ok((d.table.borrow().resolve(targets)?, Report::default()));
+    };
+    let names = {
+        let planned = plan_names(&payload.file.processes);
+        let items: Vec<Item<'_>> = planned
+            .iter()
+            .map(|(name, def)| Item {
+                name,
+                process: &def.name,
+                group: instances::group_of(def),
+            })
+            .collect();
+        table::resolve(&items, targets)?
+    };
+    check_conflicts(&d.table.borrow(), &payload)?;
+    let whole_file = targets.is_empty();
+    let base_env = Rc::new(payload.env);
+    let config = Rc::new(payload.file.path);
+    let defs: Vec<Rc<ProcessDef>> = payload.file.processes.into_iter().map(Rc::new).collect();
+    let removed = reconcile(d, &defs, &base_env, &config, whole_file).await;
+    Ok((names, Report { processes: removed }))
+}
+
+/// Every instance name a set of definitions produces, in order.
+fn plan_names(defs: &[ProcessDef]) -> Vec<(String, &ProcessDef)> {
+    defs.iter()
+        .flat_map(|def| {
+            (0..def.instances).map(move |i| (instance_name(&def.name, i, def.instances), def))
+        })
+        .collect()
+}
+
+/// A process name is managed from one config file only.
+fn check_conflicts(table: &Table, payload: &ConfigPayload) -> Result<()> {
+    for def in &payload.file.processes {
+        if let Some(other) = table.config_of(&def.name)
+            && *other != payload.file.path
+        {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!(
+                    "process `{}` is already managed from {}; {} defines it too (rename one of them)",
+                    def.name,
+                    other.display(),
+                    payload.file.path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes the table match `defs`: new instances are created (stopped), existing ones take the new
+/// definition for their next start, surplus instances are stopped and removed (highest index
+/// first). With `drop_missing`, processes of the same config file that are no longer in it are
+/// removed too. Returns what was removed.
+async fn reconcile(
+    d: &Rc<Daemon>,
+    defs: &[Rc<ProcessDef>],
+    base_env: &Rc<BTreeMap<String, String>>,
+    config: &Rc<std::path::PathBuf>,
+    drop_missing: bool,
+) -> Vec<Outcome> {
+    let mut surplus: Vec<(String, u32)> = Vec::new();
+    {
+        let mut table = d.table.borrow_mut();
+        let wanted: BTreeSet<String> = defs
+            .iter()
+            .flat_map(|def| (0..def.instances).map(|i| instance_name(&def.name, i, def.instances)))
+            .collect();
+        let in_file: BTreeSet<&str> = defs.iter().map(|def| def.name.as_str()).collect();
+        for e in table.entries.values() {
+            let same_file = *e.inst.config == **config;
+            let ours = in_file.contains(e.inst.def.name.as_str()) || (same_file && drop_missing);
+            if ours && !wanted.contains(&e.inst.name) {
+                surplus.push((e.inst.name.clone(), e.inst.index));
+            }
+        }
+        for def in defs {
+            for i in 0..def.instances {
+                let name = instance_name(&def.name, i, def.instances);
+                let inst = Rc::new(Instance {
+                    name: name.clone(),
+                    index: i,
+                    def: def.clone(),
+                    base_env: base_env.clone(),
+                    config: config.clone(),
+                });
+                match table.entries.get(&name) {
+                    Some(e) => e.handle.send(Cmd::Update {
+                        instance: inst.clone(),
+                    }),
+                    None => {
+                        let handle = supervisor::spawn(inst.clone(), d.ctx.clone());
+                        table.entries.insert(
+                            name,
+                            Entry {
+                                inst: inst.clone(),
+                                handle,
+                            },
+                        );
+                        continue;
+                    }
+                }
+                if let Some(e) = table.entries.get_mut(&name) {
+                    e.inst = inst;
+                }
+            }
+        }
+    }
+    remove(d, surplus).await
+}
+
+/// Stops and forgets instances, highest index first.
+async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome> {
+    victims.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out = Vec::new();
+    for (name, _) in victims {
+        let rxs = dispatch(
+            &d.table.borrow(),
+            std::slice::from_ref(&name),
+            |_, reply| Cmd::Remove { reply },
+        );
+        out.extend(collect(rxs).await);
+        d.table.borrow_mut().entries.remove(&name);
+    }
+    out
+}
+
+/// Starts (or restarts) `names` and, for a start, the dependencies they need, in dependency
+/// order. Each dependent waits inside its own supervisor until its dependencies are online.
+async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
+    let rxs = {
+        let table = d.table.borrow();
+        let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
+        // Dependencies of what is started, transitively, start too (spec §5).
+        let mut stack: Vec<String> = names
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| e.inst.def.name.clone())
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            let Some(def) = table.def_of(&p) else {
+                continue;
+            };
+            for dep in &def.depends_on {
+                for e in table.instances_of(dep) {
+                    wanted.insert(e.inst.name.clone());
+                }
+                stack.push(dep.clone());
+            }
+        }
+        let ordered = in_dependency_order(&table, &wanted);
+        dispatch(&table, &ordered, |e, reply| {
+            let deps = table.dep_watches(&e.inst.def.depends_on);
+            // Only the named targets restart; dependencies brought in are merely started.
+            if restart && names.contains(&e.inst.name) {
+                Cmd::Restart { deps, reply }
+            } else {
+                Cmd::Start { deps, reply }
+            }
+        })
+    };
+    collect(rxs).await
+}
+
+/// `names` sorted so dependencies come first, instances by index.
+fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
+    let procs: BTreeMap<String, Vec<String>> = names
+        .iter()
+        .filter_map(|n| table.entries.get(n))
+        .map(|e| (e.inst.def.name.clone(), e.inst.def.depends_on.clone()))
+        .collect();
+    table::dependency_order(&procs)
+        .into_iter()
+        .flat_map(|p| {
+            table
+                .instances_of(&p)
+                .into_iter()
+                .map(|e| e.inst.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .filter(|n| names.contains(n))
+        .collect()
+}
+
+/// Stops the targets and, first, every running dependent of them.
+async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
+    let names = d.table.borrow().resolve(targets)?;
+    Ok(Report {
+        processes: stop_names(d, &names).await,
+    })
+}
+
+async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
+    let layers = {
+        let table = d.table.borrow();
+        let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
+        // Add running dependents of the processes being stopped, transitively.
+        let mut stopped: Vec<String> = names
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| e.inst.def.name.clone())
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some(p) = stopped.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            for e in table.entries.values() {
+                let status = e.handle.snapshot.borrow().status;
+                if e.inst.def.depends_on.contains(&p)
+                    && (status.is_running() || status == Status::Waiting)
+                {
+                    wanted.insert(e.inst.name.clone());
+                    stopped.push(e.inst.def.name.clone());
+                }
+            }
+        }
+        let procs: BTreeMap<String, Vec<String>> = wanted
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| (e.inst.def.name.clone(), e.inst.def.depends_on.clone()))
+            .collect();
+        table::stop_layers(&procs)
+            .into_iter()
+            .map(|layer| {
+                layer
+                    .iter()
+                    .flat_map(|p| table.instances_of(p))
+                    .map(|e| e.inst.name.clone())
+                    .filter(|n| wanted.contains(n))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    for layer in layers {
+        // Every instance of a layer is signalled at once; the next layer waits for them all.
+        let rxs = dispatch(&d.table.borrow(), &layer, |_, reply| Cmd::Stop { reply });
+        out.extend(collect(rxs).await);
+    }
+    out
+}
+
+fn info(d: &Rc<Daemon>, target: &str) -> Result<Response> {
+    let table = d.table.borrow();
+    let names = table.resolve(&[target.to_string()])?;
+    let details = names
+        .iter()
+        .filter_map(|n| table.entries.get(n))
+        .map(|e| views::detail(d, e))
+        .collect::<Vec<_>>();
+    Ok(Response::Info(details))
+}
+
+/// Changes the number of instances of a managed process at runtime.
+async fn scale(d: &Rc<Daemon>, process: &str, count: u32) -> Result<Report> {
+    if count == 0 {
+        return Err(ErrorReply::new(
+            ErrorKind::BadRequest,
+            format!("cannot scale `{process}` to 0 instances; use `pm3 stop {process}` to stop it"),
+        ));
+    }
+    let (def, base_env, config, was_running) = {
+        let table = d.table.borrow();
+        let Some(first) = table.instances_of(process).first().map(|e| e.inst.clone()) else {
+            let known: Vec<String> = table
+                .ordered()
+                .iter()
+                .map(|e| e.inst.def.name.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            return Err(ErrorReply::new(
+                ErrorKind::UnknownTarget,
+                format!(
+                    "unknown process `{process}`; known: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        let running = table.instances_of(process).iter().any(|e| {
+            let s = e.handle.snapshot.borrow().status;
+            s.is_running() || s == Status::Waiting
+        });
+        (
+            first.def.clone(),
+            first.base_env.clone(),
+            first.config.clone(),
+            running,
+        )
+    };
+    let mut new_def = (*def).clone();
+    new_def.instances = count;
+    let new_def = Rc::new(new_def);
+    let mut report = Report {
+        processes: reconcile(d, std::slice::from_ref(&new_def), &base_env, &config, false).await,
+    };
+    if was_running {
+        let names: Vec<String> = (0..count)
+            .map(|i| instance_name(process, i, count))
+            .collect();
+        report.processes.extend(start_names(d, &names, false).await);
+    }
+    Ok(report)
+}
+
+/// Empties the log files of the targets. Writers append, so they carry on at the new end.
+fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
+    let table = d.table.borrow();
+    let names = table.resolve(targets)?;
+    let mut out = Vec::new();
+    for e in names.iter().filter_map(|n| table.entries.get(n)) {
+        let paths = [
+            d.ctx.paths.out_log(&e.inst.name),
+            d.ctx.paths.err_log(&e.inst.name),
+        ];
+        let failed: Vec<String> = paths
+            .iter()
+            .filter(|p| p.exists())
+            .filter_map(|p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .and_then(|f| f.set_len(0))
+                    .err()
+                    .map(|err| format!("{}: {err}", p.display()))
+            })
+            .collect();
+        let snap = e.handle.snapshot.borrow();
+        out.push(Outcome {
+            name: e.inst.name.clone(),
+            action: if failed.is_empty() {
+                Action::Flushed
+            } else {
+                Action::Failed
+            },
+            status: snap.status,
+            pid: snap.pid,
+            detail: (!failed.is_empty()).then(|| failed.join("; ")),
+        });
+    }
+    Ok(Report { processes: out })
+}
+
+/// Stops everything (dependents first) and removes the socket and pid file; the server lets the
+/// daemon exit once this reply is sent.
+async fn kill(d: &Rc<Daemon>) -> Report {
+    let report = stop_all(d).await;
+    d.cleanup_files();
+    report
+}
+
+/// Stops every managed instance, dependents first.
+pub async fn stop_all(d: &Rc<Daemon>) -> Report {
+    let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
+    Report {
+        processes: stop_names(d, &names).await,
+    }
+}

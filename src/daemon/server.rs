@@ -1,0 +1,138 @@
+//! The control socket: accept connections, read newline-delimited requests with a size limit,
+//! dispatch each to `ops`, write the response. Bad input is answered or dropped; it never ends
+//! the daemon (spec §9).
+
+use std::rc::Rc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::protocol::{self, Envelope, ErrorKind, ErrorReply, Response};
+
+use super::Daemon;
+
+/// Accepts clients until the daemon shuts down; each client gets its own task.
+pub async fn serve(listener: UnixListener, daemon: Rc<Daemon>) {
+    let mut shutdown = daemon.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::task::spawn_local(connection(stream, daemon.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.wait_for(|&down| down) => break,
+        }
+    }
+}
+
+/// Serves one client: any number of requests, one per line, until it hangs up.
+async fn connection(stream: UnixStream, daemon: Rc<Daemon>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line(&mut reader, &mut line).await {
+            Ok(Line::Complete) => {}
+            Ok(Line::Eof) => return,
+            Ok(Line::TooLong) => {
+                let msg = format!("request longer than {} bytes", protocol::MAX_REQUEST_BYTES);
+                let _ = send(
+                    &mut write,
+                    &Response::Error(ErrorReply::new(ErrorKind::BadRequest, msg)),
+                )
+                .await;
+                return;
+            }
+            Err(_) => return,
+        }
+        let response = match serde_json::from_slice::<Envelope>(&line) {
+            Ok(env) if env.v != protocol::VERSION => Response::Error(ErrorReply::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "protocol version {} not supported by this daemon (version {}); run `pm3 kill` to restart it",
+                    env.v,
+                    protocol::VERSION
+                ),
+            )),
+            Ok(env) => {
+                let is_kill = matches!(env.req, protocol::Request::Kill);
+                let response = super::ops::handle(&daemon, env.req).await;
+                if is_kill {
+                    // Answer first, then let the daemon exit.
+                    let _ = send(&mut write, &response).await;
+                    let _ = write.shutdown().await;
+                    daemon.shutdown.send_replace(true);
+                    return;
+                }
+                response
+            }
+            Err(e) => Response::Error(ErrorReply::new(
+                ErrorKind::BadRequest,
+                format!("malformed request: {e}"),
+            )),
+        };
+        if send(&mut write, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+enum Line {
+    Complete,
+    Eof,
+    TooLong,
+}
+
+/// Reads up to and excluding the next `\n`, refusing lines over the protocol limit without
+/// buffering them.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+) -> std::io::Result<Line> {
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if out.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if out.len() + chunk.len() > protocol::MAX_REQUEST_BYTES {
+            return Ok(Line::TooLong);
+        }
+        out.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+async fn send(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(response).unwrap_or_else(|e| {
+        // Serializing our own types cannot fail short of a bug; answer with the error instead.
+        serde_json::to_vec(&Response::Error(ErrorReply::new(
+            ErrorKind::Internal,
+            e.to_string(),
+        )))
+        .unwrap_or_default()
+    });
+    bytes.push(b'\n');
+    w.write_all(&bytes).await
+}

@@ -1,0 +1,97 @@
+//! Turning the table and the supervisors' snapshots into the `list` and `info` shapes of the
+//! protocol (spec §7).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::process::spawn;
+use crate::protocol::{NameInfo, ProcessDetail, ProcessInfo};
+use crate::supervisor::Snapshot;
+
+use super::Daemon;
+use super::table::Entry;
+
+pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
+    let table = d.table.borrow();
+    let mut stats = d.stats.borrow_mut();
+    let rows: Vec<ProcessInfo> = table
+        .ordered()
+        .into_iter()
+        .map(|e| {
+            let snap = e.handle.snapshot.borrow().clone();
+            info(e, &snap, &mut stats)
+        })
+        .collect();
+    stats.retain(&|pid| rows.iter().any(|r| r.pid == Some(pid)));
+    rows
+}
+
+pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
+    let snap = e.handle.snapshot.borrow().clone();
+    let info = info(e, &snap, &mut d.stats.borrow_mut());
+    let def = &e.inst.def;
+    ProcessDetail {
+        info,
+        command: def.command.clone(),
+        argv: spawn::argv(&def.command),
+        cwd: def.cwd.clone(),
+        env: e.inst.env(),
+        out_log: d.ctx.paths.out_log(&e.inst.name),
+        err_log: d.ctx.paths.err_log(&e.inst.name),
+        depends_on: def.depends_on.clone(),
+        kill_signal: def.kill_signal,
+        kill_timeout_ms: def.kill_timeout_ms,
+        increment_var: def.increment_var.clone(),
+        started_at_ms: snap.started_at.map(unix_ms),
+        error: snap.error.clone(),
+    }
+}
+
+pub fn names(d: &Daemon, e: &Entry) -> NameInfo {
+    NameInfo {
+        name: e.inst.name.clone(),
+        out_log: d.ctx.paths.out_log(&e.inst.name),
+        err_log: d.ctx.paths.err_log(&e.inst.name),
+    }
+}
+
+fn info(e: &Entry, snap: &Snapshot, stats: &mut super::stats::StatsCache) -> ProcessInfo {
+    let def = &e.inst.def;
+    let uptime = snap
+        .pid
+        .and(snap.started_at)
+        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+    let usage = snap
+        .pid
+        .zip(uptime)
+        .and_then(|(pid, up)| stats.get(pid, up));
+    let (exit_code, exit_signal) = match &snap.last_exit {
+        Some((status, _, _)) => (status.code(), status.signal().map(|s| s.to_string())),
+        None => (None, None),
+    };
+    ProcessInfo {
+        name: e.inst.name.clone(),
+        process: def.name.clone(),
+        instance: crate::instances::instance_field(e.inst.index, def.instances),
+        instances: def.instances,
+        group: e.inst.group(),
+        status: snap.status,
+        pid: snap.pid,
+        restarts: snap.restarts,
+        uptime_ms: uptime.map(|u| u.as_millis() as u64),
+        exit_code,
+        exit_signal,
+        cpu_percent: usage.map(|u| u.0),
+        memory_bytes: usage.map(|u| u.1),
+        config: (*e.inst.config).clone(),
+        restart_in_ms: snap.restart_at.map(|t| {
+            t.saturating_duration_since(std::time::Instant::now())
+                .as_millis() as u64
+        }),
+    }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

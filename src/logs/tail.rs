@@ -1,0 +1,188 @@
+//! Reading log files back for `pm3 log`: the last N lines, read backwards from the end so a huge
+//! log costs no more than the lines shown, and following a file as it grows, is emptied
+//! (`flush`) or replaced (rotation).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The last `n` lines of `path` (without their newlines); a missing file has none.
+pub fn last_lines(path: &Path, n: usize) -> io::Result<Vec<Vec<u8>>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let len = file.metadata()?.len();
+    let mut pos = len;
+    let mut tail: Vec<u8> = Vec::new();
+    const CHUNK: u64 = 64 * 1024;
+    // Read backwards until the tail holds more than n newlines (or the file is exhausted).
+    while pos > 0 {
+        let start = pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (pos - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        pos = start;
+        let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+        if body.iter().filter(|&&b| b == b'\n').count() >= n {
+            break;
+        }
+    }
+    let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    let skip = lines.len().saturating_sub(n);
+    Ok(lines[skip..].iter().map(|l| l.to_vec()).collect())
+}
+
+/// Follows one file from its current end, across truncation and replacement.
+pub struct Follower {
+    path: PathBuf,
+    file: Option<File>,
+    inode: u64,
+    pos: u64,
+    /// Bytes of an unfinished last line, held back until its newline arrives.
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Starts at the current end of `path` (which may not exist yet).
+    pub fn at_end(path: &Path) -> Follower {
+        let mut f = Follower {
+            path: path.to_path_buf(),
+            file: None,
+            inode: 0,
+            pos: 0,
+            partial: Vec::new(),
+        };
+        if let Ok(file) = File::open(path)
+            && let Ok(meta) = file.metadata()
+        {
+            f.inode = meta.ino();
+            f.pos = meta.len();
+            f.file = Some(file);
+        }
+        f
+    }
+
+    /// Complete lines written since the last call.
+    pub fn poll(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        // Replaced (rotated) or created since: finish the old file, then read the new one from 0.
+        if let Ok(meta) = std::fs::metadata(&self.path)
+            && (self.file.is_none() || meta.ino() != self.inode)
+        {
+            self.read_new(&mut out);
+            if let Ok(file) = File::open(&self.path) {
+                self.file = Some(file);
+                self.inode = meta.ino();
+                self.pos = 0;
+            }
+        }
+        self.read_new(&mut out);
+        out
+    }
+
+    fn read_new(&mut self, out: &mut Vec<Vec<u8>>) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let Ok(len) = file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        if len < self.pos {
+            // Emptied by `pm3 flush`: start over.
+            self.pos = 0;
+            self.partial.clear();
+        }
+        if len == self.pos {
+            return;
+        }
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(self.pos)).is_err()
+            || file.take(len - self.pos).read_to_end(&mut buf).is_err()
+        {
+            return;
+        }
+        self.pos += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        if let Some(last_nl) = self.partial.iter().rposition(|&b| b == b'\n') {
+            let rest = self.partial.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut self.partial, rest);
+            out.extend(
+                complete[..complete.len() - 1]
+                    .split(|&b| b == b'\n')
+                    .map(<[u8]>::to_vec),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn last_lines_reads_from_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.log");
+        let mut f = File::create(&p).expect("create");
+        for i in 0..100_000 {
+            writeln!(f, "line {i}").expect("write");
+        }
+        let got = last_lines(&p, 3).expect("read");
+        assert_eq!(
+            got,
+            vec![
+                b"line 99997".to_vec(),
+                b"line 99998".to_vec(),
+                b"line 99999".to_vec()
+            ]
+        );
+        assert_eq!(last_lines(&p, 0).expect("read").len(), 0);
+        assert_eq!(
+            last_lines(&dir.path().join("missing"), 5)
+                .expect("read")
+                .len(),
+            0
+        );
+        write!(f, "no newline").expect("write");
+        assert_eq!(
+            last_lines(&p, 1).expect("read"),
+            vec![b"no newline".to_vec()]
+        );
+    }
+
+    #[test]
+    fn follower_sees_appends_truncation_and_replacement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.log");
+        std::fs::write(&p, "old\n").expect("write");
+        let mut fl = Follower::at_end(&p);
+        assert!(fl.poll().is_empty());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .expect("open");
+        write!(f, "a\nb").expect("write");
+        assert_eq!(fl.poll(), vec![b"a".to_vec()]);
+        writeln!(f).expect("write");
+        assert_eq!(fl.poll(), vec![b"b".to_vec()]);
+        f.set_len(0).expect("truncate");
+        writeln!(f, "after flush").expect("write");
+        assert_eq!(fl.poll(), vec![b"after flush".to_vec()]);
+        std::fs::rename(&p, dir.path().join("x.log.1")).expect("rename");
+        std::fs::write(&p, "rotated\n").expect("write");
+        assert_eq!(fl.poll(), vec![b"rotated".to_vec()]);
+    }
+}

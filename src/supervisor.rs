@@ -1,1 +1,0 @@
-//! Per-process supervision.

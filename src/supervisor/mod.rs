@@ -1,0 +1,660 @@
+//! One task per instance owns everything about it: the child, its output pipes, its restarts and
+//! its stop. The daemon talks to it only by message ([`Cmd`]) and reads its state from a watch
+//! channel ([`Snapshot`]), so no lock is shared and a slow stop never blocks a `list`.
+//!
+//! # Theory of operation
+//! The task sits in one [`Phase`] at a time and waits for whichever comes first: a command, the
+//! child's exit (pidfd), output on its pipes, the kill timeout, a dependency coming online, or
+//! the end of a restart delay. Every transition publishes a new snapshot and bumps the shared
+//! status bus, which is how dependents waiting on this instance notice.
+
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::sleep_until;
+
+use crate::instances;
+use crate::logs::capture::{LogFile, Stream};
+use crate::paths::Paths;
+use crate::process::exit::{ExitStatus, ExitWatch};
+use crate::process::signal::{self, Signal};
+use crate::process::spawn::{self, Launch};
+use crate::protocol::{Action, Outcome, Status};
+use crate::spec::ProcessDef;
+use policy::AfterExit;
+
+/// Everything that defines one instance; replaced wholesale when the config changes.
+#[derive(Debug)]
+pub struct Instance {
+    pub name: String,
+    pub index: u32,
+    pub def: Rc<ProcessDef>,
+    /// Environment of the command that applied the config.
+    pub base_env: Rc<BTreeMap<String, String>>,
+    /// The config file this instance comes from.
+    pub config: Rc<PathBuf>,
+}
+
+impl Instance {
+    pub fn env(&self) -> BTreeMap<String, String> {
+        instances::environment(&self.def, &self.base_env, self.index)
+    }
+    pub fn group(&self) -> Option<String> {
+        instances::group_of(&self.def)
+    }
+}
+
+/// Why the last run ended, as `info` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCause {
+    /// The process exited on its own.
+    Exited,
+    /// A command (stop, restart, kill) stopped it.
+    Stopped,
+}
+
+/// What the daemon can see of an instance at any moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: Status,
+    pub pid: Option<u32>,
+    /// Kernel start time of `pid` (clock ticks since boot): the pid's identity.
+    pub start_time: Option<u64>,
+    pub started_at: Option<SystemTime>,
+    pub restarts: u32,
+    pub last_exit: Option<(ExitStatus, ExitCause, SystemTime)>,
+    /// Why it is `errored`.
+    pub error: Option<String>,
+    /// When a delayed restart is due.
+    pub restart_at: Option<Instant>,
+}
+
+impl Snapshot {
+    fn new() -> Snapshot {
+        Snapshot {
+            status: Status::Stopped,
+            pid: None,
+            start_time: None,
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            restart_at: None,
+        }
+    }
+}
+
+/// The answer to a command, sent when the command has taken effect.
+pub type Reply = oneshot::Sender<Outcome>;
+
+/// Messages to a supervisor task.
+pub enum Cmd {
+    /// Start unless running; `deps` are the snapshots of every instance it must wait for.
+    Start {
+        deps: Vec<watch::Receiver<Snapshot>>,
+        reply: Reply,
+    },
+    /// Graceful stop; the reply comes once the process group is gone.
+    Stop { reply: Reply },
+    /// Stop (if running) then start; counts as a restart.
+    Restart {
+        deps: Vec<watch::Receiver<Snapshot>>,
+        reply: Reply,
+    },
+    /// Send a signal to the main process.
+    Signal { signal: Signal, reply: Reply },
+    /// Use this definition from the next start on.
+    Update { instance: Rc<Instance> },
+    /// Stop, then end the task.
+    Remove { reply: Reply },
+}
+
+/// Daemon-wide things every supervisor needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub paths: Rc<Paths>,
+    /// Bumped on every status change of any instance; dependents wait on it.
+    pub bus: Rc<watch::Sender<u64>>,
+}
+
+/// The daemon's side of a supervisor task.
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    pub snapshot: watch::Receiver<Snapshot>,
+}
+
+impl Handle {
+    /// Sends `cmd`; a task that has ended simply drops it (its reply channel closes).
+    pub fn send(&self, cmd: Cmd) {
+        let _ = self.tx.send(cmd);
+    }
+
+    /// Sends the command built by `make` and waits for its reply.
+    pub async fn ask(&self, name: &str, make: impl FnOnce(Reply) -> Cmd) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx));
+        rx.await.unwrap_or_else(|_| Outcome {
+            name: name.to_string(),
+            action: Action::Removed,
+            status: Status::Stopped,
+            pid: None,
+            detail: None,
+        })
+    }
+}
+
+/// Starts the supervisor task of `instance` (idle, `stopped`) on the current local task set.
+pub fn spawn(instance: Rc<Instance>, ctx: Ctx) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (snap_tx, snap_rx) = watch::channel(Snapshot::new());
+    let sup = Supervisor {
+        inst: instance,
+        ctx,
+        rx,
+        snap: snap_tx,
+        phase: Phase::Idle,
+        short_runs: 0,
+        stop_waiters: Vec::new(),
+        after_stop: None,
+    };
+    tokio::task::spawn_local(sup.run());
+    Handle {
+        tx,
+        snapshot: snap_rx,
+    }
+}
+
+/// Where the task is in the life of its instance.
+enum Phase {
+    /// Not running: `stopped` or `errored` (the snapshot says which).
+    Idle,
+    /// Waiting for dependencies to come online.
+    Waiting {
+        deps: Vec<watch::Receiver<Snapshot>>,
+        bus: watch::Receiver<u64>,
+    },
+    Running(Box<Running>),
+    /// Waiting out a restart delay.
+    Backoff {
+        until: tokio::time::Instant,
+    },
+}
+
+/// A live run of the instance.
+struct Running {
+    pid: u32,
+    started: Instant,
+    exit: ExitWatch,
+    out: Stream,
+    err: Stream,
+    stopping: Option<Stopping>,
+}
+
+struct Stopping {
+    deadline: tokio::time::Instant,
+    killed: bool,
+}
+
+/// What to do once the current run has ended because of a command.
+enum AfterStop {
+    Start {
+        deps: Vec<watch::Receiver<Snapshot>>,
+        reply: Reply,
+        action: Action,
+    },
+    Remove {
+        reply: Reply,
+    },
+}
+
+enum Event {
+    Cmd(Option<Cmd>),
+    Exited(ExitStatus),
+    Output,
+    KillTimeout,
+    DepsChanged,
+    BackoffOver,
+}
+
+struct Supervisor {
+    inst: Rc<Instance>,
+    ctx: Ctx,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    snap: watch::Sender<Snapshot>,
+    phase: Phase,
+    /// Consecutive runs shorter than `min_uptime` (the `max_restarts` budget).
+    short_runs: u32,
+    stop_waiters: Vec<Reply>,
+    after_stop: Option<AfterStop>,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        loop {
+            let event = match &mut self.phase {
+                Phase::Idle => Event::Cmd(self.rx.recv().await),
+                Phase::Waiting { bus, .. } => tokio::select! {
+                    cmd = self.rx.recv() => Event::Cmd(cmd),
+                    _ = bus.changed() => Event::DepsChanged,
+                },
+                Phase::Backoff { until } => tokio::select! {
+                    cmd = self.rx.recv() => Event::Cmd(cmd),
+                    _ = sleep_until(*until) => Event::BackoffOver,
+                },
+                Phase::Running(r) => {
+                    let deadline = r
+                        .stopping
+                        .as_ref()
+                        .filter(|s| !s.killed)
+                        .map(|s| s.deadline);
+                    tokio::select! {
+                        biased;
+                        status = r.exit.exited() => Event::Exited(status),
+                        _ = r.out.pump() => Event::Output,
+                        _ = r.err.pump() => Event::Output,
+                        cmd = self.rx.recv() => Event::Cmd(cmd),
+                        _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => Event::KillTimeout,
+                    }
+                }
+            };
+            match event {
+                Event::Cmd(Some(cmd)) => self.on_cmd(cmd),
+                // The daemon dropped its handle: it is shutting down without stopping us (the
+                // process keeps running for the next daemon to adopt).
+                Event::Cmd(None) => break,
+                Event::Exited(status) => self.on_exit(status),
+                Event::Output => {}
+                Event::KillTimeout => self.on_kill_timeout(),
+                Event::DepsChanged => self.on_deps_changed(),
+                Event::BackoffOver => {
+                    self.phase = Phase::Idle;
+                    self.spawn_now();
+                }
+            }
+            if self.is_done() {
+                break;
+            }
+        }
+    }
+
+    /// True once a `Remove` has completed.
+    fn is_done(&self) -> bool {
+        self.rx.is_closed() && matches!(self.phase, Phase::Idle)
+    }
+
+    fn outcome(&self, action: Action, detail: Option<String>) -> Outcome {
+        let snap = self.snap.borrow();
+        Outcome {
+            name: self.inst.name.clone(),
+            action,
+            status: snap.status,
+            pid: snap.pid,
+            detail,
+        }
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
+        self.snap.send_modify(f);
+        self.ctx.bus.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Start { deps, reply } => match &self.phase {
+                Phase::Idle | Phase::Backoff { .. } => {
+                    self.short_runs = 0;
+                    self.begin_start(deps, reply, Action::Started);
+                }
+                Phase::Waiting { .. } => {
+                    self.phase = Phase::Waiting {
+                        deps,
+                        bus: self.ctx.bus.subscribe(),
+                    };
+                    let _ = reply.send(self.outcome(Action::Waiting, None));
+                }
+                Phase::Running(r) if r.stopping.is_some() => {
+                    self.after_stop = Some(AfterStop::Start {
+                        deps,
+                        reply,
+                        action: Action::Started,
+                    });
+                }
+                Phase::Running(_) => {
+                    let _ = reply.send(self.outcome(Action::AlreadyRunning, None));
+                }
+            },
+            Cmd::Restart { deps, reply } => {
+                self.short_runs = 0;
+                match &self.phase {
+                    Phase::Running(_) => {
+                        self.after_stop = Some(AfterStop::Start {
+                            deps,
+                            reply,
+                            action: Action::Restarted,
+                        });
+                        self.begin_stop();
+                    }
+                    Phase::Idle | Phase::Waiting { .. } | Phase::Backoff { .. } => {
+                        self.phase = Phase::Idle;
+                        self.publish(|s| s.restarts += 1);
+                        self.begin_start(deps, reply, Action::Restarted);
+                    }
+                }
+            }
+            Cmd::Stop { reply } => match &self.phase {
+                Phase::Idle => {
+                    let _ = reply.send(self.outcome(Action::AlreadyStopped, None));
+                }
+                Phase::Waiting { .. } | Phase::Backoff { .. } => {
+                    self.phase = Phase::Idle;
+                    self.publish(|s| {
+                        s.status = Status::Stopped;
+                        s.restart_at = None;
+                    });
+                    let _ = reply.send(self.outcome(Action::Stopped, None));
+                }
+                Phase::Running(_) => {
+                    // A pending start after this stop is cancelled by the stop.
+                    if let Some(AfterStop::Start { reply: r, .. }) = self.after_stop.take() {
+                        let _ = r.send(self.outcome(Action::Stopped, None));
+                    }
+                    self.stop_waiters.push(reply);
+                    self.begin_stop();
+                }
+            },
+            Cmd::Signal { signal, reply } => {
+                let outcome = match &self.phase {
+                    Phase::Running(r) => match signal::signal_pid(r.pid, signal) {
+                        Ok(()) => self.outcome(Action::Signalled, Some(signal.to_string())),
+                        Err(e) => {
+                            self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}")))
+                        }
+                    },
+                    _ => self.outcome(Action::Failed, Some("not running".into())),
+                };
+                let _ = reply.send(outcome);
+            }
+            Cmd::Update { instance } => self.inst = instance,
+            Cmd::Remove { reply } => {
+                self.rx.close();
+                match &self.phase {
+                    Phase::Running(_) => {
+                        self.after_stop = Some(AfterStop::Remove { reply });
+                        self.begin_stop();
+                    }
+                    _ => {
+                        self.phase = Phase::Idle;
+                        self.publish(|s| s.status = Status::Stopped);
+                        let _ = reply.send(self.outcome(Action::Removed, None));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts now if every dependency is online, else waits for them.
+    fn begin_start(&mut self, deps: Vec<watch::Receiver<Snapshot>>, reply: Reply, action: Action) {
+        if deps_online(&deps) {
+            self.spawn_now();
+            let failed = self.snap.borrow().status == Status::Errored;
+            let detail = self.snap.borrow().error.clone();
+            let _ = reply.send(self.outcome(if failed { Action::Failed } else { action }, detail));
+        } else {
+            self.phase = Phase::Waiting {
+                deps,
+                bus: self.ctx.bus.subscribe(),
+            };
+            self.publish(|s| {
+                s.status = Status::Waiting;
+                s.pid = None;
+                s.restart_at = None;
+            });
+            let _ = reply.send(self.outcome(Action::Waiting, None));
+        }
+    }
+
+    fn on_deps_changed(&mut self) {
+        if let Phase::Waiting { deps, .. } = &self.phase
+            && deps_online(deps)
+        {
+            self.phase = Phase::Idle;
+            self.spawn_now();
+        }
+    }
+
+    /// Spawns a new run; on failure the instance is `errored` with the reason.
+    fn spawn_now(&mut self) {
+        match self.try_spawn() {
+            Ok(running) => {
+                let pid = running.pid;
+                let start_time = spawn::start_time(pid);
+                self.phase = Phase::Running(Box::new(running));
+                self.publish(|s| {
+                    s.status = Status::Online;
+                    s.pid = Some(pid);
+                    s.start_time = start_time;
+                    s.started_at = Some(SystemTime::now());
+                    s.error = None;
+                    s.restart_at = None;
+                });
+                tracing::info!(name = %self.inst.name, pid, "started");
+            }
+            Err(e) => {
+                tracing::warn!(name = %self.inst.name, "cannot start: {e}");
+                self.phase = Phase::Idle;
+                self.publish(|s| {
+                    s.status = Status::Errored;
+                    s.pid = None;
+                    s.error = Some(e);
+                    s.restart_at = None;
+                });
+            }
+        }
+    }
+
+    fn try_spawn(&self) -> Result<Running, String> {
+        let paths = &self.ctx.paths;
+        let env = self.inst.env();
+        let argv = spawn::argv(&self.inst.def.command);
+        let stamp = unique_stamp();
+        let out_pipe = paths
+            .pipes_dir()
+            .join(format!("{}.{stamp}.out", self.inst.name));
+        let err_pipe = paths
+            .pipes_dir()
+            .join(format!("{}.{stamp}.err", self.inst.name));
+        let out_log = LogFile::open(&paths.out_log(&self.inst.name)).map_err(|e| {
+            format!(
+                "cannot open {}: {e}",
+                paths.out_log(&self.inst.name).display()
+            )
+        })?;
+        let err_log = LogFile::open(&paths.err_log(&self.inst.name)).map_err(|e| {
+            format!(
+                "cannot open {}: {e}",
+                paths.err_log(&self.inst.name).display()
+            )
+        })?;
+        let launch = Launch {
+            argv: &argv,
+            cwd: &self.inst.def.cwd,
+            env: &env,
+            out_pipe: &out_pipe,
+            err_pipe: &err_pipe,
+        };
+        let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
+        let pid = spawned.pid;
+        let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
+            let out = Stream::new(spawned.out, out_pipe, out_log)?;
+            let err = Stream::new(spawned.err, err_pipe, err_log)?;
+            Ok((exit, out, err))
+        });
+        match watch_and_streams {
+            Ok((exit, out, err)) => Ok(Running {
+                pid,
+                started: Instant::now(),
+                exit,
+                out,
+                err,
+                stopping: None,
+            }),
+            Err(e) => {
+                // Without an exit watch the process cannot be supervised: do not leave it behind.
+                let _ = signal::signal_group(pid, Signal::KILL);
+                Err(format!("cannot watch process {pid}: {e}"))
+            }
+        }
+    }
+
+    /// Sends the stop signal to the process group and arms the kill timeout.
+    fn begin_stop(&mut self) {
+        let Phase::Running(r) = &mut self.phase else {
+            return;
+        };
+        if r.stopping.is_some() {
+            return;
+        }
+        let sig = self.inst.def.kill_signal;
+        if let Err(e) = signal::signal_group(r.pid, sig) {
+            tracing::warn!(name = %self.inst.name, "cannot send {sig}: {e}");
+        }
+        // SIGCONT too, so a stopped (SIGSTOP) group can act on the signal.
+        let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
+        let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
+        r.stopping = Some(Stopping {
+            deadline,
+            killed: false,
+        });
+        self.publish(|s| s.status = Status::Stopping);
+    }
+
+    fn on_kill_timeout(&mut self) {
+        if let Phase::Running(r) = &mut self.phase
+            && let Some(stopping) = &mut r.stopping
+        {
+            tracing::info!(name = %self.inst.name, pid = r.pid, "kill timeout: SIGKILL");
+            let _ = signal::signal_group(r.pid, Signal::KILL);
+            stopping.killed = true;
+        }
+    }
+
+    fn on_exit(&mut self, status: ExitStatus) {
+        let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        // Everything the process wrote before it exited is in the pipes now: copy it before the
+        // exit is recorded.
+        r.out.drain();
+        r.err.drain();
+        // The group ends with its main process: no orphans left behind.
+        let _ = signal::signal_group(r.pid, Signal::KILL);
+        let ran_for = r.started.elapsed();
+        let by_command = r.stopping.is_some();
+        linger(r.out, r.err);
+        let cause = if by_command {
+            ExitCause::Stopped
+        } else {
+            ExitCause::Exited
+        };
+        tracing::info!(name = %self.inst.name, pid = r.pid, ?status, ?cause, "exited");
+        self.publish(|s| {
+            s.pid = None;
+            s.start_time = None;
+            s.last_exit = Some((status, cause, SystemTime::now()));
+        });
+
+        if by_command {
+            self.publish(|s| s.status = Status::Stopped);
+            for w in self.stop_waiters.drain(..) {
+                let _ = w.send(Outcome {
+                    name: self.inst.name.clone(),
+                    action: Action::Stopped,
+                    status: Status::Stopped,
+                    pid: None,
+                    detail: None,
+                });
+            }
+            match self.after_stop.take() {
+                Some(AfterStop::Start {
+                    deps,
+                    reply,
+                    action,
+                }) => {
+                    if action == Action::Restarted {
+                        self.publish(|s| s.restarts += 1);
+                    }
+                    self.begin_start(deps, reply, action);
+                }
+                Some(AfterStop::Remove { reply }) => {
+                    let _ = reply.send(self.outcome(Action::Removed, None));
+                }
+                None => {}
+            }
+            return;
+        }
+
+        match policy::after_exit(&self.inst.def, status, ran_for, &mut self.short_runs) {
+            AfterExit::Stay => self.publish(|s| s.status = Status::Stopped),
+            AfterExit::GiveUp => self.publish(|s| {
+                s.status = Status::Errored;
+                s.error = Some(format!(
+                    "gave up after {} restarts in a row",
+                    self.inst.def.max_restarts
+                ));
+            }),
+            AfterExit::Restart { delay } => {
+                self.publish(|s| s.restarts += 1);
+                if delay.is_zero() {
+                    self.spawn_now();
+                } else {
+                    let until = tokio::time::Instant::now() + delay;
+                    self.phase = Phase::Backoff { until };
+                    self.publish(|s| {
+                        s.status = Status::Waiting;
+                        s.restart_at = Some(until.into_std());
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// True when every dependency instance is online.
+fn deps_online(deps: &[watch::Receiver<Snapshot>]) -> bool {
+    deps.iter().all(|d| d.borrow().status == Status::Online)
+}
+
+/// Keeps copying output that descendants still write after the main process exited, until the
+/// pipes close (the group was just sent SIGKILL, so that is soon).
+fn linger(mut out: Stream, mut err: Stream) {
+    if out.at_eof() && err.at_eof() {
+        return;
+    }
+    tokio::task::spawn_local(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !(out.at_eof() && err.at_eof()) {
+            tokio::select! {
+                _ = out.pump() => {}
+                _ = err.pump() => {}
+                _ = sleep_until(deadline) => break,
+            }
+        }
+    });
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// A stamp that makes each run's pipe names unique within this data directory.
+fn unique_stamp() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
