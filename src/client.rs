@@ -20,15 +20,9 @@ pub enum ClientError {
     #[error(transparent)]
     Paths(#[from] PathsError),
     #[error("cannot reach the daemon at {path}: {source}")]
-    Connect {
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
+    Connect { path: std::path::PathBuf, source: io::Error },
     #[error("refusing socket {path}: it is owned by uid {owner}, not by you")]
-    SocketOwner {
-        path: std::path::PathBuf,
-        owner: u32,
-    },
+    SocketOwner { path: std::path::PathBuf, owner: u32 },
     #[error("cannot start the daemon: {0}")]
     Start(String),
     #[error("lost the connection to the daemon: {0}")]
@@ -51,27 +45,14 @@ impl Client {
         if let Ok(meta) = std::fs::symlink_metadata(&socket)
             && meta.uid() != rustix::process::geteuid().as_raw()
         {
-            return Err(ClientError::SocketOwner {
-                path: socket,
-                owner: meta.uid(),
-            });
+            return Err(ClientError::SocketOwner { path: socket, owner: meta.uid() });
         }
         match UnixStream::connect(&socket) {
-            Ok(stream) => Ok(Some(Client {
-                reader: BufReader::new(stream),
-            })),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Ok(stream) => Ok(Some(Client { reader: BufReader::new(stream) })),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }
-            Err(source) => Err(ClientError::Connect {
-                path: socket,
-                source,
-            }),
+            Err(source) => Err(ClientError::Connect { path: socket, source }),
         }
     }
 
@@ -100,11 +81,8 @@ impl Client {
 
     /// Sends one request and reads its response; a daemon error becomes `ClientError::Daemon`.
     pub fn request(&mut self, req: Request) -> Result<Response, ClientError> {
-        let mut line = serde_json::to_vec(&Envelope {
-            v: protocol::VERSION,
-            req,
-        })
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut line = serde_json::to_vec(&Envelope { v: protocol::VERSION, req })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
         self.reader.get_mut().write_all(&line)?;
         let mut buf = Vec::new();
@@ -138,9 +116,7 @@ fn start_daemon(paths: &Paths) -> Result<(), ClientError> {
         .truncate(too_big)
         .open(&log_path)
         .map_err(|e| ClientError::Start(format!("cannot open {}: {e}", log_path.display())))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| ClientError::Start(e.to_string()))?;
+    let log2 = log.try_clone().map_err(|e| ClientError::Start(e.to_string()))?;
     Command::new(exe)
         .arg("daemon")
         .env("PM3_HOME", &paths.home)

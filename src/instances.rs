@@ -9,11 +9,7 @@ use crate::spec::ProcessDef;
 
 /// Name of instance `index` of `process` when the process has `count` instances.
 pub fn instance_name(process: &str, index: u32, count: u32) -> String {
-    if count > 1 {
-        format!("{process}:{index}")
-    } else {
-        process.to_string()
-    }
+    if count > 1 { format!("{process}:{index}") } else { process.to_string() }
 }
 
 /// The instance index in the list's `instance` field: `None` for a process that is not clustered.
@@ -47,10 +43,7 @@ pub fn environment(
         own.insert(k, v.clone());
     }
     if let Some(var) = &def.increment_var {
-        let current = own
-            .get(var.as_str())
-            .cloned()
-            .or_else(|| base.get(var).cloned());
+        let current = own.get(var.as_str()).cloned().or_else(|| base.get(var).cloned());
         if let Some(n) = current.and_then(|v| v.trim().parse::<i64>().ok()) {
             own.insert(var, (n + i64::from(index)).to_string());
         }
@@ -65,9 +58,7 @@ pub fn environment(
     let mut out = base.clone();
     for (k, raw) in &own {
         let mut visiting = vec![*k];
-        let value = expand(raw, &mut |name| {
-            resolve(name, &own, base, &fixed, &mut visiting)
-        });
+        let value = expand(raw, &mut |name| resolve(name, &own, base, &fixed, &mut visiting));
         out.insert((*k).to_string(), value);
     }
     out.insert("PM3_INSTANCE_ID".into(), id.clone());
@@ -137,10 +128,7 @@ mod tests {
 
     fn def(env: &[(&str, &str)], instances: u32) -> ProcessDef {
         let mut d = ProcessDef::new("web", "node server.js", PathBuf::from("/srv"));
-        d.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        d.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         d.instances = instances;
         d
     }
@@ -164,11 +152,8 @@ mod tests {
 
     #[test]
     fn instance_variables_and_expansion() {
-        let base: BTreeMap<String, String> = [
-            ("PATH".to_string(), "/bin".to_string()),
-            ("HOME".into(), "/root".into()),
-        ]
-        .into();
+        let base: BTreeMap<String, String> =
+            [("PATH".to_string(), "/bin".to_string()), ("HOME".into(), "/root".into())].into();
         let mut d = def(
             &[
                 ("URL", "http://localhost:${PORT}/x"),

@@ -29,11 +29,7 @@ pub enum PathsError {
 impl Paths {
     /// Resolves the data directory from the environment, without touching the disk.
     pub fn from_env() -> Result<Paths, PathsError> {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let home = if let Some(h) = var("PM3_HOME") {
             h
         } else if let Some(x) = var("XDG_DATA_HOME") {
@@ -46,9 +42,7 @@ impl Paths {
         let home = if home.is_absolute() {
             home
         } else {
-            std::env::current_dir()
-                .map(|d| d.join(&home))
-                .unwrap_or(home)
+            std::env::current_dir().map(|d| d.join(&home)).unwrap_or(home)
         };
         Ok(Paths { home })
     }
@@ -112,34 +106,21 @@ fn ensure_private_dir(path: &Path) -> Result<(), PathsError> {
                 .recursive(true)
                 .mode(0o700)
                 .create(path)
-                .map_err(|source| PathsError::Create {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                .map_err(|source| PathsError::Create { path: path.to_path_buf(), source })?;
             // DirBuilder's mode is filtered by the umask; make it exactly 0700.
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|source| {
-                PathsError::Create {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(|source| PathsError::Create { path: path.to_path_buf(), source })
         }
     }
 }
 
 fn check_meta(path: &Path, meta: &fs::Metadata) -> Result<(), PathsError> {
     if !meta.is_dir() {
-        return Err(PathsError::NotDir {
-            path: path.to_path_buf(),
-        });
+        return Err(PathsError::NotDir { path: path.to_path_buf() });
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(PathsError::NotOwner {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            me,
-        });
+        return Err(PathsError::NotOwner { path: path.to_path_buf(), owner: meta.uid(), me });
     }
     Ok(())
 }

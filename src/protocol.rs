@@ -120,10 +120,7 @@ impl Status {
 
     /// True while the process has (or is about to have) a live pid.
     pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            Status::Starting | Status::Online | Status::Unhealthy | Status::Stopping
-        )
+        matches!(self, Status::Starting | Status::Online | Status::Unhealthy | Status::Stopping)
     }
 }
 
@@ -253,9 +250,6 @@ pub enum ErrorKind {
 
 impl ErrorReply {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
-        ErrorReply {
-            kind,
-            message: message.into(),
-        }
+        ErrorReply { kind, message: message.into() }
     }
 }

@@ -22,29 +22,15 @@ struct Source {
     path: PathBuf,
 }
 
-pub fn show(
-    names: &[NameInfo],
-    lines: usize,
-    streams: Streams,
-    follow: bool,
-    json: bool,
-) -> io::Result<()> {
+pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, json: bool) -> io::Result<()> {
     let prefixed = names.len() > 1;
     let mut sources = Vec::new();
     for n in names {
         if streams.out {
-            sources.push(Source {
-                name: n.name.clone(),
-                stream: "out",
-                path: n.out_log.clone(),
-            });
+            sources.push(Source { name: n.name.clone(), stream: "out", path: n.out_log.clone() });
         }
         if streams.err {
-            sources.push(Source {
-                name: n.name.clone(),
-                stream: "err",
-                path: n.err_log.clone(),
-            });
+            sources.push(Source { name: n.name.clone(), stream: "err", path: n.err_log.clone() });
         }
     }
     let stdout = io::stdout();
@@ -80,20 +66,13 @@ pub fn show(
     }
 }
 
-fn print_line(
-    w: &mut impl Write,
-    s: &Source,
-    line: &[u8],
-    prefixed: bool,
-    json: bool,
-) -> io::Result<()> {
+fn print_line(w: &mut impl Write, s: &Source, line: &[u8], prefixed: bool, json: bool) -> io::Result<()> {
     let result = if json {
-        let v = serde_json::json!({ "name": s.name, "stream": s.stream, "line": String::from_utf8_lossy(line) });
+        let v =
+            serde_json::json!({ "name": s.name, "stream": s.stream, "line": String::from_utf8_lossy(line) });
         writeln!(w, "{v}")
     } else if prefixed {
-        write!(w, "{} | ", s.name)
-            .and_then(|()| w.write_all(line))
-            .and_then(|()| w.write_all(b"\n"))
+        write!(w, "{} | ", s.name).and_then(|()| w.write_all(line)).and_then(|()| w.write_all(b"\n"))
     } else {
         w.write_all(line).and_then(|()| w.write_all(b"\n"))
     };

@@ -176,29 +176,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Signal { target, signal } => {
             let signal = signal
                 .parse()
-                .map_err(|e: crate::process::signal::UnknownSignal| {
-                    CliError::Other(e.to_string())
-                })?;
-            simple(
-                &paths,
-                &out,
-                "signal",
-                Request::Signal {
-                    targets: vec![target],
-                    signal,
-                },
-            )
+                .map_err(|e: crate::process::signal::UnknownSignal| CliError::Other(e.to_string()))?;
+            simple(&paths, &out, "signal", Request::Signal { targets: vec![target], signal })
         }
-        Command::Scale { process, count } => {
-            simple(&paths, &out, "scale", Request::Scale { process, count })
-        }
+        Command::Scale { process, count } => simple(&paths, &out, "scale", Request::Scale { process, count }),
         Command::List => {
             let rows = list(&mut Client::connect_or_start(&paths)?)?;
-            if out.json {
-                out.print_json(&rows)
-            } else {
-                out.print(&output::table(&rows))
-            }
+            if out.json { out.print_json(&rows) } else { out.print(&output::table(&rows)) }
         }
         Command::Info { target } => {
             let mut client = Client::connect_or_start(&paths)?;
@@ -214,39 +198,28 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Log {
-            target,
-            lines,
-            follow,
-            err,
-            out: only_out,
-        } => {
+        Command::Log { target, lines, follow, err, out: only_out } => {
             let mut client = Client::connect_or_start(&paths)?;
             let targets: Vec<String> = target.into_iter().collect();
-            let Response::Names(names) = client.request(Request::Resolve {
-                targets: targets.clone(),
-            })?
+            let Response::Names(names) = client.request(Request::Resolve { targets: targets.clone() })?
             else {
                 return Err(unexpected());
             };
             drop(client);
-            let streams = logs::Streams {
-                out: !err,
-                err: !only_out,
-            };
-            logs::show(&names, lines, streams, follow, out.json)
-                .map_err(|e| CliError::Other(e.to_string()))
+            let streams = logs::Streams { out: !err, err: !only_out };
+            logs::show(&names, lines, streams, follow, out.json).map_err(|e| CliError::Other(e.to_string()))
         }
         Command::Kill => {
             let Some(mut client) = Client::connect(&paths)? else {
                 if out.json {
-                    return out.print_json(&serde_json::json!({"command": "kill", "processes": [], "daemon": "not running"}));
+                    return out.print_json(
+                        &serde_json::json!({"command": "kill", "processes": [], "daemon": "not running"}),
+                    );
                 }
                 return out.print("no daemon is running\n");
             };
-            let pid = std::fs::read_to_string(paths.pid_file())
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok());
+            let pid =
+                std::fs::read_to_string(paths.pid_file()).ok().and_then(|s| s.trim().parse::<u32>().ok());
             let report = expect_done(client.request(Request::Kill)?)?;
             drop(client);
             // The daemon answers just before it exits: wait for it to be gone.
@@ -325,41 +298,24 @@ fn expect_done(r: Response) -> Result<Report, CliError> {
 }
 
 fn unexpected() -> CliError {
-    CliError::Other(
-        "unexpected answer from the daemon (is it another pm3 version? try `pm3 kill`)".into(),
-    )
+    CliError::Other("unexpected answer from the daemon (is it another pm3 version? try `pm3 kill`)".into())
 }
 
 /// `start --wait`: polls until every started instance is online; fails on any that ends
 /// errored or unhealthy.
 fn wait_online(client: &mut Client, report: &Report, out: &Out) -> Result<(), CliError> {
-    let names: Vec<&str> = report
-        .processes
-        .iter()
-        .filter(|o| o.action != Action::Removed)
-        .map(|o| o.name.as_str())
-        .collect();
+    let names: Vec<&str> =
+        report.processes.iter().filter(|o| o.action != Action::Removed).map(|o| o.name.as_str()).collect();
     loop {
         let rows = list(client)?;
-        let mine: Vec<&ProcessInfo> = rows
-            .iter()
-            .filter(|r| names.contains(&r.name.as_str()))
-            .collect();
+        let mine: Vec<&ProcessInfo> = rows.iter().filter(|r| names.contains(&r.name.as_str())).collect();
         let failed: Vec<String> = mine
             .iter()
-            .filter(|r| {
-                matches!(
-                    r.status,
-                    Status::Errored | Status::Unhealthy | Status::Stopped
-                )
-            })
+            .filter(|r| matches!(r.status, Status::Errored | Status::Unhealthy | Status::Stopped))
             .map(|r| format!("{} is {}", r.name, r.status.as_str()))
             .collect();
         if !failed.is_empty() {
-            return Err(CliError::Other(format!(
-                "not online: {}",
-                failed.join(", ")
-            )));
+            return Err(CliError::Other(format!("not online: {}", failed.join(", "))));
         }
         if mine.iter().all(|r| r.status == Status::Online) {
             if !out.json {
@@ -393,9 +349,7 @@ impl Out {
     /// Prints what a command did; fails (exit 1) if any process failed.
     fn report(&self, command: &str, report: &Report) -> Result<(), CliError> {
         if self.json {
-            self.print_json(
-                &serde_json::json!({ "command": command, "processes": report.processes }),
-            )?;
+            self.print_json(&serde_json::json!({ "command": command, "processes": report.processes }))?;
         } else {
             self.print(&output::report(report))?;
         }

@@ -34,9 +34,7 @@ pub fn size(bytes: u64) -> String {
 
 /// The `list` table, columns aligned.
 pub fn table(rows: &[ProcessInfo]) -> String {
-    let header = [
-        "NAME", "GROUP", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "MEM",
-    ];
+    let header = ["NAME", "GROUP", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "MEM"];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -45,8 +43,7 @@ pub fn table(rows: &[ProcessInfo]) -> String {
                 r.group.clone().unwrap_or_else(|| "-".into()),
                 status_text(r),
                 r.pid.map_or("-".into(), |p| p.to_string()),
-                r.uptime_ms
-                    .map_or("-".into(), |u| duration(Duration::from_millis(u))),
+                r.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))),
                 r.restarts.to_string(),
                 r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
                 r.memory_bytes.map_or("-".into(), size),
@@ -91,11 +88,7 @@ fn status_text(r: &ProcessInfo) -> String {
 }
 
 fn short_ms(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{}s", ms.div_ceil(1000))
-    }
+    if ms < 1000 { format!("{ms}ms") } else { format!("{}s", ms.div_ceil(1000)) }
 }
 
 /// One line per process touched: `started worker:0 (pid 4242)`.
@@ -118,16 +111,10 @@ fn outcome(o: &Outcome) -> String {
             format!("{} {}", o.action.verb(), o.name)
         }
         Action::AlreadyStopped => format!("{} already stopped", o.name),
-        Action::Signalled => format!(
-            "signalled {} with {}{pid}",
-            o.name,
-            o.detail.as_deref().unwrap_or("a signal")
-        ),
-        Action::Failed => format!(
-            "failed {}: {}",
-            o.name,
-            o.detail.as_deref().unwrap_or("unknown error")
-        ),
+        Action::Signalled => {
+            format!("signalled {} with {}{pid}", o.name, o.detail.as_deref().unwrap_or("a signal"))
+        }
+        Action::Failed => format!("failed {}: {}", o.name, o.detail.as_deref().unwrap_or("unknown error")),
     }
 }
 
@@ -141,11 +128,7 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv("name", i.name.clone());
     kv("status", status_text(i));
     kv("pid", i.pid.map_or("-".into(), |p| p.to_string()));
-    kv(
-        "uptime",
-        i.uptime_ms
-            .map_or("-".into(), |u| duration(Duration::from_millis(u))),
-    );
+    kv("uptime", i.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))));
     kv("restarts", i.restarts.to_string());
     if i.exit_code.is_some() || i.exit_signal.is_some() {
         let how = match (&i.exit_code, &i.exit_signal) {
@@ -158,36 +141,16 @@ pub fn detail(d: &ProcessDetail) -> String {
     if let Some(e) = &d.error {
         kv("error", e.clone());
     }
-    kv(
-        "cpu",
-        i.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
-    );
+    kv("cpu", i.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")));
     kv("memory", i.memory_bytes.map_or("-".into(), size));
     kv("group", i.group.clone().unwrap_or_else(|| "-".into()));
-    kv(
-        "instance",
-        i.instance
-            .map_or("-".into(), |n| format!("{n} of {}", i.instances)),
-    );
+    kv("instance", i.instance.map_or("-".into(), |n| format!("{n} of {}", i.instances)));
     kv("config", i.config.display().to_string());
     kv("command", d.command.clone());
     kv("argv", shell_words::join(&d.argv));
     kv("cwd", d.cwd.display().to_string());
-    kv(
-        "depends on",
-        if d.depends_on.is_empty() {
-            "-".into()
-        } else {
-            d.depends_on.join(", ")
-        },
-    );
-    kv(
-        "kill",
-        format!(
-            "{} then SIGKILL after {}ms",
-            d.kill_signal, d.kill_timeout_ms
-        ),
-    );
+    kv("depends on", if d.depends_on.is_empty() { "-".into() } else { d.depends_on.join(", ") });
+    kv("kill", format!("{} then SIGKILL after {}ms", d.kill_signal, d.kill_timeout_ms));
     kv("out log", d.out_log.display().to_string());
     kv("err log", d.err_log.display().to_string());
     out.push_str("env\n");

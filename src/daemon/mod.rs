@@ -45,29 +45,19 @@ pub enum DaemonError {
     #[error(transparent)]
     Paths(#[from] PathsError),
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
+    Io { what: &'static str, path: std::path::PathBuf, source: io::Error },
     #[error("another daemon already runs for {0}")]
     AlreadyRunning(std::path::PathBuf),
 }
 
 /// Entry point of `pm3 daemon`: sets up logging and the runtime, runs until shut down.
 pub fn main(paths: Paths) -> i32 {
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_ansi(false).with_target(false).init();
     // Own session: no terminal, no signals from the shell that started us.
     let _ = rustix::process::setsid();
     let _ = std::env::set_current_dir("/");
     raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start runtime: {e}");
@@ -96,20 +86,13 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         path: socket.clone(),
         source,
     })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(
-        |source| DaemonError::Io {
-            what: "cannot chmod",
-            path: socket.clone(),
-            source,
-        },
-    )?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| DaemonError::Io { what: "cannot chmod", path: socket.clone(), source })?;
     let pid_file = paths.pid_file();
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| {
-        DaemonError::Io {
-            what: "cannot write",
-            path: pid_file.clone(),
-            source,
-        }
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| DaemonError::Io {
+        what: "cannot write",
+        path: pid_file.clone(),
+        source,
     })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
@@ -117,10 +100,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     let daemon = Rc::new(Daemon {
         table: RefCell::new(table::Table::default()),
         stats: RefCell::new(stats::StatsCache::default()),
-        ctx: Ctx {
-            paths: Rc::new(paths),
-            bus: Rc::new(bus),
-        },
+        ctx: Ctx { paths: Rc::new(paths), bus: Rc::new(bus) },
         shutdown: watch::channel(false).0,
     });
 
@@ -168,11 +148,7 @@ fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| DaemonError::Io {
-            what: "cannot open",
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|source| DaemonError::Io { what: "cannot open", path: path.clone(), source })?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(_) => Err(DaemonError::AlreadyRunning(paths.home.clone())),

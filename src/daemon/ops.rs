@@ -10,8 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::instances::{self, instance_name};
 use crate::protocol::{
-    Action, ConfigPayload, ErrorKind, ErrorReply, Outcome, Report, Request, Response, Status,
-    VERSION,
+    Action, ConfigPayload, ErrorKind, ErrorReply, Outcome, Report, Request, Response, Status, VERSION,
 };
 use crate::spec::ProcessDef;
 use crate::supervisor::{self, Cmd, Instance, Reply};
@@ -23,20 +22,13 @@ type Result<T> = std::result::Result<T, ErrorReply>;
 
 pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
     let result = match req {
-        Request::Ping => Ok(Response::Pong {
-            version: VERSION,
-            pid: std::process::id(),
-        }),
+        Request::Ping => Ok(Response::Pong { version: VERSION, pid: std::process::id() }),
         Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
         Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
-        Request::Restart { config, targets } => {
-            restart(d, config, &targets).await.map(Response::Done)
-        }
+        Request::Restart { config, targets } => restart(d, config, &targets).await.map(Response::Done),
         Request::List => Ok(Response::List(views::list(d))),
         Request::Info { target } => info(d, &target),
-        Request::Signal { targets, signal } => {
-            send_signal(d, &targets, signal).await.map(Response::Done)
-        }
+        Request::Signal { targets, signal } => send_signal(d, &targets, signal).await.map(Response::Done),
         Request::Scale { process, count } => scale(d, &process, count).await.map(Response::Done),
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
@@ -51,24 +43,15 @@ async fn send_signal(
     signal: crate::process::signal::Signal,
 ) -> Result<Report> {
     let names = d.table.borrow().resolve(targets)?;
-    let rxs = dispatch(&d.table.borrow(), &names, |_, reply| Cmd::Signal {
-        signal,
-        reply,
-    });
-    Ok(Report {
-        processes: collect(rxs).await,
-    })
+    let rxs = dispatch(&d.table.borrow(), &names, |_, reply| Cmd::Signal { signal, reply });
+    Ok(Report { processes: collect(rxs).await })
 }
 
 fn resolve_names(d: &Rc<Daemon>, targets: &[String]) -> Result<Response> {
     let table = d.table.borrow();
     let names = table.resolve(targets)?;
     Ok(Response::Names(
-        names
-            .iter()
-            .filter_map(|n| table.entries.get(n))
-            .map(|e| views::names(d, e))
-            .collect(),
+        names.iter().filter_map(|n| table.entries.get(n)).map(|e| views::names(d, e)).collect(),
     ))
 }
 
@@ -105,21 +88,13 @@ async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> Vec<Outcome>
 }
 
 /// Applies a config (when given), then starts the targets and what they depend on.
-async fn start(
-    d: &Rc<Daemon>,
-    config: Option<ConfigPayload>,
-    targets: &[String],
-) -> Result<Report> {
+async fn start(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
     report.processes.extend(start_names(d, &names, false).await);
     Ok(report)
 }
 
-async fn restart(
-    d: &Rc<Daemon>,
-    config: Option<ConfigPayload>,
-    targets: &[String],
-) -> Result<Report> {
+async fn restart(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
     report.processes.extend(start_names(d, &names, true).await);
     Ok(report)
@@ -139,11 +114,7 @@ async fn prepare(
         let planned = plan_names(&payload.file.processes);
         let items: Vec<Item<'_>> = planned
             .iter()
-            .map(|(name, def)| Item {
-                name,
-                process: &def.name,
-                group: instances::group_of(def),
-            })
+            .map(|(name, def)| Item { name, process: &def.name, group: instances::group_of(def) })
             .collect();
         table::resolve(&items, targets)?
     };
@@ -159,9 +130,7 @@ async fn prepare(
 /// Every instance name a set of definitions produces, in order.
 fn plan_names(defs: &[ProcessDef]) -> Vec<(String, &ProcessDef)> {
     defs.iter()
-        .flat_map(|def| {
-            (0..def.instances).map(move |i| (instance_name(&def.name, i, def.instances), def))
-        })
+        .flat_map(|def| (0..def.instances).map(move |i| (instance_name(&def.name, i, def.instances), def)))
         .collect()
 }
 
@@ -222,18 +191,10 @@ async fn reconcile(
                     config: config.clone(),
                 });
                 match table.entries.get(&name) {
-                    Some(e) => e.handle.send(Cmd::Update {
-                        instance: inst.clone(),
-                    }),
+                    Some(e) => e.handle.send(Cmd::Update { instance: inst.clone() }),
                     None => {
                         let handle = supervisor::spawn(inst.clone(), d.ctx.clone());
-                        table.entries.insert(
-                            name,
-                            Entry {
-                                inst: inst.clone(),
-                                handle,
-                            },
-                        );
+                        table.entries.insert(name, Entry { inst: inst.clone(), handle });
                         continue;
                     }
                 }
@@ -251,11 +212,7 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
     victims.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut out = Vec::new();
     for (name, _) in victims {
-        let rxs = dispatch(
-            &d.table.borrow(),
-            std::slice::from_ref(&name),
-            |_, reply| Cmd::Remove { reply },
-        );
+        let rxs = dispatch(&d.table.borrow(), std::slice::from_ref(&name), |_, reply| Cmd::Remove { reply });
         out.extend(collect(rxs).await);
         d.table.borrow_mut().entries.remove(&name);
     }
@@ -269,11 +226,8 @@ async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Out
         let table = d.table.borrow();
         let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
         // Dependencies of what is started, transitively, start too (spec §5).
-        let mut stack: Vec<String> = names
-            .iter()
-            .filter_map(|n| table.entries.get(n))
-            .map(|e| e.inst.def.name.clone())
-            .collect();
+        let mut stack: Vec<String> =
+            names.iter().filter_map(|n| table.entries.get(n)).map(|e| e.inst.def.name.clone()).collect();
         let mut seen = BTreeSet::new();
         while let Some(p) = stack.pop() {
             if !seen.insert(p.clone()) {
@@ -312,13 +266,7 @@ fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
         .collect();
     table::dependency_order(&procs)
         .into_iter()
-        .flat_map(|p| {
-            table
-                .instances_of(&p)
-                .into_iter()
-                .map(|e| e.inst.name.clone())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|p| table.instances_of(&p).into_iter().map(|e| e.inst.name.clone()).collect::<Vec<_>>())
         .filter(|n| names.contains(n))
         .collect()
 }
@@ -326,9 +274,7 @@ fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
 /// Stops the targets and, first, every running dependent of them.
 async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let names = d.table.borrow().resolve(targets)?;
-    Ok(Report {
-        processes: stop_names(d, &names).await,
-    })
+    Ok(Report { processes: stop_names(d, &names).await })
 }
 
 async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
@@ -336,11 +282,8 @@ async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
         let table = d.table.borrow();
         let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
         // Add running dependents of the processes being stopped, transitively.
-        let mut stopped: Vec<String> = names
-            .iter()
-            .filter_map(|n| table.entries.get(n))
-            .map(|e| e.inst.def.name.clone())
-            .collect();
+        let mut stopped: Vec<String> =
+            names.iter().filter_map(|n| table.entries.get(n)).map(|e| e.inst.def.name.clone()).collect();
         let mut seen = BTreeSet::new();
         while let Some(p) = stopped.pop() {
             if !seen.insert(p.clone()) {
@@ -348,9 +291,7 @@ async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
             }
             for e in table.entries.values() {
                 let status = e.handle.snapshot.borrow().status;
-                if e.inst.def.depends_on.contains(&p)
-                    && (status.is_running() || status == Status::Waiting)
-                {
+                if e.inst.def.depends_on.contains(&p) && (status.is_running() || status == Status::Waiting) {
                     wanted.insert(e.inst.name.clone());
                     stopped.push(e.inst.def.name.clone());
                 }
@@ -385,11 +326,8 @@ async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
 fn info(d: &Rc<Daemon>, target: &str) -> Result<Response> {
     let table = d.table.borrow();
     let names = table.resolve(&[target.to_string()])?;
-    let details = names
-        .iter()
-        .filter_map(|n| table.entries.get(n))
-        .map(|e| views::detail(d, e))
-        .collect::<Vec<_>>();
+    let details =
+        names.iter().filter_map(|n| table.entries.get(n)).map(|e| views::detail(d, e)).collect::<Vec<_>>();
     Ok(Response::Info(details))
 }
 
@@ -415,11 +353,7 @@ async fn scale(d: &Rc<Daemon>, process: &str, count: u32) -> Result<Report> {
                 ErrorKind::UnknownTarget,
                 format!(
                     "unknown process `{process}`; known: {}",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
                 ),
             ));
         };
@@ -427,23 +361,15 @@ async fn scale(d: &Rc<Daemon>, process: &str, count: u32) -> Result<Report> {
             let s = e.handle.snapshot.borrow().status;
             s.is_running() || s == Status::Waiting
         });
-        (
-            first.def.clone(),
-            first.base_env.clone(),
-            first.config.clone(),
-            running,
-        )
+        (first.def.clone(), first.base_env.clone(), first.config.clone(), running)
     };
     let mut new_def = (*def).clone();
     new_def.instances = count;
     let new_def = Rc::new(new_def);
-    let mut report = Report {
-        processes: reconcile(d, std::slice::from_ref(&new_def), &base_env, &config, false).await,
-    };
+    let mut report =
+        Report { processes: reconcile(d, std::slice::from_ref(&new_def), &base_env, &config, false).await };
     if was_running {
-        let names: Vec<String> = (0..count)
-            .map(|i| instance_name(process, i, count))
-            .collect();
+        let names: Vec<String> = (0..count).map(|i| instance_name(process, i, count)).collect();
         report.processes.extend(start_names(d, &names, false).await);
     }
     Ok(report)
@@ -455,10 +381,7 @@ fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let names = table.resolve(targets)?;
     let mut out = Vec::new();
     for e in names.iter().filter_map(|n| table.entries.get(n)) {
-        let paths = [
-            d.ctx.paths.out_log(&e.inst.name),
-            d.ctx.paths.err_log(&e.inst.name),
-        ];
+        let paths = [d.ctx.paths.out_log(&e.inst.name), d.ctx.paths.err_log(&e.inst.name)];
         let failed: Vec<String> = paths
             .iter()
             .filter(|p| p.exists())
@@ -474,11 +397,7 @@ fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
         let snap = e.handle.snapshot.borrow();
         out.push(Outcome {
             name: e.inst.name.clone(),
-            action: if failed.is_empty() {
-                Action::Flushed
-            } else {
-                Action::Failed
-            },
+            action: if failed.is_empty() { Action::Flushed } else { Action::Failed },
             status: snap.status,
             pid: snap.pid,
             detail: (!failed.is_empty()).then(|| failed.join("; ")),
@@ -498,7 +417,5 @@ async fn kill(d: &Rc<Daemon>) -> Report {
 /// Stops every managed instance, dependents first.
 pub async fn stop_all(d: &Rc<Daemon>) -> Report {
     let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
-    Report {
-        processes: stop_names(d, &names).await,
-    }
+    Report { processes: stop_names(d, &names).await }
 }

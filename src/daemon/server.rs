@@ -43,11 +43,7 @@ async fn connection(stream: UnixStream, daemon: Rc<Daemon>) {
             Ok(Line::Eof) => return,
             Ok(Line::TooLong) => {
                 let msg = format!("request longer than {} bytes", protocol::MAX_REQUEST_BYTES);
-                let _ = send(
-                    &mut write,
-                    &Response::Error(ErrorReply::new(ErrorKind::BadRequest, msg)),
-                )
-                .await;
+                let _ = send(&mut write, &Response::Error(ErrorReply::new(ErrorKind::BadRequest, msg))).await;
                 return;
             }
             Err(_) => return,
@@ -73,10 +69,9 @@ async fn connection(stream: UnixStream, daemon: Rc<Daemon>) {
                 }
                 response
             }
-            Err(e) => Response::Error(ErrorReply::new(
-                ErrorKind::BadRequest,
-                format!("malformed request: {e}"),
-            )),
+            Err(e) => {
+                Response::Error(ErrorReply::new(ErrorKind::BadRequest, format!("malformed request: {e}")))
+            }
         };
         if send(&mut write, &response).await.is_err() {
             return;
@@ -99,11 +94,7 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     loop {
         let buf = r.fill_buf().await?;
         if buf.is_empty() {
-            return Ok(if out.is_empty() {
-                Line::Eof
-            } else {
-                Line::Complete
-            });
+            return Ok(if out.is_empty() { Line::Eof } else { Line::Complete });
         }
         let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (&buf[..i], Some(i + 1)),
@@ -121,17 +112,11 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-async fn send(
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-    response: &Response,
-) -> std::io::Result<()> {
+async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(response).unwrap_or_else(|e| {
         // Serializing our own types cannot fail short of a bug; answer with the error instead.
-        serde_json::to_vec(&Response::Error(ErrorReply::new(
-            ErrorKind::Internal,
-            e.to_string(),
-        )))
-        .unwrap_or_default()
+        serde_json::to_vec(&Response::Error(ErrorReply::new(ErrorKind::Internal, e.to_string())))
+            .unwrap_or_default()
     });
     bytes.push(b'\n');
     w.write_all(&bytes).await

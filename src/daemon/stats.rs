@@ -35,21 +35,11 @@ impl StatsCache {
         let cpu_percent = match self.by_pid.get(&pid) {
             Some(prev) => {
                 let secs = now.duration_since(prev.at).as_secs_f64();
-                percent(
-                    sample.cpu_ticks.saturating_sub(prev.sample.cpu_ticks) as f64 / ticks,
-                    secs,
-                )
+                percent(sample.cpu_ticks.saturating_sub(prev.sample.cpu_ticks) as f64 / ticks, secs)
             }
             None => percent(sample.cpu_ticks as f64 / ticks, uptime.as_secs_f64()),
         };
-        self.by_pid.insert(
-            pid,
-            Cached {
-                at: now,
-                sample,
-                cpu_percent,
-            },
-        );
+        self.by_pid.insert(pid, Cached { at: now, sample, cpu_percent });
         Some((cpu_percent, sample.rss_bytes))
     }
 

@@ -33,29 +33,19 @@ impl Table {
 
     /// The definition currently used for process `name`, if managed.
     pub fn def_of(&self, process: &str) -> Option<&Rc<ProcessDef>> {
-        self.entries
-            .values()
-            .find(|e| e.inst.def.name == process)
-            .map(|e| &e.inst.def)
+        self.entries.values().find(|e| e.inst.def.name == process).map(|e| &e.inst.def)
     }
 
     /// Instances of process `name`, by index.
     pub fn instances_of(&self, process: &str) -> Vec<&Entry> {
-        let mut v: Vec<&Entry> = self
-            .entries
-            .values()
-            .filter(|e| e.inst.def.name == process)
-            .collect();
+        let mut v: Vec<&Entry> = self.entries.values().filter(|e| e.inst.def.name == process).collect();
         v.sort_by_key(|e| e.inst.index);
         v
     }
 
     /// Config file a process is managed from.
     pub fn config_of(&self, process: &str) -> Option<&PathBuf> {
-        self.entries
-            .values()
-            .find(|e| e.inst.def.name == process)
-            .map(|e| &*e.inst.config)
+        self.entries.values().find(|e| e.inst.def.name == process).map(|e| &*e.inst.config)
     }
 
     /// Resolves targets (instance, process, group or `all`) to instance names; empty targets
@@ -64,21 +54,14 @@ impl Table {
         let items: Vec<Item<'_>> = self
             .entries
             .values()
-            .map(|e| Item {
-                name: &e.inst.name,
-                process: &e.inst.def.name,
-                group: e.inst.group(),
-            })
+            .map(|e| Item { name: &e.inst.name, process: &e.inst.def.name, group: e.inst.group() })
             .collect();
         resolve(&items, targets)
     }
 
     /// Snapshots receivers of every instance of each process in `deps`.
     pub fn dep_watches(&self, deps: &[String]) -> Vec<watch::Receiver<Snapshot>> {
-        deps.iter()
-            .flat_map(|d| self.instances_of(d))
-            .map(|e| e.handle.snapshot.clone())
-            .collect()
+        deps.iter().flat_map(|d| self.instances_of(d)).map(|e| e.handle.snapshot.clone()).collect()
     }
 }
 
@@ -101,17 +84,9 @@ pub fn resolve(items: &[Item<'_>], targets: &[String]) -> Result<Vec<String>, Er
         let hits: Vec<&str> = if items.iter().any(|i| i.name == t) {
             vec![t.as_str()]
         } else if items.iter().any(|i| i.process == t) {
-            items
-                .iter()
-                .filter(|i| i.process == t)
-                .map(|i| i.name)
-                .collect()
+            items.iter().filter(|i| i.process == t).map(|i| i.name).collect()
         } else if items.iter().any(|i| i.group.as_deref() == Some(t.as_str())) {
-            items
-                .iter()
-                .filter(|i| i.group.as_deref() == Some(t.as_str()))
-                .map(|i| i.name)
-                .collect()
+            items.iter().filter(|i| i.group.as_deref() == Some(t.as_str())).map(|i| i.name).collect()
         } else if t == "all" {
             items.iter().map(|i| i.name).collect()
         } else {
@@ -123,11 +98,7 @@ pub fn resolve(items: &[Item<'_>], targets: &[String]) -> Result<Vec<String>, Er
     if !unknown.is_empty() {
         return Err(unknown_target(&unknown, items));
     }
-    Ok(items
-        .iter()
-        .filter(|i| chosen.contains(i.name))
-        .map(|i| i.name.to_string())
-        .collect())
+    Ok(items.iter().filter(|i| chosen.contains(i.name)).map(|i| i.name.to_string()).collect())
 }
 
 fn unknown_target(unknown: &[&str], items: &[Item<'_>]) -> ErrorReply {
@@ -144,20 +115,13 @@ fn unknown_target(unknown: &[&str], items: &[Item<'_>]) -> ErrorReply {
     } else {
         format!(
             "unknown processes or groups {}",
-            unknown
-                .iter()
-                .map(|u| format!("`{u}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
         )
     };
     let known = if known.is_empty() {
         "nothing is managed yet".to_string()
     } else {
-        format!(
-            "known: {}",
-            known.into_iter().collect::<Vec<_>>().join(", ")
-        )
+        format!("known: {}", known.into_iter().collect::<Vec<_>>().join(", "))
     };
     ErrorReply::new(ErrorKind::UnknownTarget, format!("{what}; {known}"))
 }
@@ -169,22 +133,12 @@ pub fn dependency_order(deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut remaining: BTreeMap<&str, BTreeSet<&str>> = deps
         .iter()
         .map(|(p, ds)| {
-            (
-                p.as_str(),
-                ds.iter()
-                    .map(String::as_str)
-                    .filter(|d| deps.contains_key(*d))
-                    .collect(),
-            )
+            (p.as_str(), ds.iter().map(String::as_str).filter(|d| deps.contains_key(*d)).collect())
         })
         .collect();
     let mut out = Vec::new();
     while !remaining.is_empty() {
-        let ready: Vec<&str> = remaining
-            .iter()
-            .filter(|(_, ds)| ds.is_empty())
-            .map(|(p, _)| *p)
-            .collect();
+        let ready: Vec<&str> = remaining.iter().filter(|(_, ds)| ds.is_empty()).map(|(p, _)| *p).collect();
         if ready.is_empty() {
             out.extend(remaining.keys().map(|k| k.to_string()));
             break;
@@ -236,26 +190,10 @@ mod tests {
 
     fn items() -> Vec<Item<'static>> {
         vec![
-            Item {
-                name: "db",
-                process: "db",
-                group: None,
-            },
-            Item {
-                name: "worker:0",
-                process: "worker",
-                group: Some("backend".into()),
-            },
-            Item {
-                name: "worker:1",
-                process: "worker",
-                group: Some("backend".into()),
-            },
-            Item {
-                name: "web",
-                process: "web",
-                group: Some("backend".into()),
-            },
+            Item { name: "db", process: "db", group: None },
+            Item { name: "worker:0", process: "worker", group: Some("backend".into()) },
+            Item { name: "worker:1", process: "worker", group: Some("backend".into()) },
+            Item { name: "web", process: "web", group: Some("backend".into()) },
         ]
     }
     fn s(v: &[&str]) -> Vec<String> {
@@ -266,20 +204,11 @@ mod tests {
     fn resolves_instances_processes_groups_all() {
         let it = items();
         assert_eq!(resolve(&it, &s(&["worker:1"])).unwrap(), s(&["worker:1"]));
-        assert_eq!(
-            resolve(&it, &s(&["worker"])).unwrap(),
-            s(&["worker:0", "worker:1"])
-        );
-        assert_eq!(
-            resolve(&it, &s(&["backend"])).unwrap(),
-            s(&["worker:0", "worker:1", "web"])
-        );
+        assert_eq!(resolve(&it, &s(&["worker"])).unwrap(), s(&["worker:0", "worker:1"]));
+        assert_eq!(resolve(&it, &s(&["backend"])).unwrap(), s(&["worker:0", "worker:1", "web"]));
         assert_eq!(resolve(&it, &s(&["all"])).unwrap().len(), 4);
         assert_eq!(resolve(&it, &[]).unwrap().len(), 4);
-        assert_eq!(
-            resolve(&it, &s(&["web", "web", "db"])).unwrap(),
-            s(&["db", "web"])
-        );
+        assert_eq!(resolve(&it, &s(&["web", "web", "db"])).unwrap(), s(&["db", "web"]));
     }
 
     #[test]
@@ -287,12 +216,7 @@ mod tests {
         let err = resolve(&items(), &s(&["wrker"])).unwrap_err();
         assert_eq!(err.kind, ErrorKind::UnknownTarget);
         assert!(err.message.contains("`wrker`"), "{}", err.message);
-        assert!(
-            err.message
-                .contains("backend, db, web, worker, worker:0, worker:1"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("backend, db, web, worker, worker:0, worker:1"), "{}", err.message);
     }
 
     #[test]
@@ -305,9 +229,6 @@ mod tests {
         ]
         .into();
         assert_eq!(dependency_order(&deps), s(&["cron", "db", "cache", "web"]));
-        assert_eq!(
-            stop_layers(&deps),
-            vec![s(&["cron", "web"]), s(&["cache"]), s(&["db"])]
-        );
+        assert_eq!(stop_layers(&deps), vec![s(&["cron", "web"]), s(&["cache"]), s(&["db"])]);
     }
 }

@@ -56,14 +56,9 @@ pub fn names(d: &Daemon, e: &Entry) -> NameInfo {
 
 fn info(e: &Entry, snap: &Snapshot, stats: &mut super::stats::StatsCache) -> ProcessInfo {
     let def = &e.inst.def;
-    let uptime = snap
-        .pid
-        .and(snap.started_at)
-        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
-    let usage = snap
-        .pid
-        .zip(uptime)
-        .and_then(|(pid, up)| stats.get(pid, up));
+    let uptime =
+        snap.pid.and(snap.started_at).map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+    let usage = snap.pid.zip(uptime).and_then(|(pid, up)| stats.get(pid, up));
     let (exit_code, exit_signal) = match &snap.last_exit {
         Some((status, _, _)) => (status.code(), status.signal().map(|s| s.to_string())),
         None => (None, None),
@@ -83,15 +78,12 @@ fn info(e: &Entry, snap: &Snapshot, stats: &mut super::stats::StatsCache) -> Pro
         cpu_percent: usage.map(|u| u.0),
         memory_bytes: usage.map(|u| u.1),
         config: (*e.inst.config).clone(),
-        restart_in_ms: snap.restart_at.map(|t| {
-            t.saturating_duration_since(std::time::Instant::now())
-                .as_millis() as u64
-        }),
+        restart_in_ms: snap
+            .restart_at
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
     }
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

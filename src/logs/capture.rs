@@ -29,10 +29,7 @@ impl LogFile {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path) -> io::Result<LogFile> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogFile {
-            path: path.to_path_buf(),
-            file,
-        })
+        Ok(LogFile { path: path.to_path_buf(), file })
     }
 
     pub fn path(&self) -> &Path {
@@ -54,12 +51,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(fd: OwnedFd, pipe: PathBuf, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream {
-            fd: crate::process::register(fd)?,
-            pipe,
-            log,
-            eof: false,
-        })
+        Ok(Stream { fd: crate::process::register(fd)?, pipe, log, eof: false })
     }
 
     /// True once every writer has closed the pipe: nothing more will come.

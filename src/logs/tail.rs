@@ -57,13 +57,7 @@ pub struct Follower {
 impl Follower {
     /// Starts at the current end of `path` (which may not exist yet).
     pub fn at_end(path: &Path) -> Follower {
-        let mut f = Follower {
-            path: path.to_path_buf(),
-            file: None,
-            inode: 0,
-            pos: 0,
-            partial: Vec::new(),
-        };
+        let mut f = Follower { path: path.to_path_buf(), file: None, inode: 0, pos: 0, partial: Vec::new() };
         if let Ok(file) = File::open(path)
             && let Ok(meta) = file.metadata()
         {
@@ -118,11 +112,7 @@ impl Follower {
         if let Some(last_nl) = self.partial.iter().rposition(|&b| b == b'\n') {
             let rest = self.partial.split_off(last_nl + 1);
             let complete = std::mem::replace(&mut self.partial, rest);
-            out.extend(
-                complete[..complete.len() - 1]
-                    .split(|&b| b == b'\n')
-                    .map(<[u8]>::to_vec),
-            );
+            out.extend(complete[..complete.len() - 1].split(|&b| b == b'\n').map(<[u8]>::to_vec));
         }
     }
 }
@@ -141,26 +131,11 @@ mod tests {
             writeln!(f, "line {i}").expect("write");
         }
         let got = last_lines(&p, 3).expect("read");
-        assert_eq!(
-            got,
-            vec![
-                b"line 99997".to_vec(),
-                b"line 99998".to_vec(),
-                b"line 99999".to_vec()
-            ]
-        );
+        assert_eq!(got, vec![b"line 99997".to_vec(), b"line 99998".to_vec(), b"line 99999".to_vec()]);
         assert_eq!(last_lines(&p, 0).expect("read").len(), 0);
-        assert_eq!(
-            last_lines(&dir.path().join("missing"), 5)
-                .expect("read")
-                .len(),
-            0
-        );
+        assert_eq!(last_lines(&dir.path().join("missing"), 5).expect("read").len(), 0);
         write!(f, "no newline").expect("write");
-        assert_eq!(
-            last_lines(&p, 1).expect("read"),
-            vec![b"no newline".to_vec()]
-        );
+        assert_eq!(last_lines(&p, 1).expect("read"), vec![b"no newline".to_vec()]);
     }
 
     #[test]
@@ -170,10 +145,7 @@ mod tests {
         std::fs::write(&p, "old\n").expect("write");
         let mut fl = Follower::at_end(&p);
         assert!(fl.poll().is_empty());
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&p)
-            .expect("open");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).expect("open");
         write!(f, "a\nb").expect("write");
         assert_eq!(fl.poll(), vec![b"a".to_vec()]);
         writeln!(f).expect("write");

@@ -50,12 +50,9 @@ impl ExitWatch {
     /// Watches `pid`. Fails when the process is already gone (adoption) or the kernel has no
     /// pidfds (Linux < 5.3).
     pub fn new(pid: u32) -> io::Result<ExitWatch> {
-        let pid = Pid::from_raw(pid as i32)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         let fd = rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK)?;
-        Ok(ExitWatch {
-            fd: super::register(fd)?,
-        })
+        Ok(ExitWatch { fd: super::register(fd)? })
     }
 
     /// Resolves when the process has exited; reaps it when it is our child.
@@ -80,9 +77,7 @@ impl ExitWatch {
         match rustix::process::waitid(WaitId::PidFd(self.fd.get_ref().as_fd()), opts) {
             Ok(Some(st)) => Some(match (st.exit_status(), st.terminating_signal()) {
                 (Some(code), _) => ExitStatus::Code(code),
-                (None, Some(sig)) => {
-                    Signal::from_number(sig).map_or(ExitStatus::Unknown, ExitStatus::Signal)
-                }
+                (None, Some(sig)) => Signal::from_number(sig).map_or(ExitStatus::Unknown, ExitStatus::Signal),
                 (None, None) => ExitStatus::Unknown,
             }),
             // A child that has not exited yet (spurious wake-up).

@@ -154,12 +154,7 @@ mod tests {
         assert_eq!("SIGTERM".parse::<Signal>(), Ok(Signal::TERM));
         assert_eq!("sigint".parse::<Signal>(), Ok(Signal::INT));
         assert_eq!("9".parse::<Signal>(), Ok(Signal::KILL));
-        assert_eq!(
-            Signal::from_number(libc::SIGUSR1)
-                .map(|s| s.to_string())
-                .as_deref(),
-            Some("SIGUSR1")
-        );
+        assert_eq!(Signal::from_number(libc::SIGUSR1).map(|s| s.to_string()).as_deref(), Some("SIGUSR1"));
         assert!("TERMINATE".parse::<Signal>().is_err());
         assert!("0".parse::<Signal>().is_err());
         assert!("-3".parse::<Signal>().is_err());

@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Characters that make a command line need a shell.
-const SHELL_CHARS: &[char] = &[
-    '|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '#', '~', '\n', '{', '}',
-];
+const SHELL_CHARS: &[char] =
+    &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '#', '~', '\n', '{', '}'];
 
 /// The argv pm3 executes for `command`: split like a POSIX shell splits words and run directly,
 /// unless it uses shell syntax, in which case `/bin/sh -c command`.
@@ -63,11 +62,7 @@ pub enum SpawnError {
     #[error("cannot create pipe {path}: {source}")]
     Pipe { path: PathBuf, source: io::Error },
     #[error("cannot run `{program}` in {cwd}: {source}")]
-    Exec {
-        program: String,
-        cwd: PathBuf,
-        source: io::Error,
-    },
+    Exec { program: String, cwd: PathBuf, source: io::Error },
 }
 
 /// Starts the process described by `launch`.
@@ -80,10 +75,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
             return Err(e);
         }
     };
-    let (program, args) = launch
-        .argv
-        .split_first()
-        .map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
+    let (program, args) = launch.argv.split_first().map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(launch.cwd)
@@ -102,21 +94,12 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
             let pid = child.id();
             // The Child is dropped without waiting: exits are collected through pidfds by the
             // supervisor, never through std.
-            Ok(Spawned {
-                pid,
-                start_time: start_time(pid),
-                out: out_read,
-                err: err_read,
-            })
+            Ok(Spawned { pid, start_time: start_time(pid), out: out_read, err: err_read })
         }
         Err(source) => {
             let _ = std::fs::remove_file(launch.out_pipe);
             let _ = std::fs::remove_file(launch.err_pipe);
-            Err(SpawnError::Exec {
-                program: program.to_string(),
-                cwd: launch.cwd.to_path_buf(),
-                source,
-            })
+            Err(SpawnError::Exec { program: program.to_string(), cwd: launch.cwd.to_path_buf(), source })
         }
     }
 }
@@ -124,10 +107,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
 /// Creates the named pipe at `path` and opens both ends: the daemon's non-blocking read end and
 /// the child's read-write end.
 fn fifo(path: &Path) -> Result<(OwnedFd, File), SpawnError> {
-    let err = |source| SpawnError::Pipe {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| SpawnError::Pipe { path: path.to_path_buf(), source };
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
     let _ = std::fs::remove_file(path);
@@ -136,25 +116,14 @@ fn fifo(path: &Path) -> Result<(OwnedFd, File), SpawnError> {
         return Err(err(io::Error::last_os_error()));
     }
     // Read-write first: opening a FIFO this way never blocks, and it is the child's end.
-    let child = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(err)?;
-    let read = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(err)?;
+    let child = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
+    let read = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(err)?;
     Ok((OwnedFd::from(read), child))
 }
 
 /// Reopens the read end of an existing pipe (a daemon adopting a process started by another).
 pub fn reopen_pipe(path: &Path) -> io::Result<OwnedFd> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     Ok(OwnedFd::from(f))
 }
 
@@ -174,21 +143,12 @@ mod tests {
 
     #[test]
     fn plain_commands_are_split_shell_syntax_goes_to_sh() {
-        assert_eq!(
-            argv("python3 -m http.server 8000"),
-            ["python3", "-m", "http.server", "8000"]
-        );
+        assert_eq!(argv("python3 -m http.server 8000"), ["python3", "-m", "http.server", "8000"]);
         assert_eq!(argv("echo 'a b' \"c d\""), ["echo", "a b", "c d"]);
-        assert_eq!(
-            argv("sleep 1 && echo hi"),
-            ["/bin/sh", "-c", "sleep 1 && echo hi"]
-        );
+        assert_eq!(argv("sleep 1 && echo hi"), ["/bin/sh", "-c", "sleep 1 && echo hi"]);
         assert_eq!(argv("echo $HOME"), ["/bin/sh", "-c", "echo $HOME"]);
         assert_eq!(argv("cat < x"), ["/bin/sh", "-c", "cat < x"]);
-        assert_eq!(
-            argv("echo 'unterminated"),
-            ["/bin/sh", "-c", "echo 'unterminated"]
-        );
+        assert_eq!(argv("echo 'unterminated"), ["/bin/sh", "-c", "echo 'unterminated"]);
     }
 
     #[test]

@@ -63,10 +63,7 @@ fn read_one(pid: u32) -> Option<TreeSample> {
     let utime: u64 = f.nth(11)?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
     let rss_pages: u64 = f.nth(8)?.parse().ok()?;
-    Some(TreeSample {
-        cpu_ticks: utime + stime,
-        rss_bytes: rss_pages * page_size(),
-    })
+    Some(TreeSample { cpu_ticks: utime + stime, rss_bytes: rss_pages * page_size() })
 }
 
 /// Direct children of every thread of `pid`.
@@ -79,10 +76,7 @@ fn children(pid: u32) -> Vec<u32> {
         let mut path = task.path();
         path.push("children");
         if let Ok(text) = std::fs::read_to_string(&path) {
-            out.extend(
-                text.split_ascii_whitespace()
-                    .filter_map(|s| s.parse::<u32>().ok()),
-            );
+            out.extend(text.split_ascii_whitespace().filter_map(|s| s.parse::<u32>().ok()));
         }
     }
     out

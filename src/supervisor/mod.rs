@@ -95,17 +95,11 @@ pub type Reply = oneshot::Sender<Outcome>;
 /// Messages to a supervisor task.
 pub enum Cmd {
     /// Start unless running; `deps` are the snapshots of every instance it must wait for.
-    Start {
-        deps: Vec<watch::Receiver<Snapshot>>,
-        reply: Reply,
-    },
+    Start { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply },
     /// Graceful stop; the reply comes once the process group is gone.
     Stop { reply: Reply },
     /// Stop (if running) then start; counts as a restart.
-    Restart {
-        deps: Vec<watch::Receiver<Snapshot>>,
-        reply: Reply,
-    },
+    Restart { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply },
     /// Send a signal to the main process.
     Signal { signal: Signal, reply: Reply },
     /// Use this definition from the next start on.
@@ -163,10 +157,7 @@ pub fn spawn(instance: Rc<Instance>, ctx: Ctx) -> Handle {
         after_stop: None,
     };
     tokio::task::spawn_local(sup.run());
-    Handle {
-        tx,
-        snapshot: snap_rx,
-    }
+    Handle { tx, snapshot: snap_rx }
 }
 
 /// Where the task is in the life of its instance.
@@ -202,14 +193,8 @@ struct Stopping {
 
 /// What to do once the current run has ended because of a command.
 enum AfterStop {
-    Start {
-        deps: Vec<watch::Receiver<Snapshot>>,
-        reply: Reply,
-        action: Action,
-    },
-    Remove {
-        reply: Reply,
-    },
+    Start { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply, action: Action },
+    Remove { reply: Reply },
 }
 
 enum Event {
@@ -247,11 +232,7 @@ impl Supervisor {
                     _ = sleep_until(*until) => Event::BackoffOver,
                 },
                 Phase::Running(r) => {
-                    let deadline = r
-                        .stopping
-                        .as_ref()
-                        .filter(|s| !s.killed)
-                        .map(|s| s.deadline);
+                    let deadline = r.stopping.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
                     tokio::select! {
                         biased;
                         status = r.exit.exited() => Event::Exited(status),
@@ -289,13 +270,7 @@ impl Supervisor {
 
     fn outcome(&self, action: Action, detail: Option<String>) -> Outcome {
         let snap = self.snap.borrow();
-        Outcome {
-            name: self.inst.name.clone(),
-            action,
-            status: snap.status,
-            pid: snap.pid,
-            detail,
-        }
+        Outcome { name: self.inst.name.clone(), action, status: snap.status, pid: snap.pid, detail }
     }
 
     fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
@@ -311,18 +286,11 @@ impl Supervisor {
                     self.begin_start(deps, reply, Action::Started);
                 }
                 Phase::Waiting { .. } => {
-                    self.phase = Phase::Waiting {
-                        deps,
-                        bus: self.ctx.bus.subscribe(),
-                    };
+                    self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
                     let _ = reply.send(self.outcome(Action::Waiting, None));
                 }
                 Phase::Running(r) if r.stopping.is_some() => {
-                    self.after_stop = Some(AfterStop::Start {
-                        deps,
-                        reply,
-                        action: Action::Started,
-                    });
+                    self.after_stop = Some(AfterStop::Start { deps, reply, action: Action::Started });
                 }
                 Phase::Running(_) => {
                     let _ = reply.send(self.outcome(Action::AlreadyRunning, None));
@@ -332,11 +300,7 @@ impl Supervisor {
                 self.short_runs = 0;
                 match &self.phase {
                     Phase::Running(_) => {
-                        self.after_stop = Some(AfterStop::Start {
-                            deps,
-                            reply,
-                            action: Action::Restarted,
-                        });
+                        self.after_stop = Some(AfterStop::Start { deps, reply, action: Action::Restarted });
                         self.begin_stop();
                     }
                     Phase::Idle | Phase::Waiting { .. } | Phase::Backoff { .. } => {
@@ -371,9 +335,7 @@ impl Supervisor {
                 let outcome = match &self.phase {
                     Phase::Running(r) => match signal::signal_pid(r.pid, signal) {
                         Ok(()) => self.outcome(Action::Signalled, Some(signal.to_string())),
-                        Err(e) => {
-                            self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}")))
-                        }
+                        Err(e) => self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}"))),
                     },
                     _ => self.outcome(Action::Failed, Some("not running".into())),
                 };
@@ -405,10 +367,7 @@ impl Supervisor {
             let detail = self.snap.borrow().error.clone();
             let _ = reply.send(self.outcome(if failed { Action::Failed } else { action }, detail));
         } else {
-            self.phase = Phase::Waiting {
-                deps,
-                bus: self.ctx.bus.subscribe(),
-            };
+            self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
             self.publish(|s| {
                 s.status = Status::Waiting;
                 s.pid = None;
@@ -462,24 +421,12 @@ impl Supervisor {
         let env = self.inst.env();
         let argv = spawn::argv(&self.inst.def.command);
         let stamp = unique_stamp();
-        let out_pipe = paths
-            .pipes_dir()
-            .join(format!("{}.{stamp}.out", self.inst.name));
-        let err_pipe = paths
-            .pipes_dir()
-            .join(format!("{}.{stamp}.err", self.inst.name));
-        let out_log = LogFile::open(&paths.out_log(&self.inst.name)).map_err(|e| {
-            format!(
-                "cannot open {}: {e}",
-                paths.out_log(&self.inst.name).display()
-            )
-        })?;
-        let err_log = LogFile::open(&paths.err_log(&self.inst.name)).map_err(|e| {
-            format!(
-                "cannot open {}: {e}",
-                paths.err_log(&self.inst.name).display()
-            )
-        })?;
+        let out_pipe = paths.pipes_dir().join(format!("{}.{stamp}.out", self.inst.name));
+        let err_pipe = paths.pipes_dir().join(format!("{}.{stamp}.err", self.inst.name));
+        let out_log = LogFile::open(&paths.out_log(&self.inst.name))
+            .map_err(|e| format!("cannot open {}: {e}", paths.out_log(&self.inst.name).display()))?;
+        let err_log = LogFile::open(&paths.err_log(&self.inst.name))
+            .map_err(|e| format!("cannot open {}: {e}", paths.err_log(&self.inst.name).display()))?;
         let launch = Launch {
             argv: &argv,
             cwd: &self.inst.def.cwd,
@@ -495,14 +442,9 @@ impl Supervisor {
             Ok((exit, out, err))
         });
         match watch_and_streams {
-            Ok((exit, out, err)) => Ok(Running {
-                pid,
-                started: Instant::now(),
-                exit,
-                out,
-                err,
-                stopping: None,
-            }),
+            Ok((exit, out, err)) => {
+                Ok(Running { pid, started: Instant::now(), exit, out, err, stopping: None })
+            }
             Err(e) => {
                 // Without an exit watch the process cannot be supervised: do not leave it behind.
                 let _ = signal::signal_group(pid, Signal::KILL);
@@ -526,10 +468,7 @@ impl Supervisor {
         // SIGCONT too, so a stopped (SIGSTOP) group can act on the signal.
         let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
         let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-        r.stopping = Some(Stopping {
-            deadline,
-            killed: false,
-        });
+        r.stopping = Some(Stopping { deadline, killed: false });
         self.publish(|s| s.status = Status::Stopping);
     }
 
@@ -556,11 +495,7 @@ impl Supervisor {
         let ran_for = r.started.elapsed();
         let by_command = r.stopping.is_some();
         linger(r.out, r.err);
-        let cause = if by_command {
-            ExitCause::Stopped
-        } else {
-            ExitCause::Exited
-        };
+        let cause = if by_command { ExitCause::Stopped } else { ExitCause::Exited };
         tracing::info!(name = %self.inst.name, pid = r.pid, ?status, ?cause, "exited");
         self.publish(|s| {
             s.pid = None;
@@ -580,11 +515,7 @@ impl Supervisor {
                 });
             }
             match self.after_stop.take() {
-                Some(AfterStop::Start {
-                    deps,
-                    reply,
-                    action,
-                }) => {
+                Some(AfterStop::Start { deps, reply, action }) => {
                     if action == Action::Restarted {
                         self.publish(|s| s.restarts += 1);
                     }
@@ -602,10 +533,7 @@ impl Supervisor {
             AfterExit::Stay => self.publish(|s| s.status = Status::Stopped),
             AfterExit::GiveUp => self.publish(|s| {
                 s.status = Status::Errored;
-                s.error = Some(format!(
-                    "gave up after {} restarts in a row",
-                    self.inst.def.max_restarts
-                ));
+                s.error = Some(format!("gave up after {} restarts in a row", self.inst.def.max_restarts));
             }),
             AfterExit::Restart { delay } => {
                 self.publish(|s| s.restarts += 1);

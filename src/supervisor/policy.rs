@@ -47,24 +47,18 @@ pub fn after_exit(
     }
     if ran_for >= def.min_uptime() {
         *short_runs = 0;
-        return AfterExit::Restart {
-            delay: Duration::ZERO,
-        };
+        return AfterExit::Restart { delay: Duration::ZERO };
     }
     *short_runs += 1;
     if *short_runs > def.max_restarts {
         return AfterExit::GiveUp;
     }
-    AfterExit::Restart {
-        delay: backoff(def.restart_delay_ms, *short_runs),
-    }
+    AfterExit::Restart { delay: backoff(def.restart_delay_ms, *short_runs) }
 }
 
 /// `base` doubled for each short run after the first, capped at [`MAX_DELAY`].
 pub fn backoff(base_ms: u64, short_runs: u32) -> Duration {
-    let factor = 1u64
-        .checked_shl(short_runs.saturating_sub(1))
-        .unwrap_or(u64::MAX);
+    let factor = 1u64.checked_shl(short_runs.saturating_sub(1)).unwrap_or(u64::MAX);
     Duration::from_millis(base_ms.saturating_mul(factor)).min(MAX_DELAY)
 }
 
@@ -85,48 +79,24 @@ mod tests {
     fn on_failure_restarts_failures_only() {
         let d = def(RestartPolicy::OnFailure);
         let mut n = 0;
-        assert_eq!(
-            after_exit(&d, ExitStatus::Code(0), SHORT, &mut n),
-            AfterExit::Stay
-        );
+        assert_eq!(after_exit(&d, ExitStatus::Code(0), SHORT, &mut n), AfterExit::Stay);
+        assert!(matches!(after_exit(&d, ExitStatus::Code(1), SHORT, &mut n), AfterExit::Restart { .. }));
         assert!(matches!(
-            after_exit(&d, ExitStatus::Code(1), SHORT, &mut n),
+            after_exit(&d, ExitStatus::Signal(crate::process::signal::Signal::KILL), SHORT, &mut n),
             AfterExit::Restart { .. }
         ));
-        assert!(matches!(
-            after_exit(
-                &d,
-                ExitStatus::Signal(crate::process::signal::Signal::KILL),
-                SHORT,
-                &mut n
-            ),
-            AfterExit::Restart { .. }
-        ));
-        assert!(matches!(
-            after_exit(&d, ExitStatus::Unknown, SHORT, &mut n),
-            AfterExit::Restart { .. }
-        ));
+        assert!(matches!(after_exit(&d, ExitStatus::Unknown, SHORT, &mut n), AfterExit::Restart { .. }));
     }
 
     #[test]
     fn always_and_never() {
         let mut n = 0;
         assert!(matches!(
-            after_exit(
-                &def(RestartPolicy::Always),
-                ExitStatus::Code(0),
-                SHORT,
-                &mut n
-            ),
+            after_exit(&def(RestartPolicy::Always), ExitStatus::Code(0), SHORT, &mut n),
             AfterExit::Restart { .. }
         ));
         assert_eq!(
-            after_exit(
-                &def(RestartPolicy::Never),
-                ExitStatus::Code(1),
-                SHORT,
-                &mut n
-            ),
+            after_exit(&def(RestartPolicy::Never), ExitStatus::Code(1), SHORT, &mut n),
             AfterExit::Stay
         );
     }
@@ -136,10 +106,7 @@ mod tests {
         let mut d = def(RestartPolicy::Always);
         d.stop_exit_codes = vec![3];
         let mut n = 0;
-        assert_eq!(
-            after_exit(&d, ExitStatus::Code(3), SHORT, &mut n),
-            AfterExit::Stay
-        );
+        assert_eq!(after_exit(&d, ExitStatus::Code(3), SHORT, &mut n), AfterExit::Stay);
     }
 
     #[test]
@@ -149,29 +116,14 @@ mod tests {
         let mut n = 0;
         let r1 = after_exit(&d, ExitStatus::Code(1), SHORT, &mut n);
         let r2 = after_exit(&d, ExitStatus::Code(1), SHORT, &mut n);
-        assert_eq!(
-            r1,
-            AfterExit::Restart {
-                delay: Duration::from_millis(100)
-            }
-        );
-        assert_eq!(
-            r2,
-            AfterExit::Restart {
-                delay: Duration::from_millis(200)
-            }
-        );
+        assert_eq!(r1, AfterExit::Restart { delay: Duration::from_millis(100) });
+        assert_eq!(r2, AfterExit::Restart { delay: Duration::from_millis(200) });
         // Third short run in a row: max_restarts = 2 allows 3 runs, then gives up.
-        assert_eq!(
-            after_exit(&d, ExitStatus::Code(1), SHORT, &mut n),
-            AfterExit::GiveUp
-        );
+        assert_eq!(after_exit(&d, ExitStatus::Code(1), SHORT, &mut n), AfterExit::GiveUp);
         let mut n = 2;
         assert_eq!(
             after_exit(&d, ExitStatus::Code(1), LONG, &mut n),
-            AfterExit::Restart {
-                delay: Duration::ZERO
-            }
+            AfterExit::Restart { delay: Duration::ZERO }
         );
         assert_eq!(n, 0);
     }
@@ -180,10 +132,7 @@ mod tests {
     fn zero_max_restarts_never_restarts() {
         let mut d = def(RestartPolicy::Always);
         d.max_restarts = 0;
-        assert_eq!(
-            after_exit(&d, ExitStatus::Code(1), LONG, &mut 0),
-            AfterExit::GiveUp
-        );
+        assert_eq!(after_exit(&d, ExitStatus::Code(1), LONG, &mut 0), AfterExit::GiveUp);
     }
 
     #[test]
