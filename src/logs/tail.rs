@@ -52,17 +52,31 @@ pub struct Follower {
     pos: u64,
     /// Bytes of an unfinished last line, held back until its newline arrives.
     partial: Vec<u8>,
+    /// The last bytes read before `pos`: if the file no longer holds them there, it was emptied
+    /// and written again since (a `flush` followed by more output than before).
+    seen: Vec<u8>,
 }
+
+/// How many bytes before the read position are compared to detect a truncation.
+const SIGNATURE: u64 = 32;
 
 impl Follower {
     /// Starts at the current end of `path` (which may not exist yet).
     pub fn at_end(path: &Path) -> Follower {
-        let mut f = Follower { path: path.to_path_buf(), file: None, inode: 0, pos: 0, partial: Vec::new() };
+        let mut f = Follower {
+            path: path.to_path_buf(),
+            file: None,
+            inode: 0,
+            pos: 0,
+            partial: Vec::new(),
+            seen: Vec::new(),
+        };
         if let Ok(file) = File::open(path)
             && let Ok(meta) = file.metadata()
         {
             f.inode = meta.ino();
             f.pos = meta.len();
+            f.seen = read_at(&file, f.pos.saturating_sub(SIGNATURE), f.pos).unwrap_or_default();
             f.file = Some(file);
         }
         f
@@ -80,6 +94,7 @@ impl Follower {
                 self.file = Some(file);
                 self.inode = meta.ino();
                 self.pos = 0;
+                self.seen.clear();
             }
         }
         self.read_new(&mut out);
@@ -93,10 +108,12 @@ impl Follower {
         let Ok(len) = file.metadata().map(|m| m.len()) else {
             return;
         };
-        if len < self.pos {
+        let start = self.pos - self.seen.len() as u64;
+        if len < self.pos || read_at(file, start, self.pos).is_none_or(|b| b != self.seen) {
             // Emptied by `pm3 flush`: start over.
             self.pos = 0;
             self.partial.clear();
+            self.seen.clear();
         }
         if len == self.pos {
             return;
@@ -108,6 +125,10 @@ impl Follower {
             return;
         }
         self.pos += buf.len() as u64;
+        let keep = buf.len().min(SIGNATURE as usize);
+        self.seen.extend_from_slice(&buf[buf.len() - keep..]);
+        let excess = self.seen.len().saturating_sub(SIGNATURE as usize);
+        self.seen.drain(..excess);
         self.partial.extend_from_slice(&buf);
         if let Some(last_nl) = self.partial.iter().rposition(|&b| b == b'\n') {
             let rest = self.partial.split_off(last_nl + 1);
@@ -115,6 +136,14 @@ impl Follower {
             out.extend(complete[..complete.len() - 1].split(|&b| b == b'\n').map(<[u8]>::to_vec));
         }
     }
+}
+
+/// Bytes `start..end` of `file`, or `None` if they cannot all be read.
+fn read_at(file: &File, start: u64, end: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; (end - start) as usize];
+    file.read_exact_at(&mut buf, start).ok()?;
+    Some(buf)
 }
 
 #[cfg(test)]

@@ -1,0 +1,469 @@
+//! The spanned walk: turns the parsed TOML document into one [`RawProcess`] per top-level table,
+//! checking each key's type and value on the way and recording every problem at the span of the
+//! offending key or value.
+//!
+//! It only looks at one table at a time. Rules that need the file system (`cwd`, `env_file`) are
+//! in `resolve`, rules that span processes (names, `depends_on`) in `validate`.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeInteger, DeString, DeTable, DeValue};
+
+use super::error::{ErrorKind, Problems, show};
+use super::validate;
+use crate::process::signal::{Signal, UnknownSignal};
+
+/// The `instances` key as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    Count(u32),
+    /// `"max"`: one per CPU, resolved by the loader.
+    Max,
+}
+
+/// The `env_<name>` overrides of one process for one environment name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// `<name>`, without the `env_` prefix.
+    pub name: String,
+    pub vars: Vec<(String, String)>,
+}
+
+/// One process table with every key checked on its own. A key that is absent or invalid (already
+/// recorded as a problem) is `None` or empty; `resolve` fills in the defaults of `ProcessDef`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawProcess {
+    pub name: String,
+    /// Where errors about the table as a whole point: its `[header]`.
+    pub header: Range<usize>,
+    pub command: String,
+    pub cwd: Option<Spanned<String>>,
+    pub env_files: Vec<Spanned<String>>,
+    pub env: Vec<(String, String)>,
+    pub env_overrides: Vec<EnvOverride>,
+    pub instances: Option<Instances>,
+    pub increment_var: Option<Spanned<String>>,
+    pub group: Option<String>,
+    pub depends_on: Vec<Spanned<String>>,
+    pub kill_signal: Option<Signal>,
+    pub kill_timeout_ms: Option<u64>,
+}
+
+type Key<'i> = Spanned<DeString<'i>>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Walks the whole document: one [`RawProcess`] per top-level table, in file order.
+pub fn processes(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<RawProcess> {
+    let mut out = Vec::new();
+    for (key, value) in root.iter() {
+        match value.get_ref() {
+            DeValue::Table(table) => out.push(process(key, value, table, problems)),
+            _ => problems.at(key.span(), ErrorKind::NotATable(show(key.get_ref()))),
+        }
+    }
+    out
+}
+
+fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut Problems<'_>) -> RawProcess {
+    let name = key.get_ref().to_string();
+    // `[name]` starts at its `[`; `name = { … }` and dotted keys start at the key.
+    let header_start = key.span().start.min(value.span().start);
+    let mut p = RawProcess {
+        name: name.clone(),
+        header: header_start..header_start,
+        command: String::new(),
+        cwd: None,
+        env_files: Vec::new(),
+        env: Vec::new(),
+        env_overrides: Vec::new(),
+        instances: None,
+        increment_var: None,
+        group: None,
+        depends_on: Vec::new(),
+        kill_signal: None,
+        kill_timeout_ms: None,
+    };
+    let mut has_command = false;
+    for (k, v) in table.iter() {
+        let k_str: &str = k.get_ref();
+        match k_str {
+            "command" => {
+                has_command = true;
+                if let Some(s) = string(k_str, v, problems) {
+                    if s.trim().is_empty() {
+                        problems.at(v.span(), ErrorKind::Empty("command".into()));
+                    }
+                    p.command = s;
+                }
+            }
+            "cwd" => {
+                if let Some(s) = string(k_str, v, problems) {
+                    if s.is_empty() {
+                        problems.at(v.span(), ErrorKind::Empty("cwd".into()));
+                    } else {
+                        p.cwd = Some(Spanned::new(v.span(), s));
+                    }
+                }
+            }
+            "env" => p.env = env_table("env", v, problems),
+            "env_file" => p.env_files = env_files(v, problems),
+            "instances" => p.instances = instances(v, problems),
+            "increment_var" => {
+                if let Some(s) = string(k_str, v, problems) {
+                    p.increment_var = Some(Spanned::new(v.span(), s));
+                }
+            }
+            "group" => {
+                if let Some(s) = string(k_str, v, problems) {
+                    match validate::name_problem(&s) {
+                        Some(reason) => problems.at(v.span(), ErrorKind::BadGroup { name: show(&s), reason }),
+                        None => p.group = Some(s),
+                    }
+                }
+            }
+            "depends_on" => p.depends_on = depends_on(v, problems),
+            "kill_signal" => p.kill_signal = kill_signal(v, problems),
+            "kill_timeout" => p.kill_timeout_ms = non_negative("kill_timeout", v, problems),
+            _ => match k_str.strip_prefix("env_") {
+                Some(env_name) if is_env_name(env_name) => p
+                    .env_overrides
+                    .push(EnvOverride { name: env_name.to_string(), vars: env_table(k_str, v, problems) }),
+                Some(_) => problems.at(k.span(), ErrorKind::BadEnvName(show(k_str))),
+                None => {
+                    problems.at(k.span(), ErrorKind::UnknownKey { key: show(k_str), process: show(&name) })
+                }
+            },
+        }
+    }
+    if !has_command {
+        problems.at(p.header.clone(), ErrorKind::MissingCommand(show(&name)));
+    }
+    p
+}
+
+/// `<name>` of an `env_<name>` key: `A-Z a-z 0-9 _ -`, at least one.
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// How a value that has the wrong type is described after "got".
+fn found(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("string `{}`", show(s)),
+        DeValue::Integer(i) => format!("integer `{i}`"),
+        DeValue::Float(f) => format!("float `{f}`"),
+        DeValue::Boolean(b) => format!("boolean `{b}`"),
+        DeValue::Datetime(d) => format!("datetime `{d}`"),
+        DeValue::Array(_) => "an array".into(),
+        DeValue::Table(_) => "a table".into(),
+    }
+}
+
+fn wrong_type(key: &str, expected: &'static str, v: &Value<'_>, problems: &mut Problems<'_>) {
+    problems.at(v.span(), ErrorKind::WrongType { key: show(key), expected, found: found(v.get_ref()) });
+}
+
+fn string(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(s.to_string()),
+        _ => {
+            wrong_type(key, "a string", v, problems);
+            None
+        }
+    }
+}
+
+/// The value of a TOML integer, `None` when it does not fit an `i64`.
+fn int(i: &DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// `env` or `env_<name>`: a table whose values are strings, or numbers and booleans written
+/// without quotes (`PORT = 3000`), which become their decimal text.
+fn env_table(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<(String, String)> {
+    let DeValue::Table(table) = v.get_ref() else {
+        wrong_type(key, "a table of strings", v, problems);
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in table.iter() {
+        let name: &str = name.get_ref();
+        let full_key = format!("{key}.{name}");
+        let text = match value.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => int(i).map_or_else(|| i.to_string(), |n| n.to_string()),
+            DeValue::Float(f) => f.to_string(),
+            DeValue::Boolean(b) => b.to_string(),
+            _ => {
+                wrong_type(&full_key, "a string", value, problems);
+                continue;
+            }
+        };
+        if name.is_empty() || name.contains(['=', '\0']) {
+            problems.at(value.span(), ErrorKind::BadVarName { key: key.to_string(), name: show(name) });
+            continue;
+        }
+        if text.contains('\0') {
+            problems.at(value.span(), ErrorKind::NulInValue(show(&full_key)));
+            continue;
+        }
+        out.push((name.to_string(), text));
+    }
+    out
+}
+
+/// `env_file`: one path, or an array of paths.
+fn env_files(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
+    match v.get_ref() {
+        DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                string(&format!("env_file[{i}]"), item, problems).map(|s| Spanned::new(item.span(), s))
+            })
+            .collect(),
+        _ => {
+            wrong_type("env_file", "a string or an array of strings", v, problems);
+            Vec::new()
+        }
+    }
+}
+
+fn instances(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Instances> {
+    match v.get_ref() {
+        DeValue::String(s) if s.as_ref() == "max" => Some(Instances::Max),
+        DeValue::Integer(i) => in_range("instances", v, i, 1, i64::from(u32::MAX), problems)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Instances::Count),
+        _ => {
+            wrong_type("instances", "an integer >= 1 or \"max\"", v, problems);
+            None
+        }
+    }
+}
+
+/// The value of the integer `i` (the value of `v`) when it is within `min..=max`; otherwise
+/// records why not.
+fn in_range(
+    key: &str,
+    v: &Value<'_>,
+    i: &DeInteger<'_>,
+    min: i64,
+    max: i64,
+    problems: &mut Problems<'_>,
+) -> Option<i64> {
+    let got = i.to_string();
+    let kind = match int(i) {
+        Some(n) if (min..=max).contains(&n) => return Some(n),
+        Some(n) if n < min => ErrorKind::TooSmall { key: key.into(), min, got },
+        // Too large, or too far from zero for an `i64` either way.
+        None if got.starts_with('-') => ErrorKind::TooSmall { key: key.into(), min, got },
+        _ => ErrorKind::TooLarge { key: key.into(), max, got },
+    };
+    problems.at(v.span(), kind);
+    None
+}
+
+fn depends_on(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
+    let DeValue::Array(items) = v.get_ref() else {
+        wrong_type("depends_on", "an array of process names", v, problems);
+        return Vec::new();
+    };
+    let mut out: Vec<Spanned<String>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(s) = string(&format!("depends_on[{i}]"), item, problems)
+            && !out.iter().any(|d| *d.get_ref() == s)
+        {
+            out.push(Spanned::new(item.span(), s));
+        }
+    }
+    out
+}
+
+/// `kill_signal`: a name (`TERM`, `SIGTERM`) or a number, written as a string or an integer.
+fn kill_signal(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Signal> {
+    let text = match v.get_ref() {
+        DeValue::String(s) => s.to_string(),
+        DeValue::Integer(i) => i.to_string(),
+        _ => {
+            wrong_type("kill_signal", "a signal name like \"SIGTERM\"", v, problems);
+            return None;
+        }
+    };
+    match text.parse::<Signal>() {
+        Ok(sig) => Some(sig),
+        Err(_) => {
+            let shown = UnknownSignal(show(&text)).to_string();
+            problems.at(v.span(), ErrorKind::BadSignal(shown));
+            None
+        }
+    }
+}
+
+/// An integer >= 0 (milliseconds).
+fn non_negative(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
+    let DeValue::Integer(i) = v.get_ref() else {
+        wrong_type(key, "an integer (milliseconds)", v, problems);
+        return None;
+    };
+    in_range(key, v, i, 0, i64::MAX, problems).and_then(|n| u64::try_from(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{Fixture, load_errors};
+
+    /// Each bad file gives exactly these problems (path prefix removed).
+    #[test]
+    fn key_errors_point_at_the_key_or_value() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[worker]\ncommand = \"w\"\nrestrat = \"always\"\n",
+                &["3:1: unknown key `restrat` in [worker]"],
+            ),
+            (
+                "[worker]\ncommand = \"w\"\nrestart = \"always\"\nwatch = true\n",
+                &["3:1: unknown key `restart` in [worker]", "4:1: unknown key `watch` in [worker]"],
+            ),
+            ("[web]\ncwd = \".\"\n", &["1:1: missing required key `command` in [web]"]),
+            ("[web]\ncommand = \"  \"\n", &["2:11: `command` must not be empty"]),
+            ("[web]\ncommand = 3\n", &["2:11: `command` must be a string, got integer `3`"]),
+            ("[web]\ncommand = [\"node\"]\n", &["2:11: `command` must be a string, got an array"]),
+            ("[web]\ncommand = \"x\"\ncwd = false\n", &["3:7: `cwd` must be a string, got boolean `false`"]),
+            (
+                "[web]\ncommand = \"x\"\nenv = \"A=1\"\n",
+                &["3:7: `env` must be a table of strings, got string `A=1`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv = { A = [1], B = { c = 1 }, C = 1979-05-27 }\n",
+                &[
+                    "3:13: `env.A` must be a string, got an array",
+                    "3:22: `env.B` must be a string, got a table",
+                    "3:37: `env.C` must be a string, got datetime `1979-05-27`",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv_file = 1\n",
+                &["3:12: `env_file` must be a string or an array of strings, got integer `1`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv_file = [true, 2]\n",
+                &[
+                    "3:13: `env_file[0]` must be a string, got boolean `true`",
+                    "3:19: `env_file[1]` must be a string, got integer `2`",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv_prod = [\"A=1\"]\n",
+                &["3:12: `env_prod` must be a table of strings, got an array"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv_ = { A = \"1\" }\n",
+                &["3:1: invalid environment name in key `env_` (use `env_` and `A-Z a-z 0-9 _ -`)"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\n\"env_b@d\" = {}\n",
+                &["3:1: invalid environment name in key `env_b@d` (use `env_` and `A-Z a-z 0-9 _ -`)"],
+            ),
+            ("[web]\ncommand = \"x\"\ninstances = 0\n", &["3:13: `instances` must be at least 1, got 0"]),
+            ("[web]\ncommand = \"x\"\ninstances = -1\n", &["3:13: `instances` must be at least 1, got -1"]),
+            (
+                "[web]\ncommand = \"x\"\ninstances = \"lots\"\n",
+                &["3:13: `instances` must be an integer >= 1 or \"max\", got string `lots`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ninstances = 2.5\n",
+                &["3:13: `instances` must be an integer >= 1 or \"max\", got float `2.5`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ninstances = 5000000000\n",
+                &["3:13: `instances` must be at most 4294967295, got 5000000000"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nincrement_var = 3000\n",
+                &["3:17: `increment_var` must be a string, got integer `3000`"],
+            ),
+            ("[web]\ncommand = \"x\"\ngroup = [\"a\"]\n", &["3:9: `group` must be a string, got an array"]),
+            (
+                "[web]\ncommand = \"x\"\ngroup = \"back end\"\n",
+                &[
+                    "3:9: invalid group name `back end`: character ` ` is not allowed (use `A-Z a-z 0-9 _ - .`)",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ndepends_on = \"db\"\n",
+                &["3:14: `depends_on` must be an array of process names, got string `db`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ndepends_on = [\"web2\", 7]\n[web2]\ncommand = \"y\"\n",
+                &["3:23: `depends_on[1]` must be a string, got integer `7`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nkill_signal = \"TERMINATE\"\n",
+                &[
+                    "3:15: `kill_signal`: unknown signal `TERMINATE` (use a name like `TERM`, `SIGHUP`, `USR1` or a number)",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nkill_signal = true\n",
+                &["3:15: `kill_signal` must be a signal name like \"SIGTERM\", got boolean `true`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nkill_timeout = \"5s\"\n",
+                &["3:16: `kill_timeout` must be an integer (milliseconds), got string `5s`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nkill_timeout = -5\n",
+                &["3:16: `kill_timeout` must be at least 0, got -5"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nkill_timeout = 99999999999999999999\ninstances = -99999999999999999999\n",
+                &[
+                    "3:16: `kill_timeout` must be at most 9223372036854775807, got 99999999999999999999",
+                    "4:13: `instances` must be at least 1, got -99999999999999999999",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nenv = { \"A=B\" = \"1\" }\n",
+                &["3:17: invalid variable name `A=B` in `env`"],
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+    }
+
+    #[test]
+    fn all_problems_of_a_file_are_reported_in_order() {
+        let errs = load_errors("[a]\ninstances = 0\nkill_timeout = -1\n\n[b]\ncommand = \"x\"\nfoo = 1\n");
+        assert_eq!(
+            errs,
+            [
+                "1:1: missing required key `command` in [a]",
+                "2:13: `instances` must be at least 1, got 0",
+                "3:16: `kill_timeout` must be at least 0, got -1",
+                "7:1: unknown key `foo` in [b]",
+            ]
+        );
+    }
+
+    #[test]
+    fn accepted_value_forms() {
+        let fx = Fixture::new();
+        let cfg = fx.load(
+            "[a]\ncommand = \"x\"\nenv = { N = 0x1F, F = 1.5, B = true, U = 1_000 }\n\
+             kill_signal = 9\nkill_timeout = 0\ndepends_on = [\"b\", \"b\"]\n\
+             [b]\ncommand = \"y\"\nkill_signal = \"hup\"\n",
+            None,
+        );
+        let a = &cfg.processes[0];
+        let env: Vec<(&str, &str)> = a.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(env, [("N", "31"), ("F", "1.5"), ("B", "true"), ("U", "1000")]);
+        assert_eq!(a.kill_signal.number(), libc::SIGKILL);
+        assert_eq!(a.kill_timeout_ms, 0);
+        assert_eq!(a.depends_on, ["b"]);
+        assert_eq!(cfg.processes[1].kill_signal.number(), libc::SIGHUP);
+    }
+}

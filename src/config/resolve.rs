@@ -1,0 +1,197 @@
+//! From a checked table to a [`ProcessDef`]: resolves `cwd` and `env_file` against the config
+//! file's directory and checks they exist, reads the env files, lays the environment out in apply
+//! order (`env_file` files, `env`, then the `env_<name>` picked by `--env`), checks
+//! `increment_var` against it, and turns `instances = "max"` into the CPU count.
+//!
+//! The only module of the loader that touches the file system besides reading `pm3.toml`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::envfile::{self, EnvFileError};
+use super::error::{ErrorKind, Located, Pos, Problems, show};
+use super::parse::{Instances, RawProcess};
+use crate::spec::ProcessDef;
+
+/// Builds the definition of `raw`, recording every problem found on the way.
+pub fn process(
+    raw: RawProcess,
+    dir: &Path,
+    env_name: Option<&str>,
+    problems: &mut Problems<'_>,
+) -> ProcessDef {
+    let cwd = match &raw.cwd {
+        Some(given) => cwd(given, dir, problems),
+        None => dir.to_path_buf(),
+    };
+
+    let mut env = Vec::new();
+    for file in &raw.env_files {
+        env.extend(env_file(file, dir, &raw.name, problems));
+    }
+    env.extend(raw.env);
+    if let Some(name) = env_name {
+        for o in raw.env_overrides.into_iter().filter(|o| o.name == name) {
+            env.extend(o.vars);
+        }
+    }
+    if let Some(var) = &raw.increment_var {
+        increment_var(var, &env, problems);
+    }
+
+    // Start from the defaults, so keys this loader does not know yet keep them.
+    let mut def = ProcessDef::new(raw.name, raw.command, cwd);
+    def.env = env;
+    match raw.instances {
+        Some(Instances::Count(n)) => def.instances = n,
+        Some(Instances::Max) => def.instances = cpu_count(),
+        None => {}
+    }
+    def.increment_var = raw.increment_var.map(Spanned::into_inner);
+    def.group = raw.group;
+    def.depends_on = raw.depends_on.into_iter().map(Spanned::into_inner).collect();
+    if let Some(sig) = raw.kill_signal {
+        def.kill_signal = sig;
+    }
+    if let Some(ms) = raw.kill_timeout_ms {
+        def.kill_timeout_ms = ms;
+    }
+    def
+}
+
+/// The number of CPUs, for `instances = "max"` (1 when the system cannot tell).
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// `given` relative to `dir` (an absolute `given` stays as it is), without `.` components.
+fn resolve_path(dir: &Path, given: &str) -> PathBuf {
+    dir.join(given).components().collect()
+}
+
+fn cwd(given: &Spanned<String>, dir: &Path, problems: &mut Problems<'_>) -> PathBuf {
+    let path = resolve_path(dir, given.get_ref());
+    let names = || (show(given.get_ref()), show(&path.display().to_string()));
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            let (given_s, resolved) = names();
+            problems.at(given.span(), ErrorKind::CwdNotDir { given: given_s, resolved });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let (given_s, resolved) = names();
+            problems.at(given.span(), ErrorKind::CwdMissing { given: given_s, resolved });
+        }
+        Err(e) => {
+            let (given_s, resolved) = names();
+            problems
+                .at(given.span(), ErrorKind::CwdUnusable { given: given_s, resolved, reason: e.to_string() });
+        }
+    }
+    path
+}
+
+fn env_file(
+    given: &Spanned<String>,
+    dir: &Path,
+    process: &str,
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let path = resolve_path(dir, given.get_ref());
+    let names = || (show(given.get_ref()), show(&path.display().to_string()));
+    match envfile::read(&path) {
+        Ok(vars) => return vars,
+        Err(EnvFileError::Missing) => {
+            let (given_s, resolved) = names();
+            problems.at(given.span(), ErrorKind::EnvFileMissing { given: given_s, resolved });
+        }
+        Err(EnvFileError::Unreadable(reason)) => {
+            let (given_s, resolved) = names();
+            problems.at(given.span(), ErrorKind::EnvFileUnreadable { given: given_s, resolved, reason });
+        }
+        Err(EnvFileError::Syntax { line, text }) => problems.elsewhere(
+            given.span().start,
+            Located {
+                pos: Some(Pos { line, col: 1 }),
+                path,
+                kind: ErrorKind::EnvFileSyntax { line: show(&text), process: show(process) },
+            },
+        ),
+    }
+    Vec::new()
+}
+
+/// `increment_var` must name a variable the config defines, holding an integer.
+fn increment_var(var: &Spanned<String>, env: &[(String, String)], problems: &mut Problems<'_>) {
+    let name = var.get_ref();
+    match env.iter().rev().find(|(k, _)| k == name) {
+        None => problems.at(var.span(), ErrorKind::IncrementVarUndefined(show(name))),
+        Some((_, value)) if value.trim().parse::<i64>().is_err() => {
+            problems.at(var.span(), ErrorKind::IncrementVarNotInteger { var: show(name), value: show(value) })
+        }
+        Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{Fixture, load_errors};
+
+    #[test]
+    fn file_system_errors() {
+        let fx = Fixture::new();
+        fx.write("file.txt", "");
+        fx.write("bad.env", "A=1\n\nNOT VALID\n");
+        let text = "[web]\ncommand = \"x\"\ncwd = \"nope\"\nenv_file = [\"missing.env\", \"bad.env\"]\n\
+                    [api]\ncommand = \"y\"\ncwd = \"file.txt\"\n";
+        let dir = fx.dir().display().to_string();
+        let config = fx.config_path().display().to_string();
+        assert_eq!(
+            fx.load_err(text, None),
+            [
+                format!("{config}:3:7: `cwd` directory `nope` does not exist ({dir}/nope)"),
+                format!("{config}:4:13: `env_file` `missing.env` not found ({dir}/missing.env)"),
+                format!("{dir}/bad.env:3:1: cannot parse `NOT VALID` (env file of [web])"),
+                format!("{config}:7:7: `cwd` `file.txt` is not a directory ({dir}/file.txt)"),
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn increment_var_errors() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[web]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { HOST = \"a\" }\n",
+                &["3:17: `increment_var` names `PORT`, which `env` and `env_file` do not define"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { PORT = \"http\" }\n",
+                &["3:17: `increment_var` `PORT` must hold an integer, got `http`"],
+            ),
+            (
+                // Only the `env_<name>` picked by `--env` counts, and none is picked here.
+                "[web]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv_prod = { PORT = 80 }\n",
+                &["3:17: `increment_var` names `PORT`, which `env` and `env_file` do not define"],
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+    }
+
+    #[test]
+    fn increment_var_from_an_env_file_or_the_picked_env() {
+        let fx = Fixture::new();
+        fx.write(".env", "PORT=3000\n");
+        let cfg = fx.load("[web]\ncommand = \"x\"\nenv_file = \".env\"\nincrement_var = \"PORT\"\n", None);
+        assert_eq!(cfg.processes[0].increment_var.as_deref(), Some("PORT"));
+        let cfg = fx.load(
+            "[web]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv_prod = { PORT = 80 }\n",
+            Some("prod"),
+        );
+        assert_eq!(cfg.processes[0].env, [("PORT".to_string(), "80".to_string())]);
+    }
+}

@@ -1,0 +1,266 @@
+//! Rules across processes, one small function each: process names, at least one process,
+//! `depends_on` names that exist, no dependency cycles, and a `--env` name that some process
+//! defines. Works on the [`RawProcess`]es of `parse`; records problems, changes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use super::error::{ErrorKind, Problems, show};
+use super::parse::RawProcess;
+
+/// Longest process or group name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why `name` is not a valid process (or group) name, `None` when it is: 1 to 64 characters of
+/// `A-Z a-z 0-9 _ - .`, not starting with `.`; `:` is reserved for instance names.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it must not be empty".into());
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Some(format!("it is longer than {MAX_NAME_LEN} characters"));
+    }
+    if name.starts_with('.') {
+        return Some("it must not start with `.`".into());
+    }
+    if name.contains(':') {
+        return Some("`:` is reserved for instance names like `worker:0`".into());
+    }
+    name.chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        .map(|c| format!("character `{}` is not allowed (use `A-Z a-z 0-9 _ - .`)", show(&c.to_string())))
+}
+
+/// Runs every cross-process rule.
+pub fn check(processes: &[RawProcess], env_name: Option<&str>, problems: &mut Problems<'_>) {
+    if processes.is_empty() {
+        problems.at_end(ErrorKind::NoProcess);
+    }
+    names(processes, problems);
+    dependencies(processes, problems);
+    cycles(processes, problems);
+    if let Some(env) = env_name {
+        env_name_is_defined(processes, env, problems);
+    }
+}
+
+fn names(processes: &[RawProcess], problems: &mut Problems<'_>) {
+    for p in processes {
+        if let Some(reason) = name_problem(&p.name) {
+            problems.at(p.header.clone(), ErrorKind::BadName { name: show(&p.name), reason });
+        }
+    }
+}
+
+fn dependencies(processes: &[RawProcess], problems: &mut Problems<'_>) {
+    let known: HashSet<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    for p in processes {
+        for dep in &p.depends_on {
+            let dep_name = dep.get_ref().as_str();
+            if dep_name == p.name {
+                problems.at(dep.span(), ErrorKind::SelfDependency(show(dep_name)));
+            } else if !known.contains(dep_name) {
+                problems.at(dep.span(), ErrorKind::UnknownDependency(show(dep_name)));
+            }
+        }
+    }
+}
+
+/// Finds the dependency cycles (self-dependencies and unknown names are reported elsewhere) and
+/// reports each once, starting from its process that comes first in the file, at the
+/// `depends_on` entry that leads to the next process of the cycle.
+fn cycles(processes: &[RawProcess], problems: &mut Problems<'_>) {
+    let index: HashMap<&str, usize> =
+        processes.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    // edges[i] = (target, span of the `depends_on` entry)
+    let edges: Vec<Vec<(usize, Range<usize>)>> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.get_ref().as_str()).map(|&t| (t, d.span())))
+                .filter(|&(t, _)| t != i)
+                .collect()
+        })
+        .collect();
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; processes.len()];
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    let mut found: Vec<Vec<usize>> = Vec::new();
+
+    // Iterative depth-first search, so a long chain of dependencies cannot overflow the stack.
+    for start in 0..processes.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        mark[start] = Mark::OnPath;
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let Some((target, _)) = edges[node].get(*next) else {
+                mark[node] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            let target = *target;
+            match mark[target] {
+                Mark::New => {
+                    mark[target] = Mark::OnPath;
+                    path.push((target, 0));
+                }
+                Mark::OnPath => {
+                    let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
+                    let mut cycle: Vec<usize> = path[from..].iter().map(|&(n, _)| n).collect();
+                    let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+                    cycle.rotate_left(first);
+                    if seen.insert(cycle.clone()) {
+                        found.push(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+
+    for cycle in found {
+        let (first, second) = (cycle[0], cycle[1 % cycle.len()]);
+        let span = edges[first]
+            .iter()
+            .find(|(t, _)| *t == second)
+            .map_or_else(|| processes[first].header.clone(), |(_, s)| s.clone());
+        let mut names: Vec<String> = cycle.iter().map(|&i| show(&processes[i].name)).collect();
+        names.push(show(&processes[first].name));
+        problems.at(span, ErrorKind::Cycle(names.join(" -> ")));
+    }
+}
+
+fn env_name_is_defined(processes: &[RawProcess], env: &str, problems: &mut Problems<'_>) {
+    let defined = processes.iter().any(|p| p.env_overrides.iter().any(|o| o.name == env));
+    if !defined {
+        problems.at_end(ErrorKind::UnknownEnv(show(env)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{Fixture, load_errors};
+    use super::name_problem;
+
+    #[test]
+    fn names() {
+        for ok in ["web", "a", "A-z_0.9", "x.y", &"n".repeat(64)] {
+            assert_eq!(name_problem(ok), None, "{ok}");
+        }
+        for bad in ["", ".hidden", "a:0", "b@d", "sp ace", &"n".repeat(65), "é"] {
+            assert!(name_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cross_process_errors() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &["1:1: no process defined (add a table like `[web]` with a `command`)"]),
+            ("# nothing here\n", &["1:1: no process defined (add a table like `[web]` with a `command`)"]),
+            (
+                "name = \"web\"\n",
+                &[
+                    "1:1: top-level key `name` must be a process table like `[name]`",
+                    "1:1: no process defined (add a table like `[web]` with a `command`)",
+                ],
+            ),
+            (
+                "[[web]]\ncommand = \"x\"\n",
+                &[
+                    "1:3: top-level key `web` must be a process table like `[web]`",
+                    "1:1: no process defined (add a table like `[web]` with a `command`)",
+                ],
+            ),
+            (
+                "[ok]\ncommand = \"x\"\n\n[\"b@d\"]\ncommand = \"x\"\n",
+                &["4:1: invalid process name `b@d`: character `@` is not allowed (use `A-Z a-z 0-9 _ - .`)"],
+            ),
+            (
+                "[\"web:0\"]\ncommand = \"x\"\n",
+                &["1:1: invalid process name `web:0`: `:` is reserved for instance names like `worker:0`"],
+            ),
+            (
+                "[\".web\"]\ncommand = \"x\"\n",
+                &["1:1: invalid process name `.web`: it must not start with `.`"],
+            ),
+            (
+                "web = { command = \"x\", instances = 0 }\n\"a b\" = { command = \"y\" }\n",
+                &[
+                    "1:36: `instances` must be at least 1, got 0",
+                    "2:1: invalid process name `a b`: character ` ` is not allowed (use `A-Z a-z 0-9 _ - .`)",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ndepends_on = [\"db\", \"cache\"]\n[db]\ncommand = \"y\"\n",
+                &["3:21: `depends_on` names unknown process `cache`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\ndepends_on = [\"web\"]\n",
+                &["3:15: `web` depends on itself (`web -> web`)"],
+            ),
+            (
+                "[a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n\
+                 [b]\ncommand = \"x\"\ndepends_on = [\"c\"]\n\
+                 [c]\ncommand = \"x\"\ndepends_on = [\"a\"]\n",
+                &["3:15: dependency cycle `a -> b -> c -> a`"],
+            ),
+            (
+                // Reached from `c` and from `a`, reported once, from `c` (first in the file).
+                "[c]\ncommand = \"x\"\ndepends_on = [\"a\"]\n\
+                 [a]\ncommand = \"x\"\ndepends_on = [\"ok\", \"c\"]\n\
+                 [ok]\ncommand = \"x\"\n",
+                &["3:15: dependency cycle `c -> a -> c`"],
+            ),
+            (
+                // Two separate cycles.
+                "[a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n\
+                 [b]\ncommand = \"x\"\ndepends_on = [\"a\", \"b\"]\n\
+                 [x]\ncommand = \"x\"\ndepends_on = [\"y\"]\n\
+                 [y]\ncommand = \"x\"\ndepends_on = [\"x\"]\n",
+                &[
+                    "3:15: dependency cycle `a -> b -> a`",
+                    "6:20: `b` depends on itself (`b -> b`)",
+                    "9:15: dependency cycle `x -> y -> x`",
+                ],
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+    }
+
+    #[test]
+    fn unknown_env_name_names_the_file_and_the_env() {
+        let fx = Fixture::new();
+        let text = "[web]\ncommand = \"x\"\nenv_prod = { A = \"1\" }\n";
+        let err = fx.load_err(text, Some("staging"));
+        assert_eq!(
+            err,
+            format!(
+                "{}:1:1: no process defines `env_staging` (asked for with `--env staging`)",
+                fx.config_path().display()
+            )
+        );
+        // A name one process defines is fine for all of them.
+        let text = "[web]\ncommand = \"x\"\nenv_prod = { A = \"1\" }\n[db]\ncommand = \"y\"\n";
+        assert_eq!(fx.load(text, Some("prod")).processes.len(), 2);
+    }
+
+    #[test]
+    fn group_may_equal_another_process_name() {
+        let fx = Fixture::new();
+        let cfg = fx.load("[api]\ncommand = \"x\"\ngroup = \"web\"\n[web]\ncommand = \"y\"\n", None);
+        assert_eq!(cfg.processes[0].group.as_deref(), Some("web"));
+    }
+}
