@@ -13,6 +13,7 @@ use toml::de::{DeInteger, DeString, DeTable, DeValue};
 use super::error::{ErrorKind, Problems, show};
 use super::validate;
 use crate::process::signal::{Signal, UnknownSignal};
+use crate::spec::RestartPolicy;
 
 /// The `instances` key as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,11 @@ pub struct RawProcess {
     pub depends_on: Vec<Spanned<String>>,
     pub kill_signal: Option<Signal>,
     pub kill_timeout_ms: Option<u64>,
+    pub restart: Option<RestartPolicy>,
+    pub max_restarts: Option<u32>,
+    pub min_uptime_ms: Option<u64>,
+    pub restart_delay_ms: Option<u64>,
+    pub stop_exit_codes: Option<Vec<i32>>,
 }
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -83,6 +89,11 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         depends_on: Vec::new(),
         kill_signal: None,
         kill_timeout_ms: None,
+        restart: None,
+        max_restarts: None,
+        min_uptime_ms: None,
+        restart_delay_ms: None,
+        stop_exit_codes: None,
     };
     let mut has_command = false;
     for (k, v) in table.iter() {
@@ -125,6 +136,20 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "depends_on" => p.depends_on = depends_on(v, problems),
             "kill_signal" => p.kill_signal = kill_signal(v, problems),
             "kill_timeout" => p.kill_timeout_ms = non_negative("kill_timeout", v, problems),
+            "restart" => p.restart = restart(v, problems),
+            "max_restarts" => {
+                p.max_restarts = match v.get_ref() {
+                    DeValue::Integer(i) => in_range("max_restarts", v, i, 0, i64::from(u32::MAX), problems)
+                        .and_then(|n| u32::try_from(n).ok()),
+                    _ => {
+                        wrong_type("max_restarts", "an integer", v, problems);
+                        None
+                    }
+                }
+            }
+            "min_uptime" => p.min_uptime_ms = non_negative("min_uptime", v, problems),
+            "restart_delay" => p.restart_delay_ms = non_negative("restart_delay", v, problems),
+            "stop_exit_codes" => p.stop_exit_codes = exit_codes(v, problems),
             _ => match k_str.strip_prefix("env_") {
                 Some(env_name) if is_env_name(env_name) => p
                     .env_overrides
@@ -302,6 +327,44 @@ fn kill_signal(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Signal> {
     }
 }
 
+/// `restart`: `on_failure` (or `on-failure`), `always`, `never`.
+fn restart(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<RestartPolicy> {
+    let policy = match v.get_ref() {
+        DeValue::String(s) => match s.as_ref() {
+            "on_failure" | "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            "never" => Some(RestartPolicy::Never),
+            _ => None,
+        },
+        _ => None,
+    };
+    if policy.is_none() {
+        wrong_type("restart", "one of \"on_failure\", \"always\", \"never\"", v, problems);
+    }
+    policy
+}
+
+/// `stop_exit_codes`: an array of exit codes (0 to 255).
+fn exit_codes(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Vec<i32>> {
+    let DeValue::Array(items) = v.get_ref() else {
+        wrong_type("stop_exit_codes", "an array of integers", v, problems);
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("stop_exit_codes[{i}]");
+        match item.get_ref() {
+            DeValue::Integer(n) => {
+                if let Some(code) = in_range(&key, item, n, 0, 255, problems) {
+                    out.push(code as i32);
+                }
+            }
+            _ => wrong_type(&key, "an integer", item, problems),
+        }
+    }
+    Some(out)
+}
+
 /// An integer >= 0 (milliseconds).
 fn non_negative(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
     let DeValue::Integer(i) = v.get_ref() else {
@@ -324,8 +387,8 @@ mod tests {
                 &["3:1: unknown key `restrat` in [worker]"],
             ),
             (
-                "[worker]\ncommand = \"w\"\nrestart = \"always\"\nwatch = true\n",
-                &["3:1: unknown key `restart` in [worker]", "4:1: unknown key `watch` in [worker]"],
+                "[worker]\ncommand = \"w\"\nautorestart = true\nexec_mode = \"cluster\"\n",
+                &["3:1: unknown key `autorestart` in [worker]", "4:1: unknown key `exec_mode` in [worker]"],
             ),
             ("[web]\ncwd = \".\"\n", &["1:1: missing required key `command` in [web]"]),
             ("[web]\ncommand = \"  \"\n", &["2:11: `command` must not be empty"]),
@@ -426,6 +489,14 @@ mod tests {
                 ],
             ),
             (
+                "[web]\ncommand = \"x\"\nrestart = \"sometimes\"\nmax_restarts = -1\nstop_exit_codes = [3, 300]\n",
+                &[
+                    "3:11: `restart` must be one of \"on_failure\", \"always\", \"never\", got string `sometimes`",
+                    "4:16: `max_restarts` must be at least 0, got -1",
+                    "5:23: `stop_exit_codes[1]` must be at most 255, got 300",
+                ],
+            ),
+            (
                 "[web]\ncommand = \"x\"\nenv = { \"A=B\" = \"1\" }\n",
                 &["3:17: invalid variable name `A=B` in `env`"],
             ),
@@ -465,5 +536,23 @@ mod tests {
         assert_eq!(a.kill_timeout_ms, 0);
         assert_eq!(a.depends_on, ["b"]);
         assert_eq!(cfg.processes[1].kill_signal.number(), libc::SIGHUP);
+    }
+
+    #[test]
+    fn restart_policy_keys() {
+        use crate::spec::RestartPolicy;
+        let fx = Fixture::new();
+        let cfg = fx.load(
+            "[a]\ncommand = \"x\"\nrestart = \"on-failure\"\nmax_restarts = 2\nmin_uptime = 5000\n\
+             restart_delay = 250\nstop_exit_codes = [0, 3]\n[b]\ncommand = \"y\"\nrestart = \"always\"\n",
+            None,
+        );
+        let a = &cfg.processes[0];
+        assert_eq!(a.restart, RestartPolicy::OnFailure);
+        assert_eq!((a.max_restarts, a.min_uptime_ms, a.restart_delay_ms), (2, 5000, 250));
+        assert_eq!(a.stop_exit_codes, [0, 3]);
+        let b = &cfg.processes[1];
+        assert_eq!(b.restart, RestartPolicy::Always);
+        assert_eq!((b.max_restarts, b.min_uptime_ms, b.restart_delay_ms), (15, 1000, 100));
     }
 }

@@ -58,6 +58,21 @@ pub fn process(
     if let Some(ms) = raw.kill_timeout_ms {
         def.kill_timeout_ms = ms;
     }
+    if let Some(policy) = raw.restart {
+        def.restart = policy;
+    }
+    if let Some(n) = raw.max_restarts {
+        def.max_restarts = n;
+    }
+    if let Some(ms) = raw.min_uptime_ms {
+        def.min_uptime_ms = ms;
+    }
+    if let Some(ms) = raw.restart_delay_ms {
+        def.restart_delay_ms = ms;
+    }
+    if let Some(codes) = raw.stop_exit_codes {
+        def.stop_exit_codes = codes;
+    }
     def
 }
 
