@@ -184,12 +184,21 @@ struct Running {
     out: Stream,
     err: Stream,
     stopping: Option<Stopping>,
+    /// Set once the main process has exited while other members of its group still run: the
+    /// run ends when the whole group is gone.
+    exited: Option<ExitStatus>,
 }
 
 struct Stopping {
     deadline: tokio::time::Instant,
     killed: bool,
+    /// A command asked for this stop (as opposed to cleaning up after the main process exited).
+    by_command: bool,
 }
+
+/// How often a group whose leader has exited is checked for remaining members. Only used in
+/// that rare case; a normal exit is an event (pidfd), not a poll.
+const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// What to do once the current run has ended because of a command.
 enum AfterStop {
@@ -202,6 +211,8 @@ enum Event {
     Exited(ExitStatus),
     Output,
     KillTimeout,
+    /// Time to check whether the rest of an exited leader's group is gone.
+    GroupCheck,
     DepsChanged,
     BackoffOver,
 }
@@ -233,9 +244,11 @@ impl Supervisor {
                 },
                 Phase::Running(r) => {
                     let deadline = r.stopping.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
+                    let leader_gone = r.exited.is_some();
                     tokio::select! {
                         biased;
-                        status = r.exit.exited() => Event::Exited(status),
+                        status = r.exit.exited(), if !leader_gone => Event::Exited(status),
+                        _ = tokio::time::sleep(GROUP_POLL), if leader_gone => Event::GroupCheck,
                         _ = r.out.pump() => Event::Output,
                         _ = r.err.pump() => Event::Output,
                         cmd = self.rx.recv() => Event::Cmd(cmd),
@@ -251,6 +264,7 @@ impl Supervisor {
                 Event::Exited(status) => self.on_exit(status),
                 Event::Output => {}
                 Event::KillTimeout => self.on_kill_timeout(),
+                Event::GroupCheck => self.on_group_check(),
                 Event::DepsChanged => self.on_deps_changed(),
                 Event::BackoffOver => {
                     self.phase = Phase::Idle;
@@ -443,7 +457,7 @@ impl Supervisor {
         });
         match watch_and_streams {
             Ok((exit, out, err)) => {
-                Ok(Running { pid, started: Instant::now(), exit, out, err, stopping: None })
+                Ok(Running { pid, started: Instant::now(), exit, out, err, stopping: None, exited: None })
             }
             Err(e) => {
                 // Without an exit watch the process cannot be supervised: do not leave it behind.
@@ -468,7 +482,7 @@ impl Supervisor {
         // SIGCONT too, so a stopped (SIGSTOP) group can act on the signal.
         let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
         let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-        r.stopping = Some(Stopping { deadline, killed: false });
+        r.stopping = Some(Stopping { deadline, killed: false, by_command: true });
         self.publish(|s| s.status = Status::Stopping);
     }
 
@@ -482,18 +496,46 @@ impl Supervisor {
         }
     }
 
+    /// The main process exited. Its output is copied first; if other members of its group
+    /// still run they get `kill_signal` (unless a stop already sent it) and the grace period,
+    /// and the run ends only when the whole group is gone: no orphans, and `stop` returns when
+    /// everything has exited.
     fn on_exit(&mut self, status: ExitStatus) {
-        let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return;
-        };
+        let Phase::Running(r) = &mut self.phase else { return };
         // Everything the process wrote before it exited is in the pipes now: copy it before the
         // exit is recorded.
         r.out.drain();
         r.err.drain();
-        // The group ends with its main process: no orphans left behind.
-        let _ = signal::signal_group(r.pid, Signal::KILL);
+        if group_alive(r.pid) {
+            r.exited = Some(status);
+            if r.stopping.is_none() {
+                let _ = signal::signal_group(r.pid, self.inst.def.kill_signal);
+                let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
+                r.stopping = Some(Stopping { deadline, killed: false, by_command: false });
+            }
+            return;
+        }
+        self.finish_run(status);
+    }
+
+    fn on_group_check(&mut self) {
+        if let Phase::Running(r) = &self.phase
+            && let Some(status) = r.exited
+            && !group_alive(r.pid)
+        {
+            self.finish_run(status);
+        }
+    }
+
+    /// The whole group is gone: record the exit and decide what comes next.
+    fn finish_run(&mut self, status: ExitStatus) {
+        let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        r.out.drain();
+        r.err.drain();
         let ran_for = r.started.elapsed();
-        let by_command = r.stopping.is_some();
+        let by_command = r.stopping.as_ref().is_some_and(|s| s.by_command);
         linger(r.out, r.err);
         let cause = if by_command { ExitCause::Stopped } else { ExitCause::Exited };
         tracing::info!(name = %self.inst.name, pid = r.pid, ?status, ?cause, "exited");
@@ -550,6 +592,12 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// True while any process of the group `pgid` exists.
+fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
 }
 
 /// True when every dependency instance is online.
