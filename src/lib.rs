@@ -21,4 +21,5 @@ pub mod paths;
 pub mod process;
 pub mod protocol;
 pub mod spec;
+pub mod stats;
 pub mod supervisor;

@@ -54,6 +54,11 @@ pub enum Request {
         config: Option<ConfigPayload>,
         targets: Vec<String>,
     },
+    /// Rolling restart, one instance at a time, each online before the next.
+    Reload {
+        config: Option<ConfigPayload>,
+        targets: Vec<String>,
+    },
     List,
     Info {
         target: String,
@@ -164,8 +169,36 @@ pub struct ProcessDetail {
     pub increment_var: Option<String>,
     /// Unix time (ms) the current run started.
     pub started_at_ms: Option<u64>,
-    /// Why the process is `errored` (spawn failure), when it is.
+    /// Why the process is `errored` (spawn failure, pre_start, restarts exhausted), when it is.
     pub error: Option<String>,
+    /// How the previous run ended.
+    pub last_exit: Option<LastExitInfo>,
+    pub health_check: Option<String>,
+    /// Why the last health probe failed, while the process is not yet online.
+    pub health_error: Option<String>,
+    pub restart: crate::spec::RestartPolicy,
+    pub max_restarts: u32,
+    pub min_uptime_ms: u64,
+    pub restart_delay_ms: u64,
+    pub stop_exit_codes: Vec<i32>,
+    pub max_memory: Option<u64>,
+    pub watch: Option<PathBuf>,
+    pub cron_restart: Option<String>,
+    pub pre_start: Option<String>,
+    pub post_stop: Option<String>,
+}
+
+/// How a run ended, for `info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastExitInfo {
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<String>,
+    /// `exited` (by itself), `stopped` (a command), `memory`, `cron` or `watch`.
+    pub reason: String,
+    /// Unix time in ms.
+    pub at_ms: u64,
+    /// The last lines the process wrote to stderr before it ended.
+    pub stderr: Vec<String>,
 }
 
 /// A process name and its log files, as `Resolve` answers.

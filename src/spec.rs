@@ -46,6 +46,27 @@ pub struct ProcessDef {
     pub restart_delay_ms: u64,
     /// Exit codes that never trigger a restart.
     pub stop_exit_codes: Vec<i32>,
+    /// Readiness probe as written (`http://…`, `https://…`, `tcp://host:port`, `exec:cmd`);
+    /// `${VAR}` is expanded per instance before it is parsed.
+    pub health_check: Option<String>,
+    /// Probe period while `starting` or `unhealthy` (ms).
+    pub health_interval_ms: u64,
+    /// Time from spawn until a process whose probe never passed is `unhealthy` (ms).
+    pub health_timeout_ms: u64,
+    /// Hook run through `sh -c` before every start; failing means the start fails.
+    pub pre_start: Option<String>,
+    /// Hook run through `sh -c` after every exit.
+    pub post_stop: Option<String>,
+    /// Restart when the resident memory of the process tree exceeds this many bytes.
+    pub max_memory: Option<u64>,
+    /// Directory whose changes restart the process.
+    pub watch: Option<PathBuf>,
+    /// Globs (relative to `watch`) whose changes are ignored.
+    pub watch_ignore: Vec<String>,
+    /// Quiet period before a watch restart (ms).
+    pub watch_debounce_ms: u64,
+    /// Cron expression (5 fields, or 6 with seconds first) for periodic restarts.
+    pub cron_restart: Option<String>,
 }
 
 /// When a process that exits by itself is started again.
@@ -78,6 +99,16 @@ impl ProcessDef {
             min_uptime_ms: 1000,
             restart_delay_ms: 100,
             stop_exit_codes: Vec::new(),
+            health_check: None,
+            health_interval_ms: 1000,
+            health_timeout_ms: 30_000,
+            pre_start: None,
+            post_stop: None,
+            max_memory: None,
+            watch: None,
+            watch_ignore: vec![".git".into(), "node_modules".into()],
+            watch_debounce_ms: 500,
+            cron_restart: None,
         }
     }
 

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
     },
+    /// Rolling restart: one instance at a time, each back online before the next.
+    Reload {
+        targets: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+    },
     /// Show every managed process.
     #[command(visible_aliases = ["ls", "view"])]
     List,
@@ -170,6 +176,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let mut client = Client::connect_or_start(&paths)?;
             let report = expect_done(client.request(Request::Restart { config, targets })?)?;
             out.report("restart", &report)
+        }
+        Command::Reload { targets, env } => {
+            let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let mut client = Client::connect_or_start(&paths)?;
+            let report = expect_done(client.request(Request::Reload { config, targets })?)?;
+            out.report("reload", &report)
         }
         Command::Stop { targets } => simple(&paths, &out, "stop", Request::Stop { targets }),
         Command::Flush { targets } => simple(&paths, &out, "flush", Request::Flush { targets }),
@@ -304,8 +316,15 @@ fn unexpected() -> CliError {
 /// `start --wait`: polls until every started instance is online; fails on any that ends
 /// errored or unhealthy.
 fn wait_online(client: &mut Client, report: &Report, out: &Out) -> Result<(), CliError> {
+    use std::io::IsTerminal;
     let names: Vec<&str> =
         report.processes.iter().filter(|o| o.action != Action::Removed).map(|o| o.name.as_str()).collect();
+    let progress = !out.json && std::io::stderr().is_terminal();
+    let clear = || {
+        if progress {
+            eprint!("\r\x1b[K");
+        }
+    };
     loop {
         let rows = list(client)?;
         let mine: Vec<&ProcessInfo> = rows.iter().filter(|r| names.contains(&r.name.as_str())).collect();
@@ -315,13 +334,23 @@ fn wait_online(client: &mut Client, report: &Report, out: &Out) -> Result<(), Cl
             .map(|r| format!("{} is {}", r.name, r.status.as_str()))
             .collect();
         if !failed.is_empty() {
+            clear();
             return Err(CliError::Other(format!("not online: {}", failed.join(", "))));
         }
-        if mine.iter().all(|r| r.status == Status::Online) {
+        let pending: Vec<String> = mine
+            .iter()
+            .filter(|r| r.status != Status::Online)
+            .map(|r| format!("{} {}", r.name, r.status.as_str()))
+            .collect();
+        if pending.is_empty() {
+            clear();
             if !out.json {
-                out.print(&format!("{} online\n", names.join(", ")))?;
+                out.print(&format!("online: {}\n", names.join(", ")))?;
             }
             return Ok(());
+        }
+        if progress {
+            eprint!("\r\x1b[Kwaiting for {} of {}: {}", pending.len(), mine.len(), pending.join(", "));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -130,13 +130,20 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv("pid", i.pid.map_or("-".into(), |p| p.to_string()));
     kv("uptime", i.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))));
     kv("restarts", i.restarts.to_string());
-    if i.exit_code.is_some() || i.exit_signal.is_some() {
-        let how = match (&i.exit_code, &i.exit_signal) {
+    if let Some(last) = &d.last_exit {
+        let how = match (&last.exit_code, &last.exit_signal) {
             (Some(c), _) => format!("exit code {c}"),
             (None, Some(s)) => format!("killed by {s}"),
-            (None, None) => "unknown".into(),
+            (None, None) => "unknown status".into(),
         };
-        kv("last exit", how);
+        let ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH + Duration::from_millis(last.at_ms))
+            .map(|d| format!(", {} ago", duration(d)))
+            .unwrap_or_default();
+        kv("last exit", format!("{how} ({}{ago})", last.reason));
+        for line in &last.stderr {
+            kv("  stderr", line.clone());
+        }
     }
     if let Some(e) = &d.error {
         kv("error", e.clone());
@@ -149,6 +156,32 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv("command", d.command.clone());
     kv("argv", shell_words::join(&d.argv));
     kv("cwd", d.cwd.display().to_string());
+    if let Some(h) = &d.health_check {
+        let state = d.health_error.as_ref().map(|e| format!(" (last probe: {e})")).unwrap_or_default();
+        kv("health", format!("{h}{state}"));
+    }
+    kv(
+        "restart",
+        format!(
+            "{:?} (max {} short runs, min uptime {}ms, delay {}ms)",
+            d.restart, d.max_restarts, d.min_uptime_ms, d.restart_delay_ms
+        ),
+    );
+    if let Some(m) = d.max_memory {
+        kv("max memory", size(m));
+    }
+    if let Some(w) = &d.watch {
+        kv("watch", w.display().to_string());
+    }
+    if let Some(c) = &d.cron_restart {
+        kv("cron", c.clone());
+    }
+    if let Some(h) = &d.pre_start {
+        kv("pre_start", h.clone());
+    }
+    if let Some(h) = &d.post_stop {
+        kv("post_stop", h.clone());
+    }
     kv("depends on", if d.depends_on.is_empty() { "-".into() } else { d.depends_on.join(", ") });
     kv("kill", format!("{} then SIGKILL after {}ms", d.kill_signal, d.kill_timeout_ms));
     kv("out log", d.out_log.display().to_string());

@@ -68,6 +68,10 @@ pub enum ErrorKind {
     Cycle(String),
     #[error("no process defines `env_{0}` (asked for with `--env {0}`)")]
     UnknownEnv(String),
+    #[error("`{key}`: {reason}")]
+    BadValue { key: String, reason: String },
+    #[error("`watch` directory `{given}` does not exist ({resolved})")]
+    WatchMissing { given: String, resolved: String },
 }
 
 /// A 1-based line and column (in characters).

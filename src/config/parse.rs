@@ -54,6 +54,26 @@ pub struct RawProcess {
     pub min_uptime_ms: Option<u64>,
     pub restart_delay_ms: Option<u64>,
     pub stop_exit_codes: Option<Vec<i32>>,
+    pub health_check: Option<String>,
+    pub health_interval_ms: Option<u64>,
+    pub health_timeout_ms: Option<u64>,
+    pub pre_start: Option<String>,
+    pub post_stop: Option<String>,
+    pub max_memory: Option<u64>,
+    pub watch: Option<Watch>,
+    pub watch_ignore: Option<Vec<String>>,
+    pub watch_debounce_ms: Option<u64>,
+    pub cron_restart: Option<String>,
+}
+
+/// The `watch` key as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    Off,
+    /// `true`: the process's `cwd`.
+    Cwd,
+    /// A path, relative to the config file's directory.
+    Path(Spanned<String>),
 }
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -94,6 +114,16 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         min_uptime_ms: None,
         restart_delay_ms: None,
         stop_exit_codes: None,
+        health_check: None,
+        health_interval_ms: None,
+        health_timeout_ms: None,
+        pre_start: None,
+        post_stop: None,
+        max_memory: None,
+        watch: None,
+        watch_ignore: None,
+        watch_debounce_ms: None,
+        cron_restart: None,
     };
     let mut has_command = false;
     for (k, v) in table.iter() {
@@ -150,6 +180,28 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "min_uptime" => p.min_uptime_ms = non_negative("min_uptime", v, problems),
             "restart_delay" => p.restart_delay_ms = non_negative("restart_delay", v, problems),
             "stop_exit_codes" => p.stop_exit_codes = exit_codes(v, problems),
+            "health_check" => p.health_check = health_check(v, problems),
+            "health_interval" => p.health_interval_ms = positive("health_interval", v, problems),
+            "health_timeout" => p.health_timeout_ms = positive("health_timeout", v, problems),
+            "pre_start" | "post_stop" => {
+                let hook = string(k_str, v, problems).filter(|s| {
+                    let empty = s.trim().is_empty();
+                    if empty {
+                        problems.at(v.span(), ErrorKind::Empty(k_str.into()));
+                    }
+                    !empty
+                });
+                if k_str == "pre_start" {
+                    p.pre_start = hook;
+                } else {
+                    p.post_stop = hook;
+                }
+            }
+            "max_memory" => p.max_memory = size("max_memory", v, problems),
+            "watch" => p.watch = watch(v, problems),
+            "watch_ignore" => p.watch_ignore = globs(v, problems),
+            "watch_debounce" => p.watch_debounce_ms = non_negative("watch_debounce", v, problems),
+            "cron_restart" => p.cron_restart = cron(v, problems),
             _ => match k_str.strip_prefix("env_") {
                 Some(env_name) if is_env_name(env_name) => p
                     .env_overrides
@@ -363,6 +415,107 @@ fn exit_codes(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Vec<i32>> {
         }
     }
     Some(out)
+}
+
+/// `health_check`: one of the four probe forms. A value with `${VAR}` is checked per instance
+/// at run time, once the variables are known.
+fn health_check(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
+    let s = string("health_check", v, problems)?;
+    match crate::supervisor::health::Probe::parse(&s) {
+        Ok(_) => Some(s),
+        Err(_) if s.contains("${") => Some(s),
+        Err(reason) => {
+            problems.at(v.span(), ErrorKind::BadValue { key: "health_check".into(), reason });
+            None
+        }
+    }
+}
+
+/// A size: an integer (bytes) or a string like `512K`, `200M`, `1G` (`KB`, `MB`, `GB` too).
+fn size(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
+    let parsed = match v.get_ref() {
+        DeValue::Integer(i) => int(i).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
+        DeValue::String(s) => parse_size(s),
+        _ => {
+            wrong_type(key, "a size like \"200M\"", v, problems);
+            return None;
+        }
+    };
+    if parsed.is_none() {
+        let reason = format!(
+            "`{}` is not a size (use a number with K, M or G, like \"200M\")",
+            show(&found(v.get_ref()))
+        );
+        problems.at(v.span(), ErrorKind::BadValue { key: key.into(), reason });
+    }
+    parsed
+}
+
+/// `512K`, `200M`, `1G`, `1.5G`, `100` (bytes), with optional `B`/`iB`; powers of 1024.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = (n * mult as f64).round();
+    (bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+fn watch(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Watch> {
+    match v.get_ref() {
+        DeValue::Boolean(true) => Some(Watch::Cwd),
+        DeValue::Boolean(false) => Some(Watch::Off),
+        DeValue::String(s) if !s.is_empty() => Some(Watch::Path(Spanned::new(v.span(), s.to_string()))),
+        _ => {
+            wrong_type("watch", "true, false or a path", v, problems);
+            None
+        }
+    }
+}
+
+fn globs(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Vec<String>> {
+    let DeValue::Array(items) = v.get_ref() else {
+        wrong_type("watch_ignore", "an array of globs", v, problems);
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("watch_ignore[{i}]");
+        if let Some(g) = string(&key, item, problems) {
+            match globset::Glob::new(&g) {
+                Ok(_) => out.push(g),
+                Err(e) => problems.at(item.span(), ErrorKind::BadValue { key, reason: e.kind().to_string() }),
+            }
+        }
+    }
+    Some(out)
+}
+
+fn cron(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
+    let s = string("cron_restart", v, problems)?;
+    match crate::supervisor::triggers::parse_cron(&s) {
+        Ok(_) => Some(s),
+        Err(reason) => {
+            problems.at(v.span(), ErrorKind::BadValue { key: "cron_restart".into(), reason });
+            None
+        }
+    }
+}
+
+/// An integer >= 1 (milliseconds).
+fn positive(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
+    let DeValue::Integer(i) = v.get_ref() else {
+        wrong_type(key, "an integer (milliseconds)", v, problems);
+        return None;
+    };
+    in_range(key, v, i, 1, i64::MAX, problems).and_then(|n| u64::try_from(n).ok())
 }
 
 /// An integer >= 0 (milliseconds).

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::envfile::{self, EnvFileError};
 use super::error::{ErrorKind, Located, Pos, Problems, show};
-use super::parse::{Instances, RawProcess};
+use super::parse::{Instances, RawProcess, Watch};
 use crate::spec::ProcessDef;
 
 /// Builds the definition of `raw`, recording every problem found on the way.
@@ -73,6 +73,35 @@ pub fn process(
     if let Some(codes) = raw.stop_exit_codes {
         def.stop_exit_codes = codes;
     }
+    def.health_check = raw.health_check;
+    if let Some(ms) = raw.health_interval_ms {
+        def.health_interval_ms = ms;
+    }
+    if let Some(ms) = raw.health_timeout_ms {
+        def.health_timeout_ms = ms;
+    }
+    def.pre_start = raw.pre_start;
+    def.post_stop = raw.post_stop;
+    def.max_memory = raw.max_memory;
+    def.watch = match raw.watch {
+        None | Some(Watch::Off) => None,
+        Some(Watch::Cwd) => Some(def.cwd.clone()),
+        Some(Watch::Path(given)) => {
+            let path = resolve_path(dir, given.get_ref());
+            if !path.is_dir() {
+                let resolved = show(&path.display().to_string());
+                problems.at(given.span(), ErrorKind::WatchMissing { given: show(given.get_ref()), resolved });
+            }
+            Some(path)
+        }
+    };
+    if let Some(globs) = raw.watch_ignore {
+        def.watch_ignore = globs;
+    }
+    if let Some(ms) = raw.watch_debounce_ms {
+        def.watch_debounce_ms = ms;
+    }
+    def.cron_restart = raw.cron_restart;
     def
 }
 

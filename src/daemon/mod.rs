@@ -6,9 +6,9 @@
 
 pub mod ops;
 pub mod server;
-pub mod stats;
 pub mod table;
 pub mod views;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::watch as channel;
 
 use crate::paths::{Paths, PathsError};
 use crate::supervisor::Ctx;
@@ -26,10 +26,11 @@ use crate::supervisor::Ctx;
 /// State shared by every connection of the daemon (single-threaded, hence `Rc`/`RefCell`).
 pub struct Daemon {
     pub table: RefCell<table::Table>,
-    pub stats: RefCell<stats::StatsCache>,
     pub ctx: Ctx,
+    /// File watchers of processes with `watch`, by process name.
+    pub watchers: RefCell<std::collections::HashMap<String, watch::Watcher>>,
     /// Set to true once `pm3 kill` has been answered: the daemon then exits.
-    pub shutdown: watch::Sender<bool>,
+    pub shutdown: channel::Sender<bool>,
 }
 
 impl Daemon {
@@ -96,12 +97,12 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
-    let (bus, _) = watch::channel(0u64);
+    let (bus, _) = channel::channel(0u64);
     let daemon = Rc::new(Daemon {
         table: RefCell::new(table::Table::default()),
-        stats: RefCell::new(stats::StatsCache::default()),
-        ctx: Ctx { paths: Rc::new(paths), bus: Rc::new(bus) },
-        shutdown: watch::channel(false).0,
+        ctx: Ctx { paths: Rc::new(paths), bus: Rc::new(bus), stats: Rc::default() },
+        watchers: RefCell::default(),
+        shutdown: channel::channel(false).0,
     });
 
     let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {

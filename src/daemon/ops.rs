@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::instances::{self, instance_name};
 use crate::protocol::{
@@ -26,6 +26,7 @@ pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
         Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
         Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
         Request::Restart { config, targets } => restart(d, config, &targets).await.map(Response::Done),
+        Request::Reload { config, targets } => reload(d, config, &targets).await.map(Response::Done),
         Request::List => Ok(Response::List(views::list(d))),
         Request::Info { target } => info(d, &target),
         Request::Signal { targets, signal } => send_signal(d, &targets, signal).await.map(Response::Done),
@@ -98,6 +99,101 @@ async fn restart(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[Strin
     let (names, mut report) = prepare(d, config, targets).await?;
     report.processes.extend(start_names(d, &names, true).await);
     Ok(report)
+}
+
+/// Rolling restart: one instance at a time, each replacement online (health check passed, or up
+/// for `min_uptime` without one) before the next is touched. A replacement that fails stops the
+/// rollout; the instances after it are left as they were.
+async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
+    let (names, mut report) = prepare(d, config, targets).await?;
+    let ordered = in_dependency_order(&d.table.borrow(), &names.iter().cloned().collect());
+    for name in ordered {
+        let (rxs, mut snap, def) = {
+            let table = d.table.borrow();
+            let Some(e) = table.entries.get(&name) else { continue };
+            let rxs = dispatch(&table, std::slice::from_ref(&name), |e, reply| Cmd::Restart {
+                deps: table.dep_watches(&e.inst.def.depends_on),
+                reply,
+            });
+            (rxs, e.handle.snapshot.clone(), e.inst.def.clone())
+        };
+        let mut outcome = collect(rxs).await.pop().unwrap_or(Outcome {
+            name: name.clone(),
+            action: Action::Removed,
+            status: Status::Stopped,
+            pid: None,
+            detail: None,
+        });
+        if outcome.action != Action::Failed
+            && let Err(why) = replacement_ready(&mut snap, &def).await
+        {
+            outcome.action = Action::Failed;
+            outcome.detail = Some(why);
+        }
+        let snapshot = snap.borrow().clone();
+        outcome.status = snapshot.status;
+        outcome.pid = snapshot.pid;
+        let failed = outcome.action == Action::Failed;
+        report.processes.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Waits until a restarted instance counts as up: `online` and, without a health check, still
+/// running after `min_uptime`.
+async fn replacement_ready(
+    snap: &mut watch::Receiver<supervisor::Snapshot>,
+    def: &ProcessDef,
+) -> std::result::Result<(), String> {
+    let failed = |s: &supervisor::Snapshot| -> Option<String> {
+        match s.status {
+            Status::Errored => Some(s.error.clone().unwrap_or_else(|| "errored".into())),
+            Status::Unhealthy => Some(format!(
+                "health check did not pass within {}ms{}",
+                def.health_timeout_ms,
+                s.health_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            Status::Stopped => Some("exited".into()),
+            Status::Waiting if s.restart_at.is_some() => Some("crashed after start".into()),
+            _ => None,
+        }
+    };
+    loop {
+        {
+            let s = snap.borrow_and_update();
+            if let Some(why) = failed(&s) {
+                return Err(why);
+            }
+            if s.status == Status::Online {
+                break;
+            }
+        }
+        if snap.changed().await.is_err() {
+            return Err("removed".into());
+        }
+    }
+    if def.health_check.is_some() {
+        return Ok(());
+    }
+    let settle = tokio::time::sleep(def.min_uptime());
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            _ = &mut settle => return Ok(()),
+            changed = snap.changed() => {
+                if changed.is_err() {
+                    return Err("removed".into());
+                }
+                let s = snap.borrow_and_update();
+                if s.status != Status::Online {
+                    return Err(failed(&s).unwrap_or_else(|| format!("{} before min_uptime", s.status.as_str())));
+                }
+            }
+        }
+    }
 }
 
 /// Resolves the targets (against the config when one is given, else against what is managed),
@@ -204,7 +300,37 @@ async fn reconcile(
             }
         }
     }
-    remove(d, surplus).await
+    let removed = remove(d, surplus).await;
+    sync_watchers(d);
+    removed
+}
+
+/// Gives every managed process with `watch` a watcher matching its definition, and drops the
+/// others.
+fn sync_watchers(d: &Rc<Daemon>) {
+    let wanted: BTreeMap<String, Rc<ProcessDef>> = d
+        .table
+        .borrow()
+        .entries
+        .values()
+        .filter(|e| e.inst.def.watch.is_some())
+        .map(|e| (e.inst.def.name.clone(), e.inst.def.clone()))
+        .collect();
+    let mut watchers = d.watchers.borrow_mut();
+    watchers.retain(|name, w| {
+        wanted.get(name).is_some_and(|def| super::watch::key_of(def).as_ref() == Some(&w.key))
+    });
+    for (name, def) in wanted {
+        if watchers.contains_key(&name) {
+            continue;
+        }
+        match super::watch::start(d, &def) {
+            Ok(w) => {
+                watchers.insert(name, w);
+            }
+            Err(e) => tracing::warn!(process = %name, "{e}"),
+        }
+    }
 }
 
 /// Stops and forgets instances, highest index first.

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::process::spawn;
-use crate::protocol::{NameInfo, ProcessDetail, ProcessInfo};
+use crate::protocol::{LastExitInfo, NameInfo, ProcessDetail, ProcessInfo};
 use crate::supervisor::Snapshot;
 
 use super::Daemon;
@@ -12,7 +12,7 @@ use super::table::Entry;
 
 pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
     let table = d.table.borrow();
-    let mut stats = d.stats.borrow_mut();
+    let mut stats = d.ctx.stats.borrow_mut();
     let rows: Vec<ProcessInfo> = table
         .ordered()
         .into_iter()
@@ -27,7 +27,7 @@ pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
 
 pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
     let snap = e.handle.snapshot.borrow().clone();
-    let info = info(e, &snap, &mut d.stats.borrow_mut());
+    let info = info(e, &snap, &mut d.ctx.stats.borrow_mut());
     let def = &e.inst.def;
     ProcessDetail {
         info,
@@ -43,6 +43,25 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
         increment_var: def.increment_var.clone(),
         started_at_ms: snap.started_at.map(unix_ms),
         error: snap.error.clone(),
+        last_exit: snap.last_exit.as_ref().map(|l| LastExitInfo {
+            exit_code: l.status.code(),
+            exit_signal: l.status.signal().map(|s| s.to_string()),
+            reason: l.cause.as_str().to_string(),
+            at_ms: unix_ms(l.at),
+            stderr: l.stderr.clone(),
+        }),
+        health_check: def.health_check.clone(),
+        health_error: snap.health_error.clone(),
+        restart: def.restart,
+        max_restarts: def.max_restarts,
+        min_uptime_ms: def.min_uptime_ms,
+        restart_delay_ms: def.restart_delay_ms,
+        stop_exit_codes: def.stop_exit_codes.clone(),
+        max_memory: def.max_memory,
+        watch: def.watch.clone(),
+        cron_restart: def.cron_restart.clone(),
+        pre_start: def.pre_start.clone(),
+        post_stop: def.post_stop.clone(),
     }
 }
 
@@ -54,13 +73,13 @@ pub fn names(d: &Daemon, e: &Entry) -> NameInfo {
     }
 }
 
-fn info(e: &Entry, snap: &Snapshot, stats: &mut super::stats::StatsCache) -> ProcessInfo {
+fn info(e: &Entry, snap: &Snapshot, stats: &mut crate::stats::StatsCache) -> ProcessInfo {
     let def = &e.inst.def;
     let uptime =
         snap.pid.and(snap.started_at).map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
     let usage = snap.pid.zip(uptime).and_then(|(pid, up)| stats.get(pid, up));
     let (exit_code, exit_signal) = match &snap.last_exit {
-        Some((status, _, _)) => (status.code(), status.signal().map(|s| s.to_string())),
+        Some(last) => (last.status.code(), last.status.signal().map(|s| s.to_string())),
         None => (None, None),
     };
     ProcessInfo {

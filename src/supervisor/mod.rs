@@ -8,10 +8,16 @@
 //! the end of a restart delay. Every transition publishes a new snapshot and bumps the shared
 //! status bus, which is how dependents waiting on this instance notice.
 
+pub mod health;
+pub mod hooks;
 pub mod policy;
+pub mod triggers;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +32,8 @@ use crate::process::signal::{self, Signal};
 use crate::process::spawn::{self, Launch};
 use crate::protocol::{Action, Outcome, Status};
 use crate::spec::ProcessDef;
+use crate::stats::StatsCache;
+use health::Probe;
 use policy::AfterExit;
 
 /// Everything that defines one instance; replaced wholesale when the config changes.
@@ -49,13 +57,41 @@ impl Instance {
     }
 }
 
-/// Why the last run ended, as `info` shows it.
+/// Why the last run ended (or was ended), as `info` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCause {
     /// The process exited on its own.
     Exited,
-    /// A command (stop, restart, kill) stopped it.
+    /// A command (stop, restart, reload, kill) stopped it.
     Stopped,
+    /// Its memory passed `max_memory`.
+    Memory,
+    /// Its `cron_restart` schedule came due.
+    Cron,
+    /// A watched file changed.
+    Watch,
+}
+
+impl ExitCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitCause::Exited => "exited",
+            ExitCause::Stopped => "stopped",
+            ExitCause::Memory => "memory",
+            ExitCause::Cron => "cron",
+            ExitCause::Watch => "watch",
+        }
+    }
+}
+
+/// The end of the previous run.
+#[derive(Debug, Clone)]
+pub struct LastExit {
+    pub status: ExitStatus,
+    pub cause: ExitCause,
+    pub at: SystemTime,
+    /// The last lines of stderr before the exit, so a crash loop explains itself in `info`.
+    pub stderr: Vec<String>,
 }
 
 /// What the daemon can see of an instance at any moment.
@@ -67,11 +103,15 @@ pub struct Snapshot {
     pub start_time: Option<u64>,
     pub started_at: Option<SystemTime>,
     pub restarts: u32,
-    pub last_exit: Option<(ExitStatus, ExitCause, SystemTime)>,
+    pub last_exit: Option<LastExit>,
     /// Why it is `errored`.
     pub error: Option<String>,
     /// When a delayed restart is due.
     pub restart_at: Option<Instant>,
+    /// Why the last health probe failed, while not yet online.
+    pub health_error: Option<String>,
+    /// The named pipes of the current run (a new daemon reopens them to adopt it).
+    pub pipes: Option<(PathBuf, PathBuf)>,
 }
 
 impl Snapshot {
@@ -85,6 +125,8 @@ impl Snapshot {
             last_exit: None,
             error: None,
             restart_at: None,
+            health_error: None,
+            pipes: None,
         }
     }
 }
@@ -104,6 +146,8 @@ pub enum Cmd {
     Signal { signal: Signal, reply: Reply },
     /// Use this definition from the next start on.
     Update { instance: Rc<Instance> },
+    /// Restart because of a trigger (watch); ignored unless running.
+    Trigger { cause: ExitCause },
     /// Stop, then end the task.
     Remove { reply: Reply },
 }
@@ -114,6 +158,8 @@ pub struct Ctx {
     pub paths: Rc<Paths>,
     /// Bumped on every status change of any instance; dependents wait on it.
     pub bus: Rc<watch::Sender<u64>>,
+    /// CPU/memory samples, shared with `list` so both read the same numbers.
+    pub stats: Rc<RefCell<StatsCache>>,
 }
 
 /// The daemon's side of a supervisor task.
@@ -126,19 +172,6 @@ impl Handle {
     /// Sends `cmd`; a task that has ended simply drops it (its reply channel closes).
     pub fn send(&self, cmd: Cmd) {
         let _ = self.tx.send(cmd);
-    }
-
-    /// Sends the command built by `make` and waits for its reply.
-    pub async fn ask(&self, name: &str, make: impl FnOnce(Reply) -> Cmd) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx));
-        rx.await.unwrap_or_else(|_| Outcome {
-            name: name.to_string(),
-            action: Action::Removed,
-            status: Status::Stopped,
-            pid: None,
-            detail: None,
-        })
     }
 }
 
@@ -187,23 +220,45 @@ struct Running {
     /// Set once the main process has exited while other members of its group still run: the
     /// run ends when the whole group is gone.
     exited: Option<ExitStatus>,
+    /// The readiness probe, until it first passes.
+    health: Option<HealthRun>,
+    /// Next `max_memory` sample.
+    memory_at: Option<tokio::time::Instant>,
+    /// Next `cron_restart` time.
+    cron_at: Option<tokio::time::Instant>,
+}
+
+/// A probe in progress: its schedule and, while one attempt runs, that attempt.
+struct HealthRun {
+    probe: Rc<Probe>,
+    env: Rc<BTreeMap<String, String>>,
+    next: tokio::time::Instant,
+    /// When `starting` turns `unhealthy`.
+    unhealthy_at: tokio::time::Instant,
+    attempt: Option<Pin<Box<dyn Future<Output = Result<(), String>>>>>,
 }
 
 struct Stopping {
     deadline: tokio::time::Instant,
     killed: bool,
-    /// A command asked for this stop (as opposed to cleaning up after the main process exited).
-    by_command: bool,
+    cause: ExitCause,
 }
 
 /// How often a group whose leader has exited is checked for remaining members. Only used in
 /// that rare case; a normal exit is an event (pidfd), not a poll.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
-/// What to do once the current run has ended because of a command.
+/// What to do once the current run has ended because it was stopped.
 enum AfterStop {
-    Start { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply, action: Action },
-    Remove { reply: Reply },
+    /// Start again; `reply` is answered once started (a trigger has no one to answer).
+    Start {
+        deps: Vec<watch::Receiver<Snapshot>>,
+        reply: Option<Reply>,
+        action: Action,
+    },
+    Remove {
+        reply: Reply,
+    },
 }
 
 enum Event {
@@ -213,6 +268,11 @@ enum Event {
     KillTimeout,
     /// Time to check whether the rest of an exited leader's group is gone.
     GroupCheck,
+    ProbeDue,
+    ProbeDone(Result<(), String>),
+    HealthTimeout,
+    MemoryCheck,
+    CronDue,
     DepsChanged,
     BackoffOver,
 }
@@ -243,32 +303,47 @@ impl Supervisor {
                     _ = sleep_until(*until) => Event::BackoffOver,
                 },
                 Phase::Running(r) => {
-                    let deadline = r.stopping.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
+                    let kill_at = r.stopping.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
                     let leader_gone = r.exited.is_some();
+                    let calm = r.stopping.is_none();
+                    let probe_idle = r.health.as_ref().is_some_and(|h| h.attempt.is_none());
+                    let probe_busy = r.health.as_ref().is_some_and(|h| h.attempt.is_some());
+                    let probe_next = r.health.as_ref().map(|h| h.next);
+                    let unhealthy_at = r.health.as_ref().map(|h| h.unhealthy_at);
+                    let starting = self.snap.borrow().status == Status::Starting;
                     tokio::select! {
                         biased;
                         status = r.exit.exited(), if !leader_gone => Event::Exited(status),
-                        _ = tokio::time::sleep(GROUP_POLL), if leader_gone => Event::GroupCheck,
                         _ = r.out.pump() => Event::Output,
                         _ = r.err.pump() => Event::Output,
                         cmd = self.rx.recv() => Event::Cmd(cmd),
-                        _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => Event::KillTimeout,
+                        _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Event::KillTimeout,
+                        _ = tokio::time::sleep(GROUP_POLL), if leader_gone => Event::GroupCheck,
+                        res = poll_attempt(&mut r.health), if probe_busy && calm => Event::ProbeDone(res),
+                        _ = sleep_until(probe_next.unwrap_or_else(far_future)), if probe_idle && calm => Event::ProbeDue,
+                        _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if starting && calm => Event::HealthTimeout,
+                        _ = sleep_until(r.memory_at.unwrap_or_else(far_future)), if r.memory_at.is_some() && calm => Event::MemoryCheck,
+                        _ = sleep_until(r.cron_at.unwrap_or_else(far_future)), if r.cron_at.is_some() && calm => Event::CronDue,
                     }
                 }
             };
             match event {
-                Event::Cmd(Some(cmd)) => self.on_cmd(cmd),
-                // The daemon dropped its handle: it is shutting down without stopping us (the
-                // process keeps running for the next daemon to adopt).
+                Event::Cmd(Some(cmd)) => self.on_cmd(cmd).await,
+                // The daemon dropped its handle: the task ends, the process is left running.
                 Event::Cmd(None) => break,
-                Event::Exited(status) => self.on_exit(status),
+                Event::Exited(status) => self.on_exit(status).await,
                 Event::Output => {}
                 Event::KillTimeout => self.on_kill_timeout(),
-                Event::GroupCheck => self.on_group_check(),
-                Event::DepsChanged => self.on_deps_changed(),
+                Event::GroupCheck => self.on_group_check().await,
+                Event::ProbeDue => self.on_probe_due(),
+                Event::ProbeDone(res) => self.on_probe_done(res),
+                Event::HealthTimeout => self.publish(|s| s.status = Status::Unhealthy),
+                Event::MemoryCheck => self.on_memory_check(),
+                Event::CronDue => self.on_cron(),
+                Event::DepsChanged => self.on_deps_changed().await,
                 Event::BackoffOver => {
                     self.phase = Phase::Idle;
-                    self.spawn_now();
+                    self.spawn_now().await;
                 }
             }
             if self.is_done() {
@@ -292,19 +367,20 @@ impl Supervisor {
         self.ctx.bus.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn on_cmd(&mut self, cmd: Cmd) {
+    async fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Start { deps, reply } => match &self.phase {
                 Phase::Idle | Phase::Backoff { .. } => {
                     self.short_runs = 0;
-                    self.begin_start(deps, reply, Action::Started);
+                    self.begin_start(deps, Some(reply), Action::Started).await;
                 }
                 Phase::Waiting { .. } => {
                     self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
                     let _ = reply.send(self.outcome(Action::Waiting, None));
                 }
                 Phase::Running(r) if r.stopping.is_some() => {
-                    self.after_stop = Some(AfterStop::Start { deps, reply, action: Action::Started });
+                    self.after_stop =
+                        Some(AfterStop::Start { deps, reply: Some(reply), action: Action::Started });
                 }
                 Phase::Running(_) => {
                     let _ = reply.send(self.outcome(Action::AlreadyRunning, None));
@@ -314,16 +390,18 @@ impl Supervisor {
                 self.short_runs = 0;
                 match &self.phase {
                     Phase::Running(_) => {
-                        self.after_stop = Some(AfterStop::Start { deps, reply, action: Action::Restarted });
-                        self.begin_stop();
+                        self.after_stop =
+                            Some(AfterStop::Start { deps, reply: Some(reply), action: Action::Restarted });
+                        self.begin_stop(ExitCause::Stopped);
                     }
                     Phase::Idle | Phase::Waiting { .. } | Phase::Backoff { .. } => {
                         self.phase = Phase::Idle;
                         self.publish(|s| s.restarts += 1);
-                        self.begin_start(deps, reply, Action::Restarted);
+                        self.begin_start(deps, Some(reply), Action::Restarted).await;
                     }
                 }
             }
+            Cmd::Trigger { cause } => self.restart_for(cause),
             Cmd::Stop { reply } => match &self.phase {
                 Phase::Idle => {
                     let _ = reply.send(self.outcome(Action::AlreadyStopped, None));
@@ -338,11 +416,17 @@ impl Supervisor {
                 }
                 Phase::Running(_) => {
                     // A pending start after this stop is cancelled by the stop.
-                    if let Some(AfterStop::Start { reply: r, .. }) = self.after_stop.take() {
+                    if let Some(AfterStop::Start { reply: Some(r), .. }) = self.after_stop.take() {
                         let _ = r.send(self.outcome(Action::Stopped, None));
                     }
                     self.stop_waiters.push(reply);
-                    self.begin_stop();
+                    self.begin_stop(ExitCause::Stopped);
+                    // A stop overrides a trigger's cause: the user asked for it.
+                    if let Phase::Running(r) = &mut self.phase
+                        && let Some(s) = &mut r.stopping
+                    {
+                        s.cause = ExitCause::Stopped;
+                    }
                 }
             },
             Cmd::Signal { signal, reply } => {
@@ -361,7 +445,7 @@ impl Supervisor {
                 match &self.phase {
                     Phase::Running(_) => {
                         self.after_stop = Some(AfterStop::Remove { reply });
-                        self.begin_stop();
+                        self.begin_stop(ExitCause::Stopped);
                     }
                     _ => {
                         self.phase = Phase::Idle;
@@ -373,13 +457,31 @@ impl Supervisor {
         }
     }
 
+    /// Restarts a running instance because of a trigger (memory, cron, watch).
+    fn restart_for(&mut self, cause: ExitCause) {
+        let Phase::Running(r) = &self.phase else { return };
+        if r.stopping.is_some() {
+            return;
+        }
+        tracing::info!(name = %self.inst.name, reason = cause.as_str(), "restarting");
+        self.after_stop = Some(AfterStop::Start { deps: Vec::new(), reply: None, action: Action::Restarted });
+        self.begin_stop(cause);
+    }
+
     /// Starts now if every dependency is online, else waits for them.
-    fn begin_start(&mut self, deps: Vec<watch::Receiver<Snapshot>>, reply: Reply, action: Action) {
+    async fn begin_start(
+        &mut self,
+        deps: Vec<watch::Receiver<Snapshot>>,
+        reply: Option<Reply>,
+        action: Action,
+    ) {
         if deps_online(&deps) {
-            self.spawn_now();
+            self.spawn_now().await;
             let failed = self.snap.borrow().status == Status::Errored;
             let detail = self.snap.borrow().error.clone();
-            let _ = reply.send(self.outcome(if failed { Action::Failed } else { action }, detail));
+            if let Some(reply) = reply {
+                let _ = reply.send(self.outcome(if failed { Action::Failed } else { action }, detail));
+            }
         } else {
             self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
             self.publish(|s| {
@@ -387,33 +489,45 @@ impl Supervisor {
                 s.pid = None;
                 s.restart_at = None;
             });
-            let _ = reply.send(self.outcome(Action::Waiting, None));
+            if let Some(reply) = reply {
+                let _ = reply.send(self.outcome(Action::Waiting, None));
+            }
         }
     }
 
-    fn on_deps_changed(&mut self) {
+    async fn on_deps_changed(&mut self) {
         if let Phase::Waiting { deps, .. } = &self.phase
             && deps_online(deps)
         {
             self.phase = Phase::Idle;
-            self.spawn_now();
+            self.spawn_now().await;
         }
     }
 
-    /// Spawns a new run; on failure the instance is `errored` with the reason.
-    fn spawn_now(&mut self) {
-        match self.try_spawn() {
+    /// Runs `pre_start`, then spawns a new run; on failure the instance is `errored` with the
+    /// reason.
+    async fn spawn_now(&mut self) {
+        let env = Rc::new(self.inst.env());
+        let result = match self.pre_start(&env).await {
+            Ok(()) => self.try_spawn(env),
+            Err(e) => Err(format!("pre_start failed: {e}")),
+        };
+        match result {
             Ok(running) => {
                 let pid = running.pid;
                 let start_time = spawn::start_time(pid);
+                let status = if running.health.is_some() { Status::Starting } else { Status::Online };
+                let pipes = (running.out.pipe().to_path_buf(), running.err.pipe().to_path_buf());
                 self.phase = Phase::Running(Box::new(running));
                 self.publish(|s| {
-                    s.status = Status::Online;
+                    s.status = status;
                     s.pid = Some(pid);
                     s.start_time = start_time;
                     s.started_at = Some(SystemTime::now());
                     s.error = None;
                     s.restart_at = None;
+                    s.health_error = None;
+                    s.pipes = Some(pipes);
                 });
                 tracing::info!(name = %self.inst.name, pid, "started");
             }
@@ -430,24 +544,49 @@ impl Supervisor {
         }
     }
 
-    fn try_spawn(&self) -> Result<Running, String> {
+    async fn pre_start(&self, env: &BTreeMap<String, String>) -> Result<(), String> {
+        let Some(cmd) = &self.inst.def.pre_start else { return Ok(()) };
+        let paths = &self.ctx.paths;
+        hooks::run(
+            cmd,
+            &self.inst.def.cwd,
+            env,
+            &paths.out_log(&self.inst.name),
+            &paths.err_log(&self.inst.name),
+        )
+        .await
+    }
+
+    async fn post_stop(&self) {
+        let Some(cmd) = &self.inst.def.post_stop else { return };
         let paths = &self.ctx.paths;
         let env = self.inst.env();
-        let argv = spawn::argv(&self.inst.def.command);
+        let (out, err) = (paths.out_log(&self.inst.name), paths.err_log(&self.inst.name));
+        if let Err(e) = hooks::run(cmd, &self.inst.def.cwd, &env, &out, &err).await {
+            tracing::warn!(name = %self.inst.name, "post_stop failed: {e}");
+        }
+    }
+
+    fn try_spawn(&self, env: Rc<BTreeMap<String, String>>) -> Result<Running, String> {
+        let def = &self.inst.def;
+        let probe = match &def.health_check {
+            Some(text) => {
+                let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
+                Some(Rc::new(Probe::parse(&expanded).map_err(|e| format!("health_check: {e}"))?))
+            }
+            None => None,
+        };
+        let paths = &self.ctx.paths;
+        let argv = spawn::argv(&def.command);
         let stamp = unique_stamp();
         let out_pipe = paths.pipes_dir().join(format!("{}.{stamp}.out", self.inst.name));
         let err_pipe = paths.pipes_dir().join(format!("{}.{stamp}.err", self.inst.name));
-        let out_log = LogFile::open(&paths.out_log(&self.inst.name))
-            .map_err(|e| format!("cannot open {}: {e}", paths.out_log(&self.inst.name).display()))?;
-        let err_log = LogFile::open(&paths.err_log(&self.inst.name))
-            .map_err(|e| format!("cannot open {}: {e}", paths.err_log(&self.inst.name).display()))?;
-        let launch = Launch {
-            argv: &argv,
-            cwd: &self.inst.def.cwd,
-            env: &env,
-            out_pipe: &out_pipe,
-            err_pipe: &err_pipe,
-        };
+        let open_log =
+            |p: PathBuf| LogFile::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()));
+        let out_log = open_log(paths.out_log(&self.inst.name))?;
+        let err_log = open_log(paths.err_log(&self.inst.name))?;
+        let launch =
+            Launch { argv: &argv, cwd: &def.cwd, env: &env, out_pipe: &out_pipe, err_pipe: &err_pipe };
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
@@ -455,23 +594,102 @@ impl Supervisor {
             let err = Stream::new(spawned.err, err_pipe, err_log)?;
             Ok((exit, out, err))
         });
-        match watch_and_streams {
-            Ok((exit, out, err)) => {
-                Ok(Running { pid, started: Instant::now(), exit, out, err, stopping: None, exited: None })
-            }
+        let (exit, out, err) = match watch_and_streams {
+            Ok(parts) => parts,
             Err(e) => {
                 // Without an exit watch the process cannot be supervised: do not leave it behind.
                 let _ = signal::signal_group(pid, Signal::KILL);
-                Err(format!("cannot watch process {pid}: {e}"))
+                return Err(format!("cannot watch process {pid}: {e}"));
+            }
+        };
+        let now = tokio::time::Instant::now();
+        let health = probe.map(|probe| HealthRun {
+            probe,
+            env: env.clone(),
+            next: now,
+            unhealthy_at: now + Duration::from_millis(def.health_timeout_ms),
+            attempt: None,
+        });
+        Ok(Running {
+            pid,
+            started: Instant::now(),
+            exit,
+            out,
+            err,
+            stopping: None,
+            exited: None,
+            health,
+            memory_at: def.max_memory.map(|_| now + triggers::MEMORY_PERIOD),
+            cron_at: self.next_cron(),
+        })
+    }
+
+    fn next_cron(&self) -> Option<tokio::time::Instant> {
+        let text = self.inst.def.cron_restart.as_ref()?;
+        let cron = triggers::parse_cron(text).ok()?;
+        triggers::until_next(&cron).map(|d| tokio::time::Instant::now() + d)
+    }
+
+    fn on_probe_due(&mut self) {
+        let Phase::Running(r) = &mut self.phase else { return };
+        let Some(h) = &mut r.health else { return };
+        let probe = h.probe.clone();
+        let env = h.env.clone();
+        let cwd = self.inst.def.cwd.clone();
+        let interval = Duration::from_millis(self.inst.def.health_interval_ms);
+        let timeout =
+            interval.max(Duration::from_secs(1)).min(Duration::from_millis(self.inst.def.health_timeout_ms));
+        h.attempt = Some(Box::pin(async move { probe.check(&cwd, &env, timeout).await }));
+    }
+
+    fn on_probe_done(&mut self, res: Result<(), String>) {
+        let Phase::Running(r) = &mut self.phase else { return };
+        match res {
+            Ok(()) => {
+                r.health = None;
+                tracing::info!(name = %self.inst.name, "health check passed");
+                self.publish(|s| {
+                    s.status = Status::Online;
+                    s.health_error = None;
+                });
+            }
+            Err(e) => {
+                if let Some(h) = &mut r.health {
+                    h.attempt = None;
+                    h.next =
+                        tokio::time::Instant::now() + Duration::from_millis(self.inst.def.health_interval_ms);
+                }
+                self.publish(|s| s.health_error = Some(e));
             }
         }
     }
 
+    fn on_memory_check(&mut self) {
+        let Phase::Running(r) = &mut self.phase else { return };
+        let Some(limit) = self.inst.def.max_memory else { return };
+        r.memory_at = Some(tokio::time::Instant::now() + triggers::MEMORY_PERIOD);
+        let pid = r.pid;
+        let uptime = r.started.elapsed();
+        let rss = self.ctx.stats.borrow_mut().get(pid, uptime).map(|(_, rss)| rss);
+        if let Some(rss) = rss
+            && rss > limit
+        {
+            tracing::warn!(name = %self.inst.name, rss, limit, "memory limit exceeded");
+            self.restart_for(ExitCause::Memory);
+        }
+    }
+
+    fn on_cron(&mut self) {
+        let next = self.next_cron();
+        if let Phase::Running(r) = &mut self.phase {
+            r.cron_at = next;
+        }
+        self.restart_for(ExitCause::Cron);
+    }
+
     /// Sends the stop signal to the process group and arms the kill timeout.
-    fn begin_stop(&mut self) {
-        let Phase::Running(r) = &mut self.phase else {
-            return;
-        };
+    fn begin_stop(&mut self, cause: ExitCause) {
+        let Phase::Running(r) = &mut self.phase else { return };
         if r.stopping.is_some() {
             return;
         }
@@ -482,7 +700,7 @@ impl Supervisor {
         // SIGCONT too, so a stopped (SIGSTOP) group can act on the signal.
         let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
         let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-        r.stopping = Some(Stopping { deadline, killed: false, by_command: true });
+        r.stopping = Some(Stopping { deadline, killed: false, cause });
         self.publish(|s| s.status = Status::Stopping);
     }
 
@@ -500,7 +718,7 @@ impl Supervisor {
     /// still run they get `kill_signal` (unless a stop already sent it) and the grace period,
     /// and the run ends only when the whole group is gone: no orphans, and `stop` returns when
     /// everything has exited.
-    fn on_exit(&mut self, status: ExitStatus) {
+    async fn on_exit(&mut self, status: ExitStatus) {
         let Phase::Running(r) = &mut self.phase else { return };
         // Everything the process wrote before it exited is in the pipes now: copy it before the
         // exit is recorded.
@@ -511,41 +729,44 @@ impl Supervisor {
             if r.stopping.is_none() {
                 let _ = signal::signal_group(r.pid, self.inst.def.kill_signal);
                 let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-                r.stopping = Some(Stopping { deadline, killed: false, by_command: false });
+                r.stopping = Some(Stopping { deadline, killed: false, cause: ExitCause::Exited });
             }
             return;
         }
-        self.finish_run(status);
+        self.finish_run(status).await;
     }
 
-    fn on_group_check(&mut self) {
+    async fn on_group_check(&mut self) {
         if let Phase::Running(r) = &self.phase
             && let Some(status) = r.exited
             && !group_alive(r.pid)
         {
-            self.finish_run(status);
+            self.finish_run(status).await;
         }
     }
 
-    /// The whole group is gone: record the exit and decide what comes next.
-    fn finish_run(&mut self, status: ExitStatus) {
+    /// The whole group is gone: record the exit, run `post_stop`, decide what comes next.
+    async fn finish_run(&mut self, status: ExitStatus) {
         let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
         r.out.drain();
         r.err.drain();
         let ran_for = r.started.elapsed();
-        let by_command = r.stopping.as_ref().is_some_and(|s| s.by_command);
+        let cause = r.stopping.as_ref().map_or(ExitCause::Exited, |s| s.cause);
         linger(r.out, r.err);
-        let cause = if by_command { ExitCause::Stopped } else { ExitCause::Exited };
-        tracing::info!(name = %self.inst.name, pid = r.pid, ?status, ?cause, "exited");
+        tracing::info!(name = %self.inst.name, pid = r.pid, ?status, cause = cause.as_str(), "exited");
+        let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
         self.publish(|s| {
             s.pid = None;
             s.start_time = None;
-            s.last_exit = Some((status, cause, SystemTime::now()));
+            s.pipes = None;
+            s.health_error = None;
+            s.last_exit = Some(LastExit { status, cause, at: SystemTime::now(), stderr });
         });
+        self.post_stop().await;
 
-        if by_command {
+        if cause != ExitCause::Exited {
             self.publish(|s| s.status = Status::Stopped);
             for w in self.stop_waiters.drain(..) {
                 let _ = w.send(Outcome {
@@ -561,7 +782,7 @@ impl Supervisor {
                     if action == Action::Restarted {
                         self.publish(|s| s.restarts += 1);
                     }
-                    self.begin_start(deps, reply, action);
+                    self.begin_start(deps, reply, action).await;
                 }
                 Some(AfterStop::Remove { reply }) => {
                     let _ = reply.send(self.outcome(Action::Removed, None));
@@ -575,12 +796,15 @@ impl Supervisor {
             AfterExit::Stay => self.publish(|s| s.status = Status::Stopped),
             AfterExit::GiveUp => self.publish(|s| {
                 s.status = Status::Errored;
-                s.error = Some(format!("gave up after {} restarts in a row", self.inst.def.max_restarts));
+                s.error = Some(format!(
+                    "gave up: {} runs in a row ended within min_uptime ({}ms)",
+                    self.short_runs, self.inst.def.min_uptime_ms
+                ));
             }),
             AfterExit::Restart { delay } => {
                 self.publish(|s| s.restarts += 1);
                 if delay.is_zero() {
-                    self.spawn_now();
+                    self.spawn_now().await;
                 } else {
                     let until = tokio::time::Instant::now() + delay;
                     self.phase = Phase::Backoff { until };
@@ -592,6 +816,21 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Drives the probe attempt in progress.
+async fn poll_attempt(health: &mut Option<HealthRun>) -> Result<(), String> {
+    match health.as_mut().and_then(|h| h.attempt.as_mut()) {
+        Some(fut) => fut.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The last lines of the stderr log, for `info` after a crash.
+fn last_stderr(path: &std::path::Path) -> Vec<String> {
+    crate::logs::tail::last_lines(path, 5)
+        .map(|lines| lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+        .unwrap_or_default()
 }
 
 /// True while any process of the group `pgid` exists.

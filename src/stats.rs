@@ -1,5 +1,6 @@
-//! CPU % and memory for `list`, sampled on demand and cached for a second, so a burst of `list`
-//! calls reads `/proc` once and an idle daemon reads it never.
+//! CPU % and memory of each running process, sampled on demand (by `list`, `info` and the
+//! `max_memory` check) and cached for a second, so a burst of `list` calls reads `/proc` once and
+//! an idle daemon reads it never.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
