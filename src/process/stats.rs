@@ -66,6 +66,27 @@ fn read_one(pid: u32) -> Option<TreeSample> {
     Some(TreeSample { cpu_ticks: utime + stime, rss_bytes: rss_pages * page_size() })
 }
 
+/// True if some process in the group `pgid` is not a zombie. Walks `/proc`, so it is only used
+/// in the rare case where a group outlives its leader.
+pub fn group_has_live_member(pgid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return true };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.iter().rposition(|&b| b == b')') else { continue };
+        let Ok(rest) = std::str::from_utf8(&stat[close + 1..]) else { continue };
+        // After ')': state (field 3), ppid (4), pgrp (5).
+        let mut f = rest.split_ascii_whitespace();
+        let state = f.next();
+        let group = f.nth(1).and_then(|g| g.parse::<u32>().ok());
+        if group == Some(pgid) && state != Some("Z") && state != Some("X") {
+            return true;
+        }
+    }
+    false
+}
+
 /// Direct children of every thread of `pid`.
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

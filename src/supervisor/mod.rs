@@ -833,10 +833,15 @@ fn last_stderr(path: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// True while any process of the group `pgid` exists.
+/// True while any live (not zombie) process of the group `pgid` exists.
 fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
+    if unsafe { libc::killpg(pgid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    // Something answers, but it may only be zombies waiting for a parent that does not reap
+    // (an init that never calls wait): look for a member that still runs.
+    crate::process::stats::group_has_live_member(pgid)
 }
 
 /// True when every dependency instance is online.
