@@ -6,6 +6,7 @@
 
 pub mod ops;
 pub mod server;
+pub mod state;
 pub mod table;
 pub mod views;
 pub mod watch;
@@ -27,6 +28,11 @@ use crate::supervisor::Ctx;
 pub struct Daemon {
     pub table: RefCell<table::Table>,
     pub ctx: Ctx,
+    /// Set once the daemon has cleaned up: the state file must not be written again.
+    pub closed: std::cell::Cell<bool>,
+    /// Instances that were waiting (for dependencies or a restart delay) when the previous
+    /// daemon died; started again once the table is restored.
+    pub resume: RefCell<Vec<String>>,
     /// File watchers of processes with `watch`, by process name.
     pub watchers: RefCell<std::collections::HashMap<String, watch::Watcher>>,
     /// Set to true once `pm3 kill` has been answered: the daemon then exits.
@@ -34,10 +40,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Removes the socket and pid file (once everything is stopped).
+    /// Removes the socket, the pid file and the state (once everything is stopped: a daemon
+    /// that shut down cleanly leaves nothing to adopt; `pm3 save`/`resurrect` bring a set back).
     pub fn cleanup_files(&self) {
+        self.closed.set(true);
         let _ = std::fs::remove_file(self.ctx.paths.socket());
         let _ = std::fs::remove_file(self.ctx.paths.pid_file());
+        let _ = std::fs::remove_file(self.ctx.paths.state_file());
     }
 }
 
@@ -102,6 +111,8 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         table: RefCell::new(table::Table::default()),
         ctx: Ctx { paths: Rc::new(paths), bus: Rc::new(bus), stats: Rc::default() },
         watchers: RefCell::default(),
+        resume: RefCell::default(),
+        closed: std::cell::Cell::new(false),
         shutdown: channel::channel(false).0,
     });
 
@@ -121,6 +132,9 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         path: socket.clone(),
         source,
     })?;
+    state::restore(&daemon);
+    ops::resume(&daemon).await;
+    tokio::task::spawn_local(state::persist(daemon.clone()));
     let served = tokio::task::spawn_local(server::serve(listener, daemon.clone()));
     let mut shutdown = daemon.shutdown.subscribe();
     loop {

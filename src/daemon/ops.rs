@@ -383,6 +383,15 @@ async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Out
     collect(rxs).await
 }
 
+/// After a restore: starts what was waiting, and gives watched processes their watchers.
+pub async fn resume(d: &Rc<Daemon>) {
+    let names = std::mem::take(&mut *d.resume.borrow_mut());
+    sync_watchers(d);
+    if !names.is_empty() {
+        start_names(d, &names, false).await;
+    }
+}
+
 /// `names` sorted so dependencies come first, instances by index.
 fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
     let procs: BTreeMap<String, Vec<String>> = names

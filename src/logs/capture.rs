@@ -43,7 +43,8 @@ impl LogFile {
 
 /// One stream being copied: the daemon's read end of the pipe and the log it feeds.
 pub struct Stream {
-    fd: AsyncFd<OwnedFd>,
+    /// `None` when the pipe could not be reopened (an adopted process whose pipe is gone).
+    fd: Option<AsyncFd<OwnedFd>>,
     pipe: PathBuf,
     log: LogFile,
     eof: bool,
@@ -51,7 +52,19 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(fd: OwnedFd, pipe: PathBuf, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream { fd: crate::process::register(fd)?, pipe, log, eof: false })
+        Ok(Stream { fd: Some(crate::process::register(fd)?), pipe, log, eof: false })
+    }
+
+    /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
+    /// while no daemon was reading is still in the pipe and is copied first.
+    pub fn reopen(pipe: PathBuf, log: LogFile) -> Stream {
+        match crate::process::spawn::reopen_pipe(&pipe).and_then(crate::process::register) {
+            Ok(fd) => Stream { fd: Some(fd), pipe, log, eof: false },
+            Err(e) => {
+                tracing::warn!(pipe = %pipe.display(), "cannot reopen output pipe: {e}");
+                Stream { fd: None, pipe, log, eof: true }
+            }
+        }
     }
 
     /// True once every writer has closed the pipe: nothing more will come.
@@ -62,10 +75,10 @@ impl Stream {
     /// Waits until the pipe has data (or hung up), then copies what is there. Cancel-safe: the
     /// copy happens after the only await point.
     pub async fn pump(&mut self) {
-        if self.eof {
+        let Some(fd) = self.fd.as_ref().filter(|_| !self.eof) else {
             return std::future::pending().await;
-        }
-        match self.fd.readable().await {
+        };
+        match fd.readable().await {
             Ok(mut guard) => {
                 guard.clear_ready();
                 self.drain();
@@ -76,13 +89,11 @@ impl Stream {
 
     /// Copies everything the pipe holds right now, without waiting.
     pub fn drain(&mut self) {
-        if self.eof {
-            return;
-        }
+        let Some(fd) = self.fd.as_ref().filter(|_| !self.eof) else { return };
         BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             loop {
-                match rustix::io::read(self.fd.get_ref(), &mut buf[..]) {
+                match rustix::io::read(fd.get_ref(), &mut buf[..]) {
                     Ok(0) => {
                         self.eof = true;
                         break;

@@ -19,6 +19,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Capacity asked for each output pipe.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 /// Characters that make a command line need a shell.
 const SHELL_CHARS: &[char] =
     &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '#', '~', '\n', '{', '}'];
@@ -118,6 +121,10 @@ fn fifo(path: &Path) -> Result<(OwnedFd, File), SpawnError> {
     // Read-write first: opening a FIFO this way never blocks, and it is the child's end.
     let child = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
     let read = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(err)?;
+    // A larger pipe lets a writer go on for longer while no daemon reads (one being replaced).
+    // Pages are only used when filled; a refusal (over the user's pipe quota) is harmless.
+    // SAFETY: fcntl on a descriptor we own, with an integer argument.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&child), libc::F_SETPIPE_SZ, PIPE_SIZE) };
     Ok((OwnedFd::from(read), child))
 }
 

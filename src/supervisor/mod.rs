@@ -193,6 +193,68 @@ pub fn spawn(instance: Rc<Instance>, ctx: Ctx) -> Handle {
     Handle { tx, snapshot: snap_rx }
 }
 
+/// What a new daemon knows of an instance from the state file of the previous one.
+pub enum Prior {
+    /// It was not running.
+    Idle { status: Status, error: Option<String> },
+    /// It was running and still is (same pid and start time).
+    Alive { pid: u32, started_at: SystemTime, status: Status, pipes: Option<(PathBuf, PathBuf)> },
+    /// It was running but ended while no daemon watched it.
+    Gone { started_at: Option<SystemTime> },
+}
+
+/// Starts the supervisor task of an instance the previous daemon managed, taking over a process
+/// that still runs instead of starting a second copy.
+pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut snap = Snapshot::new();
+    snap.restarts = restarts;
+    let mut sup = Supervisor {
+        inst: instance,
+        ctx,
+        rx,
+        snap: watch::channel(Snapshot::new()).0,
+        phase: Phase::Idle,
+        short_runs: 0,
+        stop_waiters: Vec::new(),
+        after_stop: None,
+    };
+    let mut gone = None;
+    match prior {
+        Prior::Idle { status, error } => {
+            snap.status = status;
+            snap.error = error;
+        }
+        Prior::Alive { pid, started_at, status, pipes } => {
+            match sup.take_over(pid, started_at, status, pipes) {
+                Ok(running) => {
+                    snap.status = status;
+                    snap.pid = Some(pid);
+                    snap.start_time = spawn::start_time(pid);
+                    snap.started_at = Some(started_at);
+                    snap.pipes = Some((running.out.pipe().to_path_buf(), running.err.pipe().to_path_buf()));
+                    sup.phase = Phase::Running(Box::new(running));
+                    tracing::info!(name = %sup.inst.name, pid, "adopted");
+                }
+                Err(e) => {
+                    tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
+                    gone = Some(Some(started_at));
+                }
+            }
+        }
+        Prior::Gone { started_at } => gone = Some(started_at),
+    }
+    let (snap_tx, snap_rx) = watch::channel(snap);
+    sup.snap = snap_tx;
+    tokio::task::spawn_local(async move {
+        if let Some(started_at) = gone {
+            sup.on_lost(started_at).await;
+        }
+        sup.run().await;
+    });
+    Handle { tx, snapshot: snap_rx }
+}
+
 /// Where the task is in the life of its instance.
 enum Phase {
     /// Not running: `stopped` or `errored` (the snapshot says which).
@@ -504,6 +566,70 @@ impl Supervisor {
         }
     }
 
+    /// Builds the run of a live process started by an earlier daemon: exit watch by pidfd,
+    /// output pipes reopened by path, the health probe resumed if it had not passed yet.
+    fn take_over(
+        &self,
+        pid: u32,
+        started_at: SystemTime,
+        status: Status,
+        pipes: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Running, String> {
+        let exit = ExitWatch::new(pid).map_err(|e| e.to_string())?;
+        let paths = &self.ctx.paths;
+        let open_log =
+            |p: PathBuf| LogFile::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()));
+        let out_log = open_log(paths.out_log(&self.inst.name))?;
+        let err_log = open_log(paths.err_log(&self.inst.name))?;
+        let (out_pipe, err_pipe) = pipes.unwrap_or_default();
+        let ran = SystemTime::now().duration_since(started_at).unwrap_or_default();
+        let def = &self.inst.def;
+        let now = tokio::time::Instant::now();
+        let health = match (&def.health_check, status) {
+            (Some(text), Status::Starting | Status::Unhealthy) => {
+                let env = Rc::new(self.inst.env());
+                let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
+                Probe::parse(&expanded).ok().map(|probe| HealthRun {
+                    probe: Rc::new(probe),
+                    env,
+                    next: now,
+                    unhealthy_at: now + Duration::from_millis(def.health_timeout_ms).saturating_sub(ran),
+                    attempt: None,
+                })
+            }
+            _ => None,
+        };
+        Ok(Running {
+            pid,
+            started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
+            exit,
+            out: Stream::reopen(out_pipe, out_log),
+            err: Stream::reopen(err_pipe, err_log),
+            stopping: None,
+            exited: None,
+            health,
+            memory_at: def.max_memory.map(|_| now + triggers::MEMORY_PERIOD),
+            cron_at: self.next_cron(),
+        })
+    }
+
+    /// A process that was running under the previous daemon ended while none watched it: its
+    /// exit status is unknown, so the restart policy treats it as a failure.
+    async fn on_lost(&mut self, started_at: Option<SystemTime>) {
+        let ran_for = started_at.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+        tracing::info!(name = %self.inst.name, "ended while no daemon ran");
+        self.publish(|s| {
+            s.pid = None;
+            s.last_exit = Some(LastExit {
+                status: ExitStatus::Unknown,
+                cause: ExitCause::Exited,
+                at: SystemTime::now(),
+                stderr: Vec::new(),
+            });
+        });
+        self.after_policy(ExitStatus::Unknown, ran_for).await;
+    }
+
     /// Runs `pre_start`, then spawns a new run; on failure the instance is `errored` with the
     /// reason.
     async fn spawn_now(&mut self) {
@@ -792,6 +918,11 @@ impl Supervisor {
             return;
         }
 
+        self.after_policy(status, ran_for).await;
+    }
+
+    /// Applies the restart policy to a run that ended by itself.
+    async fn after_policy(&mut self, status: ExitStatus, ran_for: Duration) {
         match policy::after_exit(&self.inst.def, status, ran_for, &mut self.short_runs) {
             AfterExit::Stay => self.publish(|s| s.status = Status::Stopped),
             AfterExit::GiveUp => self.publish(|s| {
