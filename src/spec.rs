@@ -67,6 +67,12 @@ pub struct ProcessDef {
     pub watch_debounce_ms: u64,
     /// Cron expression (5 fields, or 6 with seconds first) for periodic restarts.
     pub cron_restart: Option<String>,
+    /// strftime format put before every log line (the time it was read).
+    pub log_date_format: Option<String>,
+    /// A log file past this many bytes is rotated.
+    pub log_max_size: u64,
+    /// Rotated log files kept.
+    pub log_max_files: u32,
 }
 
 /// When a process that exits by itself is started again.
@@ -109,11 +115,18 @@ impl ProcessDef {
             watch_ignore: vec![".git".into(), "node_modules".into()],
             watch_debounce_ms: 500,
             cron_restart: None,
+            log_date_format: None,
+            log_max_size: 10 << 20,
+            log_max_files: 3,
         }
     }
 
     pub fn kill_timeout(&self) -> Duration {
         Duration::from_millis(self.kill_timeout_ms)
+    }
+
+    pub fn rotation(&self) -> crate::logs::file::Rotation {
+        crate::logs::file::Rotation { max_size: self.log_max_size, max_files: self.log_max_files }
     }
 
     pub fn min_uptime(&self) -> Duration {

@@ -64,6 +64,9 @@ pub struct RawProcess {
     pub watch_ignore: Option<Vec<String>>,
     pub watch_debounce_ms: Option<u64>,
     pub cron_restart: Option<String>,
+    pub log_date_format: Option<String>,
+    pub log_max_size: Option<u64>,
+    pub log_max_files: Option<u32>,
 }
 
 /// The `watch` key as written.
@@ -124,6 +127,9 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         watch_ignore: None,
         watch_debounce_ms: None,
         cron_restart: None,
+        log_date_format: None,
+        log_max_size: None,
+        log_max_files: None,
     };
     let mut has_command = false;
     for (k, v) in table.iter() {
@@ -202,6 +208,19 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "watch_ignore" => p.watch_ignore = globs(v, problems),
             "watch_debounce" => p.watch_debounce_ms = non_negative("watch_debounce", v, problems),
             "cron_restart" => p.cron_restart = cron(v, problems),
+            "log_date_format" => p.log_date_format = date_format(v, problems),
+            "log_max_size" => p.log_max_size = size("log_max_size", v, problems),
+            "log_max_files" => {
+                p.log_max_files = match v.get_ref() {
+                    DeValue::Integer(i) => {
+                        in_range("log_max_files", v, i, 0, 1000, problems).and_then(|n| u32::try_from(n).ok())
+                    }
+                    _ => {
+                        wrong_type("log_max_files", "an integer", v, problems);
+                        None
+                    }
+                }
+            }
             _ => match k_str.strip_prefix("env_") {
                 Some(env_name) if is_env_name(env_name) => p
                     .env_overrides
@@ -507,6 +526,18 @@ fn cron(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
             None
         }
     }
+}
+
+/// `log_date_format`: a strftime format chrono understands.
+fn date_format(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
+    use chrono::format::{Item, StrftimeItems};
+    let s = string("log_date_format", v, problems)?;
+    if StrftimeItems::new(&s).any(|i| matches!(i, Item::Error)) {
+        let reason = format!("`{}` is not a valid strftime format", show(&s));
+        problems.at(v.span(), ErrorKind::BadValue { key: "log_date_format".into(), reason });
+        return None;
+    }
+    Some(s)
 }
 
 /// An integer >= 1 (milliseconds).

@@ -102,6 +102,13 @@ pub fn process(
         def.watch_debounce_ms = ms;
     }
     def.cron_restart = raw.cron_restart;
+    def.log_date_format = raw.log_date_format;
+    if let Some(n) = raw.log_max_size {
+        def.log_max_size = n;
+    }
+    if let Some(n) = raw.log_max_files {
+        def.log_max_files = n;
+    }
     def
 }
 

@@ -2,43 +2,24 @@
 //!
 //! Reads go into one scratch buffer shared by every stream of the daemon (the daemon runs on a
 //! single thread), so an idle process costs no buffer memory. Bytes are written as read: no
-//! line splitting, no UTF-8 decoding, so nothing a process writes can stall or kill the copy.
+//! UTF-8 decoding, so nothing a process writes can stall or kill the copy; with
+//! `log_date_format`, each line gets the time it was read in front.
 
 use std::cell::RefCell;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use tokio::io::unix::AsyncFd;
 
+use super::file::LogFile;
+
 const SCRATCH: usize = 64 * 1024;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
-}
-
-/// An append-only log file.
-#[derive(Debug)]
-pub struct LogFile {
-    path: PathBuf,
-    file: File,
-}
-
-impl LogFile {
-    /// Opens (creating if needed) `path` for appending.
-    pub fn open(path: &Path) -> io::Result<LogFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogFile { path: path.to_path_buf(), file })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)
-    }
+    /// Output with timestamps inserted, when `log_date_format` is set.
+    static STAMPED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One stream being copied: the daemon's read end of the pipe and the log it feeds.
@@ -48,23 +29,40 @@ pub struct Stream {
     pipe: PathBuf,
     log: LogFile,
     eof: bool,
+    /// strftime format prefixed to each line (`log_date_format`).
+    date_format: Option<String>,
+    /// Whether the next byte read starts a line (needs a timestamp).
+    at_line_start: bool,
 }
 
 impl Stream {
     pub fn new(fd: OwnedFd, pipe: PathBuf, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream { fd: Some(crate::process::register(fd)?), pipe, log, eof: false })
+        Ok(Stream {
+            fd: Some(crate::process::register(fd)?),
+            pipe,
+            log,
+            eof: false,
+            date_format: None,
+            at_line_start: true,
+        })
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
     /// while no daemon was reading is still in the pipe and is copied first.
     pub fn reopen(pipe: PathBuf, log: LogFile) -> Stream {
         match crate::process::spawn::reopen_pipe(&pipe).and_then(crate::process::register) {
-            Ok(fd) => Stream { fd: Some(fd), pipe, log, eof: false },
+            Ok(fd) => Stream { fd: Some(fd), pipe, log, eof: false, date_format: None, at_line_start: true },
             Err(e) => {
                 tracing::warn!(pipe = %pipe.display(), "cannot reopen output pipe: {e}");
-                Stream { fd: None, pipe, log, eof: true }
+                Stream { fd: None, pipe, log, eof: true, date_format: None, at_line_start: true }
             }
         }
+    }
+
+    /// Prefixes every line with the time it was read, in this strftime format.
+    pub fn with_date_format(mut self, format: Option<String>) -> Stream {
+        self.date_format = format;
+        self
     }
 
     /// True once every writer has closed the pipe: nothing more will come.
@@ -99,7 +97,16 @@ impl Stream {
                         break;
                     }
                     Ok(n) => {
-                        if let Err(e) = self.log.write(&buf[..n]) {
+                        let written = match &self.date_format {
+                            None => self.log.write(&buf[..n]),
+                            Some(fmt) => STAMPED.with(|out| {
+                                let mut out = out.borrow_mut();
+                                out.clear();
+                                stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
+                                self.log.write(&out)
+                            }),
+                        };
+                        if let Err(e) = written {
                             tracing::warn!(log = %self.log.path().display(), "cannot write log: {e}");
                         }
                     }
@@ -117,6 +124,20 @@ impl Stream {
     /// Path of the named pipe, kept in the state file so a new daemon can reopen it.
     pub fn pipe(&self) -> &Path {
         &self.pipe
+    }
+}
+
+/// Copies `bytes` to `out`, putting `now` formatted with `fmt` (and a space) before each line.
+fn stamp(bytes: &[u8], fmt: &str, at_line_start: &mut bool, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let mut prefix = Vec::with_capacity(32);
+    let _ = write!(prefix, "{} ", chrono::Local::now().format(fmt));
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if *at_line_start {
+            out.extend_from_slice(&prefix);
+        }
+        out.extend_from_slice(line);
+        *at_line_start = line.ends_with(b"\n");
     }
 }
 

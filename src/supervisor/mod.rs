@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::instances;
-use crate::logs::capture::{LogFile, Stream};
+use crate::logs::capture::Stream;
+use crate::logs::file::LogFile;
 use crate::paths::Paths;
 use crate::process::exit::{ExitStatus, ExitWatch};
 use crate::process::signal::{self, Signal};
@@ -577,8 +578,10 @@ impl Supervisor {
     ) -> Result<Running, String> {
         let exit = ExitWatch::new(pid).map_err(|e| e.to_string())?;
         let paths = &self.ctx.paths;
-        let open_log =
-            |p: PathBuf| LogFile::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()));
+        let open_log = |p: PathBuf| {
+            LogFile::open(&p, self.inst.def.rotation())
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))
+        };
         let out_log = open_log(paths.out_log(&self.inst.name))?;
         let err_log = open_log(paths.err_log(&self.inst.name))?;
         let (out_pipe, err_pipe) = pipes.unwrap_or_default();
@@ -603,8 +606,8 @@ impl Supervisor {
             pid,
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             exit,
-            out: Stream::reopen(out_pipe, out_log),
-            err: Stream::reopen(err_pipe, err_log),
+            out: Stream::reopen(out_pipe, out_log).with_date_format(def.log_date_format.clone()),
+            err: Stream::reopen(err_pipe, err_log).with_date_format(def.log_date_format.clone()),
             stopping: None,
             exited: None,
             health,
@@ -707,8 +710,9 @@ impl Supervisor {
         let stamp = unique_stamp();
         let out_pipe = paths.pipes_dir().join(format!("{}.{stamp}.out", self.inst.name));
         let err_pipe = paths.pipes_dir().join(format!("{}.{stamp}.err", self.inst.name));
-        let open_log =
-            |p: PathBuf| LogFile::open(&p).map_err(|e| format!("cannot open {}: {e}", p.display()));
+        let open_log = |p: PathBuf| {
+            LogFile::open(&p, def.rotation()).map_err(|e| format!("cannot open {}: {e}", p.display()))
+        };
         let out_log = open_log(paths.out_log(&self.inst.name))?;
         let err_log = open_log(paths.err_log(&self.inst.name))?;
         let launch =
@@ -716,8 +720,10 @@ impl Supervisor {
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
-            let out = Stream::new(spawned.out, out_pipe, out_log)?;
-            let err = Stream::new(spawned.err, err_pipe, err_log)?;
+            let out =
+                Stream::new(spawned.out, out_pipe, out_log)?.with_date_format(def.log_date_format.clone());
+            let err =
+                Stream::new(spawned.err, err_pipe, err_log)?.with_date_format(def.log_date_format.clone());
             Ok((exit, out, err))
         });
         let (exit, out, err) = match watch_and_streams {

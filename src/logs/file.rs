@@ -1,0 +1,150 @@
+//! A log file that rotates itself: `name.log` past `max_size` becomes `name.log.1` (older ones
+//! shift to `.2` …, the oldest beyond `max_files` is removed). The cut is made at a line
+//! boundary, so no line is lost or split between two files.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Rotation limits of one log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    /// Rotated files kept (0: the log is simply started afresh).
+    pub max_files: u32,
+}
+
+/// An append-only, self-rotating log file.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file as far as we know (others may append or truncate: re-read before
+    /// deciding to rotate).
+    size: u64,
+    rotation: Rotation,
+}
+
+impl LogFile {
+    /// Opens (creating if needed) `path` for appending.
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `bytes`, rotating first at the last line boundary that keeps the file within
+    /// `max_size`. A single line longer than `max_size` is kept whole in a file of its own.
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.size + bytes.len() as u64 <= self.rotation.max_size {
+                return self.append(bytes);
+            }
+            // Someone else (`pm3 flush`, a hook) may have changed the file: look before cutting.
+            self.size = self.file.metadata()?.len();
+            if self.size + bytes.len() as u64 <= self.rotation.max_size {
+                return self.append(bytes);
+            }
+            let room = self.rotation.max_size.saturating_sub(self.size) as usize;
+            let fits = &bytes[..room.min(bytes.len())];
+            if let Some(nl) = fits.iter().rposition(|&b| b == b'\n') {
+                self.append(&bytes[..=nl])?;
+                bytes = &bytes[nl + 1..];
+                self.rotate()?;
+            } else if self.size > 0 {
+                self.rotate()?;
+            } else {
+                // An empty file and a line longer than the limit: keep that line whole.
+                let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+                self.append(&bytes[..end])?;
+                bytes = &bytes[end..];
+                if !bytes.is_empty() {
+                    self.rotate()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// `x.log.{n-1}` → `x.log.{n}` …, `x.log` → `x.log.1`, then a fresh `x.log`.
+    fn rotate(&mut self) -> io::Result<()> {
+        let n = self.rotation.max_files;
+        if n == 0 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(rotated(&self.path, n));
+        for k in (1..n).rev() {
+            let from = rotated(&self.path, k);
+            if from.exists() {
+                std::fs::rename(&from, rotated(&self.path, k + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// `x.log.k`.
+pub fn rotated(path: &Path, k: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{k}"));
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_at_line_boundaries_and_keeps_max_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a-out.log");
+        let mut f = LogFile::open(&p, Rotation { max_size: 100, max_files: 2 }).expect("open");
+        let mut all = Vec::new();
+        for i in 0..100 {
+            let line = format!("line {i:04}\n");
+            all.extend_from_slice(line.as_bytes());
+        }
+        // Written in uneven chunks, as reads from a pipe come.
+        for chunk in all.chunks(37) {
+            f.write(chunk).expect("write");
+        }
+        let read = |q: &Path| std::fs::read_to_string(q).unwrap_or_default();
+        let (cur, one, two) = (read(&p), read(&rotated(&p, 1)), read(&rotated(&p, 2)));
+        assert!(!rotated(&p, 3).exists());
+        for text in [&cur, &one, &two] {
+            assert!(text.len() <= 100, "{} bytes", text.len());
+            assert!(text.ends_with('\n') || text.is_empty(), "no split line: {text:?}");
+        }
+        // The kept files hold the newest lines, contiguous.
+        let kept = format!("{two}{one}{cur}");
+        let nums: Vec<u32> = kept.lines().map(|l| l[5..].parse().expect("number")).collect();
+        assert_eq!(*nums.last().expect("lines"), 99);
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "contiguous: {nums:?}");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_stays_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("b.log");
+        let mut f = LogFile::open(&p, Rotation { max_size: 10, max_files: 1 }).expect("open");
+        f.write(b"short\n").expect("write");
+        f.write(b"a very long line indeed\nnext\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "next\n");
+        assert_eq!(std::fs::read_to_string(rotated(&p, 1)).expect("read"), "a very long line indeed\n");
+    }
+}
