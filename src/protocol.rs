@@ -78,6 +78,10 @@ pub enum Request {
     Resolve {
         targets: Vec<String>,
     },
+    /// Write the managed set to `dump.json`.
+    Save,
+    /// Bring back what `Save` wrote.
+    Resurrect,
     /// Stop everything and exit.
     Kill,
 }
@@ -238,6 +242,7 @@ pub enum Action {
     Removed,
     Signalled,
     Flushed,
+    Saved,
     Failed,
 }
 
@@ -253,6 +258,7 @@ impl Action {
             Action::Removed => "removed",
             Action::Signalled => "signalled",
             Action::Flushed => "flushed",
+            Action::Saved => "saved",
             Action::Failed => "failed",
         }
     }

@@ -4,6 +4,7 @@
 
 mod logs;
 pub mod output;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -89,6 +90,18 @@ enum Command {
     Signal { target: String, signal: String },
     /// Change the number of instances of a process at runtime.
     Scale { process: String, count: u32 },
+    /// Write the managed processes (with absolute paths) to dump.json.
+    Save,
+    /// Start again what `pm3 save` wrote, from any directory.
+    Resurrect,
+    /// Install a systemd user unit (launchd agent on macOS) that resurrects at boot.
+    Startup {
+        /// Show the unit without installing it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Remove the unit installed by `pm3 startup`.
+    Unstartup,
     /// Stop every process and the daemon.
     Kill,
     /// Print a shell completion script.
@@ -182,6 +195,34 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let mut client = Client::connect_or_start(&paths)?;
             let report = expect_done(client.request(Request::Reload { config, targets })?)?;
             out.report("reload", &report)
+        }
+        Command::Save => simple(&paths, &out, "save", Request::Save),
+        Command::Resurrect => simple(&paths, &out, "resurrect", Request::Resurrect),
+        Command::Startup { print } => {
+            let unit = startup::unit(&paths).map_err(CliError::Other)?;
+            if print {
+                if out.json {
+                    return out.print_json(&serde_json::json!({"path": unit.path, "unit": unit.text}));
+                }
+                return out.print(&unit.text);
+            }
+            let lines = startup::install(&unit).map_err(CliError::Other)?;
+            if out.json {
+                return out.print_json(
+                    &serde_json::json!({"command": "startup", "path": unit.path, "messages": lines}),
+                );
+            }
+            out.print(&format!("{}\n", lines.join("\n")))
+        }
+        Command::Unstartup => {
+            let unit = startup::unit(&paths).map_err(CliError::Other)?;
+            let lines = startup::remove(&unit).map_err(CliError::Other)?;
+            if out.json {
+                return out.print_json(
+                    &serde_json::json!({"command": "unstartup", "path": unit.path, "messages": lines}),
+                );
+            }
+            out.print(&format!("{}\n", lines.join("\n")))
         }
         Command::Stop { targets } => simple(&paths, &out, "stop", Request::Stop { targets }),
         Command::Flush { targets } => simple(&paths, &out, "flush", Request::Flush { targets }),
