@@ -4,6 +4,7 @@
 
 mod logs;
 pub mod output;
+mod run;
 mod startup;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,12 @@ enum Command {
     },
     /// Rolling restart: one instance at a time, each back online before the next.
     Reload {
+        targets: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Run in the foreground without a daemon (containers, development); Ctrl-C stops all.
+    Run {
         targets: Vec<String>,
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
@@ -195,6 +202,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let mut client = Client::connect_or_start(&paths)?;
             let report = expect_done(client.request(Request::Reload { config, targets })?)?;
             out.report("reload", &report)
+        }
+        Command::Run { targets, env } => {
+            let Some(config) = load_config(cli.config.as_ref(), env.as_deref(), &[])? else {
+                return Err(CliError::Other("`pm3 run` needs a pm3.toml".into()));
+            };
+            match run::run(paths, config, targets).map_err(CliError::Other)? {
+                0 => Ok(()),
+                _ => Err(CliError::Reported),
+            }
         }
         Command::Save => simple(&paths, &out, "save", Request::Save),
         Command::Resurrect => simple(&paths, &out, "resurrect", Request::Resurrect),

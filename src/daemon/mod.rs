@@ -40,6 +40,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// An empty daemon state; `tee` receives every output line (foreground mode).
+    pub fn new(paths: Paths, tee: Option<Rc<dyn crate::logs::capture::LineSink>>) -> Rc<Daemon> {
+        Rc::new(Daemon {
+            table: RefCell::new(table::Table::default()),
+            ctx: Ctx {
+                paths: Rc::new(paths),
+                bus: Rc::new(channel::channel(0u64).0),
+                stats: Rc::default(),
+                tee,
+            },
+            watchers: RefCell::default(),
+            resume: RefCell::default(),
+            closed: std::cell::Cell::new(false),
+            shutdown: channel::channel(false).0,
+        })
+    }
+
     /// Removes the socket, the pid file and the state (once everything is stopped: a daemon
     /// that shut down cleanly leaves nothing to adopt; `pm3 save`/`resurrect` bring a set back).
     pub fn cleanup_files(&self) {
@@ -106,15 +123,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
-    let (bus, _) = channel::channel(0u64);
-    let daemon = Rc::new(Daemon {
-        table: RefCell::new(table::Table::default()),
-        ctx: Ctx { paths: Rc::new(paths), bus: Rc::new(bus), stats: Rc::default() },
-        watchers: RefCell::default(),
-        resume: RefCell::default(),
-        closed: std::cell::Cell::new(false),
-        shutdown: channel::channel(false).0,
-    });
+    let daemon = Daemon::new(paths, None);
 
     let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
         what: "cannot handle signals",
@@ -132,6 +141,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         path: socket.clone(),
         source,
     })?;
+    tokio::task::spawn_local(crate::process::reaper::reap_orphans());
     state::restore(&daemon);
     ops::resume(&daemon).await;
     tokio::task::spawn_local(state::persist(daemon.clone()));

@@ -91,7 +91,7 @@ async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> Vec<Outcome>
 }
 
 /// Applies a config (when given), then starts the targets and what they depend on.
-async fn start(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
+pub async fn start(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
     report.processes.extend(start_names(d, &names, false).await);
     Ok(report)

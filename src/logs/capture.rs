@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use tokio::io::unix::AsyncFd;
 
@@ -33,28 +34,69 @@ pub struct Stream {
     date_format: Option<String>,
     /// Whether the next byte read starts a line (needs a timestamp).
     at_line_start: bool,
+    /// Also hands complete lines to a sink (`pm3 run` prints them).
+    tee: Option<Tee>,
+}
+
+/// Receives each complete line a process writes, besides its log file.
+pub trait LineSink {
+    fn line(&self, name: &str, is_err: bool, line: &[u8]);
+}
+
+/// A stream's connection to a [`LineSink`], with the unfinished last line.
+pub struct Tee {
+    sink: Rc<dyn LineSink>,
+    name: Rc<str>,
+    is_err: bool,
+    partial: Vec<u8>,
+}
+
+impl Tee {
+    pub fn new(sink: Rc<dyn LineSink>, name: Rc<str>, is_err: bool) -> Tee {
+        Tee { sink, name, is_err, partial: Vec::new() }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.sink.line(&self.name, self.is_err, &rest[..nl]);
+            } else {
+                self.partial.extend_from_slice(&rest[..nl]);
+                self.sink.line(&self.name, self.is_err, &self.partial);
+                self.partial.clear();
+            }
+            rest = &rest[nl + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            self.sink.line(&self.name, self.is_err, &self.partial);
+            self.partial.clear();
+        }
+    }
 }
 
 impl Stream {
     pub fn new(fd: OwnedFd, pipe: PathBuf, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream {
-            fd: Some(crate::process::register(fd)?),
-            pipe,
-            log,
-            eof: false,
-            date_format: None,
-            at_line_start: true,
-        })
+        Ok(Stream::with_fd(Some(crate::process::register(fd)?), pipe, log))
+    }
+
+    fn with_fd(fd: Option<AsyncFd<OwnedFd>>, pipe: PathBuf, log: LogFile) -> Stream {
+        let eof = fd.is_none();
+        Stream { fd, pipe, log, eof, date_format: None, at_line_start: true, tee: None }
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
     /// while no daemon was reading is still in the pipe and is copied first.
     pub fn reopen(pipe: PathBuf, log: LogFile) -> Stream {
         match crate::process::spawn::reopen_pipe(&pipe).and_then(crate::process::register) {
-            Ok(fd) => Stream { fd: Some(fd), pipe, log, eof: false, date_format: None, at_line_start: true },
+            Ok(fd) => Stream::with_fd(Some(fd), pipe, log),
             Err(e) => {
                 tracing::warn!(pipe = %pipe.display(), "cannot reopen output pipe: {e}");
-                Stream { fd: None, pipe, log, eof: true, date_format: None, at_line_start: true }
+                Stream::with_fd(None, pipe, log)
             }
         }
     }
@@ -62,6 +104,12 @@ impl Stream {
     /// Prefixes every line with the time it was read, in this strftime format.
     pub fn with_date_format(mut self, format: Option<String>) -> Stream {
         self.date_format = format;
+        self
+    }
+
+    /// Also passes every line to `tee`.
+    pub fn with_tee(mut self, tee: Option<Tee>) -> Stream {
+        self.tee = tee;
         self
     }
 
@@ -94,9 +142,15 @@ impl Stream {
                 match rustix::io::read(fd.get_ref(), &mut buf[..]) {
                     Ok(0) => {
                         self.eof = true;
+                        if let Some(t) = &mut self.tee {
+                            t.finish();
+                        }
                         break;
                     }
                     Ok(n) => {
+                        if let Some(t) = &mut self.tee {
+                            t.feed(&buf[..n]);
+                        }
                         let written = match &self.date_format {
                             None => self.log.write(&buf[..n]),
                             Some(fmt) => STAMPED.with(|out| {

@@ -44,6 +44,14 @@ impl ExitStatus {
 /// Readiness handle on one process's exit.
 pub struct ExitWatch {
     fd: AsyncFd<OwnedFd>,
+    pid: u32,
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        // Reaped, or abandoned: either way the orphan reaper may have it now.
+        super::reaper::unregister(self.pid);
+    }
 }
 
 impl ExitWatch {
@@ -52,7 +60,9 @@ impl ExitWatch {
     pub fn new(pid: u32) -> io::Result<ExitWatch> {
         let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         let fd = rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK)?;
-        Ok(ExitWatch { fd: super::register(fd)? })
+        let raw = pid.as_raw_nonzero().get() as u32;
+        super::reaper::register(raw);
+        Ok(ExitWatch { fd: super::register(fd)?, pid: raw })
     }
 
     /// Resolves when the process has exited; reaps it when it is our child.

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::instances;
-use crate::logs::capture::Stream;
+use crate::logs::capture::{LineSink, Stream, Tee};
 use crate::logs::file::LogFile;
 use crate::paths::Paths;
 use crate::process::exit::{ExitStatus, ExitWatch};
@@ -161,6 +161,14 @@ pub struct Ctx {
     pub bus: Rc<watch::Sender<u64>>,
     /// CPU/memory samples, shared with `list` so both read the same numbers.
     pub stats: Rc<RefCell<StatsCache>>,
+    /// Where complete output lines also go (`pm3 run` prints them); `None` in the daemon.
+    pub tee: Option<Rc<dyn LineSink>>,
+}
+
+impl Ctx {
+    fn tee(&self, name: &str, is_err: bool) -> Option<Tee> {
+        self.tee.as_ref().map(|sink| Tee::new(sink.clone(), Rc::from(name), is_err))
+    }
 }
 
 /// The daemon's side of a supervisor task.
@@ -720,10 +728,12 @@ impl Supervisor {
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
-            let out =
-                Stream::new(spawned.out, out_pipe, out_log)?.with_date_format(def.log_date_format.clone());
-            let err =
-                Stream::new(spawned.err, err_pipe, err_log)?.with_date_format(def.log_date_format.clone());
+            let out = Stream::new(spawned.out, out_pipe, out_log)?
+                .with_date_format(def.log_date_format.clone())
+                .with_tee(self.ctx.tee(&self.inst.name, false));
+            let err = Stream::new(spawned.err, err_pipe, err_log)?
+                .with_date_format(def.log_date_format.clone())
+                .with_tee(self.ctx.tee(&self.inst.name, true));
             Ok((exit, out, err))
         });
         let (exit, out, err) = match watch_and_streams {

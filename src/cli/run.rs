@@ -1,0 +1,189 @@
+//! `pm3 run`: the same engine as the daemon, in the foreground and without a socket, for
+//! containers and development. Output of every process is printed with an aligned, colored name
+//! prefix (and still written to the log files); status changes are reported on stderr;
+//! SIGINT/SIGTERM stop everything gracefully in reverse dependency order, a second one kills.
+//! As PID 1 (or anywhere, as a subreaper) it also reaps orphaned zombies.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::rc::Rc;
+
+use owo_colors::{AnsiColors, OwoColorize};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::daemon::{Daemon, ops};
+use crate::logs::capture::LineSink;
+use crate::paths::Paths;
+use crate::process::reaper;
+use crate::process::signal::{self as sig, Signal};
+use crate::protocol::{Action, ConfigPayload, Status};
+
+/// Colors given to process names in turn.
+const PALETTE: [AnsiColors; 6] = [
+    AnsiColors::Cyan,
+    AnsiColors::Green,
+    AnsiColors::Yellow,
+    AnsiColors::Blue,
+    AnsiColors::Magenta,
+    AnsiColors::Red,
+];
+
+/// Prints each output line as `name | line`.
+struct Printer {
+    width: usize,
+    colors: Option<BTreeMap<String, AnsiColors>>,
+}
+
+impl Printer {
+    fn prefix(&self, name: &str) -> String {
+        let padded = format!("{name:<w$}", w = self.width);
+        match self.colors.as_ref().and_then(|c| c.get(name)) {
+            Some(color) => format!("{} | ", padded.color(*color)),
+            None => format!("{padded} | "),
+        }
+    }
+}
+
+impl LineSink for Printer {
+    fn line(&self, name: &str, is_err: bool, line: &[u8]) {
+        let mut buf = self.prefix(name).into_bytes();
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        // A closed stdout (piped into `head`) must not kill the supervisor.
+        let _ = if is_err { std::io::stderr().write_all(&buf) } else { std::io::stdout().write_all(&buf) };
+    }
+}
+
+/// Whether to color output: a terminal, and `NO_COLOR` unset.
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Runs the targets of `config` in the foreground until they all end or a signal stops them.
+/// Returns the exit code: 0 after a clean stop, 1 if a process ended `errored`.
+pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<i32, String> {
+    paths.ensure().map_err(|e| e.to_string())?;
+    reaper::become_subreaper();
+    let names: Vec<String> = config
+        .file
+        .processes
+        .iter()
+        .flat_map(|d| (0..d.instances).map(|i| crate::instances::instance_name(&d.name, i, d.instances)))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(3);
+    let colors = use_color()
+        .then(|| names.iter().enumerate().map(|(i, n)| (n.clone(), PALETTE[i % PALETTE.len()])).collect());
+    let printer = Rc::new(Printer { width, colors });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let d = Daemon::new(paths, Some(printer.clone()));
+        tokio::task::spawn_local(reaper::reap_orphans());
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let report = ops::start(&d, Some(config), &targets).await.map_err(|e| e.message)?;
+        for o in report.processes.iter().filter(|o| o.action == Action::Failed) {
+            announce(&printer, &o.name, &format!("failed: {}", o.detail.as_deref().unwrap_or("?")));
+        }
+        let mut bus = d.ctx.bus.subscribe();
+        let mut seen: BTreeMap<String, (Status, Option<u32>)> = BTreeMap::new();
+        report_changes(&d, &printer, &mut seen);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                changed = bus.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    report_changes(&d, &printer, &mut seen);
+                    if all_ended(&d) {
+                        return Ok(exit_code(&d));
+                    }
+                }
+            }
+        }
+        eprintln!("pm3: stopping (press Ctrl-C again to kill)");
+        let stopping = tokio::task::spawn_local({
+            let d = d.clone();
+            async move { ops::stop_all(&d).await }
+        });
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                _ = &mut stopping => break,
+                _ = int.recv() => kill_all(&d),
+                _ = term.recv() => kill_all(&d),
+                changed = bus.changed() => {
+                    if changed.is_ok() {
+                        report_changes(&d, &printer, &mut seen);
+                    }
+                }
+            }
+        }
+        report_changes(&d, &printer, &mut seen);
+        Ok(exit_code(&d))
+    })
+}
+
+/// Prints `name | [pm3] message` on stderr.
+fn announce(p: &Printer, name: &str, message: &str) {
+    eprintln!("{}[pm3] {message}", p.prefix(name));
+}
+
+/// Reports each instance whose status or pid changed since last time.
+fn report_changes(d: &Daemon, p: &Printer, seen: &mut BTreeMap<String, (Status, Option<u32>)>) {
+    let table = d.table.borrow();
+    for e in table.ordered() {
+        let s = e.handle.snapshot.borrow();
+        let now = (s.status, s.pid);
+        if seen.get(&e.inst.name) == Some(&now) {
+            continue;
+        }
+        seen.insert(e.inst.name.clone(), now);
+        let mut msg = s.status.as_str().to_string();
+        if let Some(pid) = s.pid {
+            msg.push_str(&format!(" (pid {pid})"));
+        }
+        if matches!(s.status, Status::Stopped | Status::Errored | Status::Waiting)
+            && let Some(last) = &s.last_exit
+        {
+            match (last.status.code(), last.status.signal()) {
+                (Some(c), _) => msg.push_str(&format!(", exit code {c}")),
+                (None, Some(sg)) => msg.push_str(&format!(", killed by {sg}")),
+                _ => {}
+            }
+        }
+        if let Some(e) = &s.error {
+            msg.push_str(&format!(": {e}"));
+        }
+        announce(p, &e.inst.name, &msg);
+    }
+}
+
+/// Nothing runs or waits any more.
+fn all_ended(d: &Daemon) -> bool {
+    d.table.borrow().entries.values().all(|e| {
+        let s = e.handle.snapshot.borrow().status;
+        matches!(s, Status::Stopped | Status::Errored)
+    })
+}
+
+fn exit_code(d: &Daemon) -> i32 {
+    let errored =
+        d.table.borrow().entries.values().any(|e| e.handle.snapshot.borrow().status == Status::Errored);
+    i32::from(errored)
+}
+
+/// Second Ctrl-C: SIGKILL every process group still running.
+fn kill_all(d: &Daemon) {
+    eprintln!("pm3: killing");
+    for e in d.table.borrow().entries.values() {
+        if let Some(pid) = e.handle.snapshot.borrow().pid {
+            let _ = sig::signal_group(pid, Signal::KILL);
+        }
+    }
+}
