@@ -113,6 +113,8 @@ enum Command {
     Kill,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `pm3 man > pm3.1`.
+    Man,
     /// Run the daemon in the foreground (started automatically by other commands).
     #[command(hide = true)]
     Daemon,
@@ -177,6 +179,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let out = Out { json: cli.json };
     match command {
         Command::Daemon => std::process::exit(crate::daemon::main(paths)),
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::Other(format!("cannot render the man page: {e}")))?;
+            out.print(&String::from_utf8_lossy(&buf))
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pm3", &mut std::io::stdout());
             Ok(())
@@ -251,7 +260,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Scale { process, count } => simple(&paths, &out, "scale", Request::Scale { process, count }),
         Command::List => {
             let rows = list(&mut Client::connect_or_start(&paths)?)?;
-            if out.json { out.print_json(&rows) } else { out.print(&output::table(&rows)) }
+            if out.json { out.print_json(&rows) } else { out.print(&output::table(&rows, run::use_color())) }
         }
         Command::Info { target } => {
             let mut client = Client::connect_or_start(&paths)?;

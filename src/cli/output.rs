@@ -33,7 +33,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// The `list` table, columns aligned.
-pub fn table(rows: &[ProcessInfo]) -> String {
+pub fn table(rows: &[ProcessInfo], color: bool) -> String {
     let header = ["NAME", "GROUP", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "MEM"];
     let cells: Vec<[String; 8]> = rows
         .iter()
@@ -57,26 +57,38 @@ pub fn table(rows: &[ProcessInfo]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cols: &[&str]| {
+    let mut line = |cols: &[&str], status: Option<Status>| {
         let mut l = String::new();
         for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
-            if i + 1 == cols.len() {
-                l.push_str(c);
-            } else {
-                let _ = write!(l, "{c:<w$}  ");
+            // Pad the plain text first, then color it, so escape codes do not break alignment.
+            let cell = if i + 1 == cols.len() { c.to_string() } else { format!("{c:<w$}  ") };
+            match status.filter(|_| color && i == 2) {
+                Some(st) => l.push_str(&paint(st, &cell)),
+                None => l.push_str(&cell),
             }
         }
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &cells {
-        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    line(&header, None);
+    for (row, r) in cells.iter().zip(rows) {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>(), Some(r.status));
     }
     if rows.is_empty() {
         out.push_str("(no processes; start some with `pm3 start`)\n");
     }
     out
+}
+
+/// Colors a status the way people scan for it: green up, yellow in between, red in trouble.
+pub fn paint(status: Status, text: &str) -> String {
+    use owo_colors::OwoColorize;
+    match status {
+        Status::Online => text.green().to_string(),
+        Status::Starting | Status::Waiting | Status::Stopping => text.yellow().to_string(),
+        Status::Errored | Status::Unhealthy => text.red().to_string(),
+        Status::Stopped => text.dimmed().to_string(),
+    }
 }
 
 /// Status as shown to people: a crashed process waiting out its delay says when it restarts.
