@@ -63,6 +63,7 @@ pub fn use_color() -> bool {
 /// Returns the exit code: 0 after a clean stop, 1 if a process ended `errored`.
 pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<i32, String> {
     paths.ensure().map_err(|e| e.to_string())?;
+    crate::process::cloexec_inherited_fds();
     reaper::become_subreaper();
     let names: Vec<String> = config
         .file

@@ -79,6 +79,9 @@ pub enum DaemonError {
 
 /// Entry point of `pm3 daemon`: sets up logging and the runtime, runs until shut down.
 pub fn main(paths: Paths) -> i32 {
+    // Whatever the first client's parent left open (pipes, sockets) must neither stay open here
+    // nor reach the processes we start.
+    crate::process::close_inherited_fds();
     tracing_subscriber::fmt().with_ansi(false).with_target(false).init();
     // Own session: no terminal, no signals from the shell that started us.
     let _ = rustix::process::setsid();

@@ -19,3 +19,43 @@ pub fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // dropped together with the AsyncFd that owns it.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
+
+/// Closes every descriptor above stderr. Called first thing in the daemon, before it opens
+/// anything of its own.
+pub fn close_inherited_fds() {
+    above_stderr(0, |fd| {
+        // SAFETY: closing a descriptor number; one already closed just fails.
+        unsafe { libc::close(fd) };
+    });
+}
+
+/// Marks every descriptor above stderr close-on-exec, so `pm3 run` keeps what it inherited
+/// but its children do not get it.
+pub fn cloexec_inherited_fds() {
+    above_stderr(CLOSE_RANGE_CLOEXEC, |fd| {
+        // SAFETY: F_SETFD on a descriptor number; one already closed just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    });
+}
+
+#[cfg(target_os = "linux")]
+const CLOSE_RANGE_CLOEXEC: u32 = libc::CLOSE_RANGE_CLOEXEC;
+#[cfg(not(target_os = "linux"))]
+const CLOSE_RANGE_CLOEXEC: u32 = 0;
+
+/// `close_range(3, ~0, flags)` where the kernel has it, else `each` on every open descriptor
+/// above 2.
+fn above_stderr(flags: u32, each: impl Fn(i32)) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range takes plain integers and only closes or flags descriptors.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, flags) } == 0 {
+            return;
+        }
+    }
+    let _ = flags;
+    let fds: Vec<i32> = std::fs::read_dir("/dev/fd")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    fds.into_iter().filter(|&fd| fd > 2).for_each(each);
+}

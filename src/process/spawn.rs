@@ -22,20 +22,61 @@ use std::process::{Command, Stdio};
 /// Capacity asked for each output pipe.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
-/// Characters that make a command line need a shell.
+/// Characters that, outside quotes, make a command line need a shell.
 const SHELL_CHARS: &[char] =
     &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '#', '~', '\n', '{', '}'];
 
 /// The argv pm3 executes for `command`: split like a POSIX shell splits words and run directly,
 /// unless it uses shell syntax, in which case `/bin/sh -c command`.
 pub fn argv(command: &str) -> Vec<String> {
-    if !command.contains(SHELL_CHARS)
+    if !needs_shell(command)
         && let Ok(words) = shell_words::split(command)
         && !words.is_empty()
     {
         return words;
     }
     vec!["/bin/sh".into(), "-c".into(), command.into()]
+}
+
+/// True when `command` uses shell syntax outside quotes (or `$`/backquote inside double quotes,
+/// where the shell still expands them). Quoted `|` or `;` are plain arguments.
+fn needs_shell(command: &str) -> bool {
+    #[derive(PartialEq)]
+    enum Q {
+        None,
+        Single,
+        Double,
+    }
+    let mut q = Q::None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match q {
+            Q::None => match c {
+                '\'' => q = Q::Single,
+                '"' => q = Q::Double,
+                '\\' => {
+                    chars.next();
+                }
+                c if SHELL_CHARS.contains(&c) => return true,
+                _ => {}
+            },
+            Q::Single => {
+                if c == '\'' {
+                    q = Q::None;
+                }
+            }
+            Q::Double => match c {
+                '"' => q = Q::None,
+                '$' | '`' => return true,
+                '\\' => {
+                    chars.next();
+                }
+                _ => {}
+            },
+        }
+    }
+    // An unterminated quote: let the shell report it.
+    q != Q::None
 }
 
 /// Everything needed to start one run of an instance.
@@ -156,6 +197,10 @@ mod tests {
         assert_eq!(argv("echo $HOME"), ["/bin/sh", "-c", "echo $HOME"]);
         assert_eq!(argv("cat < x"), ["/bin/sh", "-c", "cat < x"]);
         assert_eq!(argv("echo 'unterminated"), ["/bin/sh", "-c", "echo 'unterminated"]);
+        assert_eq!(argv("printf '%s|' 'a b' c"), ["printf", "%s|", "a b", "c"]);
+        assert_eq!(argv("echo \"a;b\" 'x$y'"), ["echo", "a;b", "x$y"]);
+        assert_eq!(argv("echo \"$HOME\""), ["/bin/sh", "-c", "echo \"$HOME\""]);
+        assert_eq!(argv("echo a\\;b"), ["echo", "a;b"]);
     }
 
     #[test]

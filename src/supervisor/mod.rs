@@ -299,6 +299,9 @@ struct Running {
     cron_at: Option<tokio::time::Instant>,
 }
 
+/// One run of a probe.
+type ProbeAttempt = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
 /// A probe in progress: its schedule and, while one attempt runs, that attempt.
 struct HealthRun {
     probe: Rc<Probe>,
@@ -306,7 +309,7 @@ struct HealthRun {
     next: tokio::time::Instant,
     /// When `starting` turns `unhealthy`.
     unhealthy_at: tokio::time::Instant,
-    attempt: Option<Pin<Box<dyn Future<Output = Result<(), String>>>>>,
+    attempt: Option<ProbeAttempt>,
 }
 
 struct Stopping {
@@ -446,8 +449,9 @@ impl Supervisor {
                     self.begin_start(deps, Some(reply), Action::Started).await;
                 }
                 Phase::Waiting { .. } => {
-                    self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
-                    let _ = reply.send(self.outcome(Action::Waiting, None));
+                    // New dependency list: they may all be online already.
+                    self.phase = Phase::Idle;
+                    self.begin_start(deps, Some(reply), Action::Started).await;
                 }
                 Phase::Running(r) if r.stopping.is_some() => {
                     self.after_stop =
