@@ -1,0 +1,16 @@
+//! End-to-end tests of pm3: the real binary, a real daemon, real processes.
+//!
+//! One binary; [`harness`] gives every test its own `PM3_HOME` and project directory, and one
+//! module per feature holds the tests. The founding document (`seed/cluster-mode.md`) is covered
+//! example by example in [`cluster`] and [`deps`].
+
+mod harness;
+
+mod cli;
+mod cluster;
+mod config_errors;
+mod daemon;
+mod deps;
+mod lifecycle;
+mod logs;
+mod targets;
