@@ -69,10 +69,6 @@ impl Paths {
     pub fn logs_dir(&self) -> PathBuf {
         self.home.join("logs")
     }
-    /// Named pipes that carry the processes' stdout and stderr to the daemon.
-    pub fn pipes_dir(&self) -> PathBuf {
-        self.home.join("pipes")
-    }
     pub fn out_log(&self, name: &str) -> PathBuf {
         self.logs_dir().join(format!("{name}-out.log"))
     }
@@ -85,7 +81,6 @@ impl Paths {
     pub fn ensure(&self) -> Result<(), PathsError> {
         ensure_private_dir(&self.home)?;
         ensure_private_dir(&self.logs_dir())?;
-        ensure_private_dir(&self.pipes_dir())?;
         Ok(())
     }
 

@@ -81,7 +81,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let d = Daemon::new(paths, Some(printer.clone()));
+        let d = Daemon::new(paths, Some(printer.clone()), None);
         tokio::task::spawn_local(reaper::reap_orphans());
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;

@@ -28,6 +28,8 @@ use crate::supervisor::Ctx;
 pub struct Daemon {
     pub table: RefCell<table::Table>,
     pub ctx: Ctx,
+    /// Writes `state.json` (the daemon only; `pm3 run` keeps no state).
+    pub writer: Option<state::Writer>,
     /// Set once the daemon has cleaned up: the state file must not be written again.
     pub closed: std::cell::Cell<bool>,
     /// Instances that were waiting (for dependencies or a restart delay) when the previous
@@ -41,8 +43,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// An empty daemon state; `tee` receives every output line (foreground mode).
-    pub fn new(paths: Paths, tee: Option<Rc<dyn crate::logs::capture::LineSink>>) -> Rc<Daemon> {
+    pub fn new(
+        paths: Paths,
+        tee: Option<Rc<dyn crate::logs::capture::LineSink>>,
+        writer: Option<state::Writer>,
+    ) -> Rc<Daemon> {
         Rc::new(Daemon {
+            writer,
             table: RefCell::new(table::Table::default()),
             ctx: Ctx {
                 paths: Rc::new(paths),
@@ -63,7 +70,12 @@ impl Daemon {
         self.closed.set(true);
         let _ = std::fs::remove_file(self.ctx.paths.socket());
         let _ = std::fs::remove_file(self.ctx.paths.pid_file());
-        let _ = std::fs::remove_file(self.ctx.paths.state_file());
+        match &self.writer {
+            Some(w) => w.close(&self.ctx.paths.state_file()),
+            None => {
+                let _ = std::fs::remove_file(self.ctx.paths.state_file());
+            }
+        }
     }
 }
 
@@ -126,7 +138,8 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
-    let daemon = Daemon::new(paths, None);
+    let writer = state::Writer::start(paths.state_file());
+    let daemon = Daemon::new(paths, None, Some(writer.clone()));
 
     let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
         what: "cannot handle signals",
@@ -147,7 +160,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     tokio::task::spawn_local(crate::process::reaper::reap_orphans());
     state::restore(&daemon);
     ops::resume(&daemon).await;
-    tokio::task::spawn_local(state::persist(daemon.clone()));
+    tokio::task::spawn_local(state::persist(daemon.clone(), writer));
     let served = tokio::task::spawn_local(server::serve(listener, daemon.clone()));
     let mut shutdown = daemon.shutdown.subscribe();
     loop {

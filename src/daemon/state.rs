@@ -45,7 +45,6 @@ pub struct SavedInstance {
     pub start_time: Option<u64>,
     pub started_at_ms: Option<u64>,
     pub restarts: u32,
-    pub pipes: Option<(PathBuf, PathBuf)>,
     pub error: Option<String>,
 }
 
@@ -82,7 +81,6 @@ pub fn capture(d: &Daemon) -> SavedState {
                 start_time: s.start_time,
                 started_at_ms: s.started_at.map(super::views::unix_ms),
                 restarts: s.restarts,
-                pipes: s.pipes.clone(),
                 error: s.error.clone(),
             }
         })
@@ -118,28 +116,85 @@ pub fn read(path: &Path) -> Option<SavedState> {
     }
 }
 
-/// Keeps `state.json` in step with the table: after every burst of changes, if what would be
-/// saved differs from what was saved, write it.
-pub async fn persist(d: Rc<Daemon>) {
+/// How long the table must be quiet before the state is written: a start of 100 is one write.
+const QUIET: Duration = Duration::from_millis(5);
+/// Longest delay of a write while changes keep coming.
+const MAX_DELAY: Duration = Duration::from_millis(50);
+
+/// Keeps `state.json` in step with the table: after every burst of changes (quiet for a few
+/// ms, or at most 50 ms later), if what would be saved differs from what was saved, hand it to
+/// the writer thread, so the 5–10 ms of an fsync never stall the daemon's only thread.
+pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     let mut bus = d.ctx.bus.subscribe();
-    let path = d.ctx.paths.state_file();
-    let mut last: Vec<u8> = std::fs::read(&path).unwrap_or_default();
+    let mut last: Vec<u8> = std::fs::read(d.ctx.paths.state_file()).unwrap_or_default();
     loop {
         if bus.changed().await.is_err() {
             return;
         }
-        // Let the other tasks of this burst (a start of 100) run first.
-        tokio::task::yield_now().await;
+        let deadline = tokio::time::Instant::now() + MAX_DELAY;
+        loop {
+            tokio::select! {
+                changed = bus.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(QUIET) => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
         bus.borrow_and_update();
         if d.closed.get() {
             return;
         }
         let Ok(bytes) = serde_json::to_vec(&capture(&d)) else { continue };
         if bytes != last {
-            if let Err(e) = write_atomic(&path, &bytes) {
-                tracing::warn!(path = %path.display(), "cannot save state: {e}");
-            }
+            writer.submit(bytes.clone());
             last = bytes;
+        }
+    }
+}
+
+/// The thread that writes `state.json` (atomically, with fsync), always the newest version.
+#[derive(Clone)]
+pub struct Writer {
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    /// Held while writing; `close` takes it so no write lands after the file is removed.
+    lock: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+impl Writer {
+    pub fn start(path: PathBuf) -> Writer {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let lock = std::sync::Arc::new(std::sync::Mutex::new(false));
+        let thread_lock = lock.clone();
+        let spawned =
+            std::thread::Builder::new().name("pm3-state".into()).stack_size(64 * 1024).spawn(move || {
+                while let Ok(mut bytes) = rx.recv() {
+                    // Only the newest state matters.
+                    while let Ok(newer) = rx.try_recv() {
+                        bytes = newer;
+                    }
+                    let Ok(closed) = thread_lock.lock() else { return };
+                    if *closed {
+                        return;
+                    }
+                    if let Err(e) = write_atomic(&path, &bytes) {
+                        tracing::warn!(path = %path.display(), "cannot save state: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the state writer: {e}");
+        }
+        Writer { tx, lock }
+    }
+
+    fn submit(&self, bytes: Vec<u8>) {
+        let _ = self.tx.send(bytes);
+    }
+
+    /// Stops writing for good (waiting for a write in progress) and removes the state file.
+    pub fn close(&self, path: &Path) {
+        if let Ok(mut closed) = self.lock.lock() {
+            *closed = true;
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -170,7 +225,6 @@ pub fn restore(d: &Rc<Daemon>) {
                     Status::Stopping => Status::Online,
                     other => other,
                 },
-                pipes: s.pipes,
             },
             (true, _, _) => Prior::Gone { started_at },
             // Waiting for dependencies or for a restart delay: start it again below.

@@ -1,4 +1,4 @@
-//! Copying one output stream of a process (its named pipe) into its log file.
+//! Copying one output stream of a process (its pipe) into its log file.
 //!
 //! Reads go into one scratch buffer shared by every stream of the daemon (the daemon runs on a
 //! single thread), so an idle process costs no buffer memory. Bytes are written as read: no
@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use tokio::io::unix::AsyncFd;
@@ -27,7 +26,6 @@ thread_local! {
 pub struct Stream {
     /// `None` when the pipe could not be reopened (an adopted process whose pipe is gone).
     fd: Option<AsyncFd<OwnedFd>>,
-    pipe: PathBuf,
     log: LogFile,
     eof: bool,
     /// strftime format prefixed to each line (`log_date_format`).
@@ -80,23 +78,23 @@ impl Tee {
 }
 
 impl Stream {
-    pub fn new(fd: OwnedFd, pipe: PathBuf, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream::with_fd(Some(crate::process::register(fd)?), pipe, log))
+    pub fn new(fd: OwnedFd, log: LogFile) -> io::Result<Stream> {
+        Ok(Stream::with_fd(Some(crate::process::register(fd)?), log))
     }
 
-    fn with_fd(fd: Option<AsyncFd<OwnedFd>>, pipe: PathBuf, log: LogFile) -> Stream {
+    fn with_fd(fd: Option<AsyncFd<OwnedFd>>, log: LogFile) -> Stream {
         let eof = fd.is_none();
-        Stream { fd, pipe, log, eof, date_format: None, at_line_start: true, tee: None }
+        Stream { fd, log, eof, date_format: None, at_line_start: true, tee: None }
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
     /// while no daemon was reading is still in the pipe and is copied first.
-    pub fn reopen(pipe: PathBuf, log: LogFile) -> Stream {
-        match crate::process::spawn::reopen_pipe(&pipe).and_then(crate::process::register) {
-            Ok(fd) => Stream::with_fd(Some(fd), pipe, log),
+    pub fn reopen(pid: u32, fd: u32, log: LogFile) -> Stream {
+        match crate::process::spawn::reopen_output(pid, fd).and_then(crate::process::register) {
+            Ok(fd) => Stream::with_fd(Some(fd), log),
             Err(e) => {
-                tracing::warn!(pipe = %pipe.display(), "cannot reopen output pipe: {e}");
-                Stream::with_fd(None, pipe, log)
+                tracing::warn!(pid, fd, "cannot reopen output pipe: {e}");
+                Stream::with_fd(None, log)
             }
         }
     }
@@ -174,11 +172,6 @@ impl Stream {
             }
         });
     }
-
-    /// Path of the named pipe, kept in the state file so a new daemon can reopen it.
-    pub fn pipe(&self) -> &Path {
-        &self.pipe
-    }
 }
 
 /// Copies `bytes` to `out`, putting `now` formatted with `fmt` (and a space) before each line.
@@ -192,12 +185,5 @@ fn stamp(bytes: &[u8], fmt: &str, at_line_start: &mut bool, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(line);
         *at_line_start = line.ends_with(b"\n");
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // Once the daemon lets go of a stream, nobody will reopen its pipe.
-        let _ = std::fs::remove_file(&self.pipe);
     }
 }

@@ -111,8 +111,6 @@ pub struct Snapshot {
     pub restart_at: Option<Instant>,
     /// Why the last health probe failed, while not yet online.
     pub health_error: Option<String>,
-    /// The named pipes of the current run (a new daemon reopens them to adopt it).
-    pub pipes: Option<(PathBuf, PathBuf)>,
 }
 
 impl Snapshot {
@@ -127,7 +125,6 @@ impl Snapshot {
             error: None,
             restart_at: None,
             health_error: None,
-            pipes: None,
         }
     }
 }
@@ -207,7 +204,7 @@ pub enum Prior {
     /// It was not running.
     Idle { status: Status, error: Option<String> },
     /// It was running and still is (same pid and start time).
-    Alive { pid: u32, started_at: SystemTime, status: Status, pipes: Option<(PathBuf, PathBuf)> },
+    Alive { pid: u32, started_at: SystemTime, status: Status },
     /// It was running but ended while no daemon watched it.
     Gone { started_at: Option<SystemTime> },
 }
@@ -234,23 +231,20 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
             snap.status = status;
             snap.error = error;
         }
-        Prior::Alive { pid, started_at, status, pipes } => {
-            match sup.take_over(pid, started_at, status, pipes) {
-                Ok(running) => {
-                    snap.status = status;
-                    snap.pid = Some(pid);
-                    snap.start_time = spawn::start_time(pid);
-                    snap.started_at = Some(started_at);
-                    snap.pipes = Some((running.out.pipe().to_path_buf(), running.err.pipe().to_path_buf()));
-                    sup.phase = Phase::Running(Box::new(running));
-                    tracing::info!(name = %sup.inst.name, pid, "adopted");
-                }
-                Err(e) => {
-                    tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
-                    gone = Some(Some(started_at));
-                }
+        Prior::Alive { pid, started_at, status } => match sup.take_over(pid, started_at, status) {
+            Ok(running) => {
+                snap.status = status;
+                snap.pid = Some(pid);
+                snap.start_time = spawn::start_time(pid);
+                snap.started_at = Some(started_at);
+                sup.phase = Phase::Running(Box::new(running));
+                tracing::info!(name = %sup.inst.name, pid, "adopted");
             }
-        }
+            Err(e) => {
+                tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
+                gone = Some(Some(started_at));
+            }
+        },
         Prior::Gone { started_at } => gone = Some(started_at),
     }
     let (snap_tx, snap_rx) = watch::channel(snap);
@@ -580,14 +574,8 @@ impl Supervisor {
     }
 
     /// Builds the run of a live process started by an earlier daemon: exit watch by pidfd,
-    /// output pipes reopened by path, the health probe resumed if it had not passed yet.
-    fn take_over(
-        &self,
-        pid: u32,
-        started_at: SystemTime,
-        status: Status,
-        pipes: Option<(PathBuf, PathBuf)>,
-    ) -> Result<Running, String> {
+    /// output pipes reopened through `/proc/<pid>/fd`, the health probe resumed if it had not passed yet.
+    fn take_over(&self, pid: u32, started_at: SystemTime, status: Status) -> Result<Running, String> {
         let exit = ExitWatch::new(pid).map_err(|e| e.to_string())?;
         let paths = &self.ctx.paths;
         let open_log = |p: PathBuf| {
@@ -596,7 +584,6 @@ impl Supervisor {
         };
         let out_log = open_log(paths.out_log(&self.inst.name))?;
         let err_log = open_log(paths.err_log(&self.inst.name))?;
-        let (out_pipe, err_pipe) = pipes.unwrap_or_default();
         let ran = SystemTime::now().duration_since(started_at).unwrap_or_default();
         let def = &self.inst.def;
         let now = tokio::time::Instant::now();
@@ -618,8 +605,8 @@ impl Supervisor {
             pid,
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             exit,
-            out: Stream::reopen(out_pipe, out_log).with_date_format(def.log_date_format.clone()),
-            err: Stream::reopen(err_pipe, err_log).with_date_format(def.log_date_format.clone()),
+            out: Stream::reopen(pid, 1, out_log).with_date_format(def.log_date_format.clone()),
+            err: Stream::reopen(pid, 2, err_log).with_date_format(def.log_date_format.clone()),
             stopping: None,
             exited: None,
             health,
@@ -658,7 +645,6 @@ impl Supervisor {
                 let pid = running.pid;
                 let start_time = spawn::start_time(pid);
                 let status = if running.health.is_some() { Status::Starting } else { Status::Online };
-                let pipes = (running.out.pipe().to_path_buf(), running.err.pipe().to_path_buf());
                 self.phase = Phase::Running(Box::new(running));
                 self.publish(|s| {
                     s.status = status;
@@ -668,7 +654,6 @@ impl Supervisor {
                     s.error = None;
                     s.restart_at = None;
                     s.health_error = None;
-                    s.pipes = Some(pipes);
                 });
                 tracing::info!(name = %self.inst.name, pid, "started");
             }
@@ -719,23 +704,19 @@ impl Supervisor {
         };
         let paths = &self.ctx.paths;
         let argv = spawn::argv(&def.command);
-        let stamp = unique_stamp();
-        let out_pipe = paths.pipes_dir().join(format!("{}.{stamp}.out", self.inst.name));
-        let err_pipe = paths.pipes_dir().join(format!("{}.{stamp}.err", self.inst.name));
         let open_log = |p: PathBuf| {
             LogFile::open(&p, def.rotation()).map_err(|e| format!("cannot open {}: {e}", p.display()))
         };
         let out_log = open_log(paths.out_log(&self.inst.name))?;
         let err_log = open_log(paths.err_log(&self.inst.name))?;
-        let launch =
-            Launch { argv: &argv, cwd: &def.cwd, env: &env, out_pipe: &out_pipe, err_pipe: &err_pipe };
+        let launch = Launch { argv: &argv, cwd: &def.cwd, env: &env };
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
-            let out = Stream::new(spawned.out, out_pipe, out_log)?
+            let out = Stream::new(spawned.out, out_log)?
                 .with_date_format(def.log_date_format.clone())
                 .with_tee(self.ctx.tee(&self.inst.name, false));
-            let err = Stream::new(spawned.err, err_pipe, err_log)?
+            let err = Stream::new(spawned.err, err_log)?
                 .with_date_format(def.log_date_format.clone())
                 .with_tee(self.ctx.tee(&self.inst.name, true));
             Ok((exit, out, err))
@@ -906,7 +887,6 @@ impl Supervisor {
         self.publish(|s| {
             s.pid = None;
             s.start_time = None;
-            s.pipes = None;
             s.health_error = None;
             s.last_exit = Some(LastExit { status, cause, at: SystemTime::now(), stderr });
         });
@@ -1020,12 +1000,4 @@ fn linger(mut out: Stream, mut err: Stream) {
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
-}
-
-/// A stamp that makes each run's pipe names unique within this data directory.
-fn unique_stamp() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
 }
