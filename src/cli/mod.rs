@@ -2,10 +2,12 @@
 //! the daemon, print the result. This is the only place that prints errors and picks the exit
 //! code: 0 success, 1 failure, 2 usage error (spec §8).
 
+mod init;
 mod logs;
 pub mod output;
 mod run;
 mod startup;
+mod tui;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -111,8 +113,19 @@ enum Command {
     Unstartup,
     /// Stop every process and the daemon.
     Kill,
+    /// Write a pm3.toml for this directory (proposes Procfile, package.json and docker-compose entries)
+    Init {
+        /// Accept every proposal without asking (no terminal needed).
+        #[arg(long)]
+        yes: bool,
+        /// Replace an existing pm3.toml.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Interactive terminal UI
+    Tui,
     /// Print the man page (roff), e.g. `pm3 man > pm3.1`.
     Man,
     /// Run the daemon in the foreground (started automatically by other commands).
@@ -149,6 +162,14 @@ pub fn main() -> i32 {
     }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        // Bare `pm3` on a terminal opens the TUI instead of the help.
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                && std::env::args_os().len() == 1
+                && tui::on_terminal() =>
+        {
+            Cli { json: false, config: None, command: Some(Command::Tui) }
+        }
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
@@ -221,6 +242,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 _ => Err(CliError::Reported),
             }
         }
+        Command::Init { yes, force } => init::run(yes, force, &out),
         Command::Save => simple(&paths, &out, "save", Request::Save),
         Command::Resurrect => simple(&paths, &out, "resurrect", Request::Resurrect),
         Command::Startup { print } => {
@@ -287,6 +309,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let streams = logs::Streams { out: !err, err: !only_out };
             logs::show(&names, lines, streams, follow, out.json).map_err(|e| CliError::Other(e.to_string()))
         }
+        Command::Tui => tui::run(&paths),
         Command::Kill => {
             let Some(mut client) = Client::connect(&paths)? else {
                 if out.json {

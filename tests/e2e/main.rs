@@ -11,6 +11,8 @@ mod cluster;
 mod config_errors;
 mod daemon;
 mod deps;
+mod init;
 mod lifecycle;
 mod logs;
 mod targets;
+mod tui;

@@ -1,0 +1,827 @@
+//! Finding processes to propose for `pm3 init`: `name: command` lines of a `Procfile`, the
+//! `scripts` of `package.json`, and the services of a docker-compose file. Each detector is a
+//! pure function of the file's text; [`scan`] reads the files of a directory, runs them, and gives
+//! every proposal a valid, unique process name (`web`, `web-2`), rewriting `depends_on` to match.
+//!
+//! Nothing here prints or asks: what was found, what was left out and why, and what could not
+//! be read all come back in a [`Found`] for the wizard and the renderer.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Longest process name pm3 accepts (spec §2).
+const MAX_NAME_LEN: usize = 64;
+
+/// `package.json` scripts proposed without asking.
+const DEFAULT_SCRIPTS: &[&str] = &["start", "dev", "serve"];
+/// `package.json` scripts that run once (tests, builds, linters) and are never offered.
+const ONE_SHOT_SCRIPTS: &[&str] = &["test", "build", "lint"];
+/// npm lifecycle scripts (run by npm itself around install/publish), never offered.
+const NPM_LIFECYCLE: &[&str] = &[
+    "install",
+    "preinstall",
+    "postinstall",
+    "uninstall",
+    "preuninstall",
+    "postuninstall",
+    "prepare",
+    "prepublish",
+    "prepublishOnly",
+    "prepack",
+    "postpack",
+    "publish",
+    "postpublish",
+    "version",
+    "preversion",
+    "postversion",
+    "dependencies",
+];
+
+/// Compose file names, in the order docker compose looks for them.
+pub const COMPOSE_FILES: &[&str] =
+    &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+
+/// Where a proposal came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A `Procfile` line (1-based) and the name written there.
+    Procfile { line: usize, name: String },
+    /// A `package.json` script.
+    Script { name: String },
+    /// A service of the compose file `file`.
+    Service { file: String, name: String },
+    /// Typed in by the user in the wizard.
+    Typed,
+}
+
+impl Origin {
+    /// The name the source gave the entry (`None` for typed ones).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Origin::Procfile { name, .. } | Origin::Script { name } | Origin::Service { name, .. } => {
+                Some(name)
+            }
+            Origin::Typed => None,
+        }
+    }
+
+    /// The file it came from (`from Procfile`), as the header comment groups them.
+    pub fn source(&self) -> String {
+        match self {
+            Origin::Procfile { .. } => "from Procfile".into(),
+            Origin::Script { .. } => "from package.json scripts".into(),
+            Origin::Service { file, .. } => format!("from {file} services"),
+            Origin::Typed => "typed in `pm3 init`".into(),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Procfile { line, name } => write!(f, "Procfile line {line} (`{name}`)"),
+            Origin::Script { name } => write!(f, "package.json script `{name}`"),
+            Origin::Service { file, name } => write!(f, "{file} service `{name}`"),
+            Origin::Typed => f.write_str("typed in"),
+        }
+    }
+}
+
+/// `instances` of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    Count(u32),
+    /// One per CPU.
+    Max,
+}
+
+impl fmt::Display for Instances {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Instances::Count(n) => write!(f, "{n}"),
+            Instances::Max => f.write_str("max"),
+        }
+    }
+}
+
+impl std::str::FromStr for Instances {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Instances, String> {
+        let s = s.trim();
+        if s == "max" {
+            return Ok(Instances::Max);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Instances::Count(n)),
+            _ => Err(format!("`{s}` is not a number of instances (1 or more, or `max`)")),
+        }
+    }
+}
+
+/// One process to write. `depends_on` holds final process names once [`scan`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    pub name: String,
+    pub origin: Origin,
+    pub command: String,
+    /// `None` leaves the key out (one instance).
+    pub instances: Option<Instances>,
+    pub depends_on: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Proposal {
+    fn new(origin: Origin, command: String) -> Proposal {
+        let name = origin.key().unwrap_or_default().to_string();
+        Proposal { name, origin, command, instances: None, depends_on: Vec::new(), env: Vec::new() }
+    }
+}
+
+/// An entry of a source that is not proposed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub origin: Origin,
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.reason)
+    }
+}
+
+/// Everything [`scan`] found in a directory.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Proposed processes, in source order (Procfile, package.json, compose), named uniquely.
+    pub proposals: Vec<Proposal>,
+    /// `package.json` scripts offered only if the user picks them (named after `proposals`).
+    pub optional: Vec<Proposal>,
+    /// Entries left out, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Other things worth telling: unreadable files, dropped `depends_on` entries.
+    pub notes: Vec<String>,
+}
+
+/// What one detector returns: proposals (named as in the source, `depends_on` in source names
+/// too), optional ones, skipped entries and notes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Detected {
+    pub proposals: Vec<Proposal>,
+    pub optional: Vec<Proposal>,
+    pub skipped: Vec<Skipped>,
+    pub notes: Vec<String>,
+}
+
+/// Reads `Procfile`, `package.json` and the first compose file of `dir` and names the results.
+/// A file that does not exist is no error; one that cannot be read or parsed becomes a note.
+pub fn scan(dir: &Path) -> Found {
+    let mut notes = Vec::new();
+    let mut read = |name: &str| -> Option<String> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            // A byte order mark is no part of the content.
+            Ok(text) => Some(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                notes.push(format!("cannot read {name}: {e}"));
+                None
+            }
+        }
+    };
+    let mut sources = Vec::new();
+    if let Some(text) = read("Procfile") {
+        sources.push(procfile(&text));
+    }
+    if let Some(text) = read("package.json") {
+        sources.push(package_json(&text));
+    }
+    let compose = COMPOSE_FILES.iter().find(|f| dir.join(f).exists());
+    if let Some(file) = compose
+        && let Some(text) = read(file)
+    {
+        sources.push(compose_file(file, &text));
+    }
+    let mut found = name_all(sources);
+    notes.append(&mut found.notes);
+    found.notes = notes;
+    found
+}
+
+/// Gives every proposal a valid name unique across all sources, in order, then the optional
+/// ones; rewrites `depends_on` (source names, within one source) to the final names, dropping
+/// (with a note) those that name no proposal of that source.
+pub fn name_all(sources: Vec<Detected>) -> Found {
+    let mut names = Names::default();
+    let mut found = Found::default();
+    let mut optional = Vec::new();
+    for mut src in sources {
+        let mut renamed: HashMap<String, String> = HashMap::new();
+        for p in &mut src.proposals {
+            let final_name = names.claim(&p.name);
+            renamed.insert(std::mem::replace(&mut p.name, final_name.clone()), final_name);
+        }
+        for p in &mut src.proposals {
+            let deps = std::mem::take(&mut p.depends_on);
+            for dep in deps {
+                match renamed.get(&dep) {
+                    Some(name) if !p.depends_on.contains(name) => p.depends_on.push(name.clone()),
+                    Some(_) => {}
+                    None => found.notes.push(format!(
+                        "{}: `depends_on` entry `{dep}` left out (it is not a process here)",
+                        p.origin
+                    )),
+                }
+            }
+        }
+        found.proposals.append(&mut src.proposals);
+        optional.append(&mut src.optional);
+        found.skipped.append(&mut src.skipped);
+        found.notes.append(&mut src.notes);
+    }
+    for mut p in optional {
+        p.name = names.claim(&p.name);
+        found.optional.push(p);
+    }
+    found
+}
+
+/// Process names handed out so far.
+#[derive(Debug, Default)]
+pub struct Names {
+    taken: HashSet<String>,
+}
+
+impl Names {
+    /// The sanitized `raw`, or `<it>-2`, `<it>-3`… when that is taken; marks it used.
+    pub fn claim(&mut self, raw: &str) -> String {
+        let base = sanitize(raw);
+        let mut name = base.clone();
+        let mut n = 2u64;
+        while self.taken.contains(&name) {
+            let suffix = format!("-{n}");
+            // `sanitize` returns ASCII only, so any byte index is a char boundary.
+            let keep = base.len().min(MAX_NAME_LEN - suffix.len());
+            name = format!("{}{suffix}", &base[..keep]);
+            n += 1;
+        }
+        self.taken.insert(name.clone());
+        name
+    }
+}
+
+/// A valid process name made from `raw`: every character outside `A-Z a-z 0-9 _ - .` becomes
+/// `-`, a leading `.` too; cut to 64 characters; `process` when nothing is left.
+pub fn sanitize(raw: &str) -> String {
+    let mut name: String = raw
+        .trim()
+        .chars()
+        .take(MAX_NAME_LEN)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '-' })
+        .collect();
+    if name.starts_with('.') {
+        name.replace_range(..1, "-");
+    }
+    if name.is_empty() { "process".into() } else { name }
+}
+
+/// Why `name` cannot be a process name, `None` when it can (the rule of spec §2).
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("a name is needed".into())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("at most {MAX_NAME_LEN} characters"))
+    } else if name.starts_with('.') {
+        Some("it must not start with `.`".into())
+    } else {
+        name.chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .map(|c| format!("`{}` is not allowed: use A-Z a-z 0-9 _ - .", c.escape_default()))
+    }
+}
+
+/// The `name: command` lines of a Procfile. Blank lines and `#` comments are ignored; the
+/// command is everything after the first `:` (so it may hold colons itself).
+pub fn procfile(text: &str) -> Detected {
+    let mut out = Detected::default();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(':').map(|(n, c)| (n.trim(), c.trim()));
+        match parsed {
+            Some((name, command)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+                let origin = Origin::Procfile { line: line_no, name: name.to_string() };
+                if command.is_empty() {
+                    out.skipped.push(Skipped { origin, reason: "no command after `:`".into() });
+                } else if command.contains('\0') {
+                    out.skipped.push(Skipped { origin, reason: "the command holds a NUL byte".into() });
+                } else {
+                    out.proposals.push(Proposal::new(origin, command.to_string()));
+                }
+            }
+            _ => out.notes.push(format!("Procfile line {line_no} is not `name: command`; left out")),
+        }
+    }
+    out
+}
+
+/// Why a `package.json` script is not offered at all, `None` when it may be picked.
+fn script_skip_reason(name: &str, all: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
+    let base = name.split(':').next().unwrap_or(name);
+    if ONE_SHOT_SCRIPTS.contains(&base) {
+        return Some("runs once (tests, build, lint), not a long-running process");
+    }
+    if NPM_LIFECYCLE.contains(&name) {
+        return Some("an npm lifecycle script");
+    }
+    let hook_of = name.strip_prefix("pre").or_else(|| name.strip_prefix("post"));
+    if let Some(target) = hook_of
+        && (all.contains_key(target) || NPM_LIFECYCLE.contains(&target) || ONE_SHOT_SCRIPTS.contains(&target))
+    {
+        return Some("a pre/post hook npm runs around another script");
+    }
+    None
+}
+
+/// The `scripts` of a `package.json`: `start`, `dev` and `serve` are proposed, as
+/// `npm run <script>`; tests, builds, linters and pre/post hooks are skipped; the rest are
+/// optional (the wizard offers them), in name order.
+pub fn package_json(text: &str) -> Detected {
+    let mut out = Detected::default();
+    let root: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.notes.push(format!("package.json is not valid JSON ({e}); left out"));
+            return out;
+        }
+    };
+    let Some(scripts) = root.get("scripts") else { return out };
+    let Some(scripts) = scripts.as_object() else {
+        out.notes.push("package.json: `scripts` is not an object; left out".into());
+        return out;
+    };
+    for (name, body) in scripts {
+        let origin = Origin::Script { name: name.clone() };
+        if body.as_str().is_none_or(|b| b.trim().is_empty()) {
+            out.skipped.push(Skipped { origin, reason: "not a command string".into() });
+            continue;
+        }
+        if let Some(reason) = script_skip_reason(name, scripts) {
+            out.skipped.push(Skipped { origin, reason: reason.into() });
+            continue;
+        }
+        let proposal = Proposal::new(origin, format!("npm run {}", shell_words::quote(name)));
+        if DEFAULT_SCRIPTS.contains(&name.as_str()) {
+            out.proposals.push(proposal);
+        } else {
+            out.optional.push(proposal);
+        }
+    }
+    // `serde_json` keeps keys sorted; propose in the order of `DEFAULT_SCRIPTS` instead.
+    out.proposals.sort_by_key(|p| DEFAULT_SCRIPTS.iter().position(|s| Some(*s) == p.origin.key()));
+    out
+}
+
+/// A scalar as text (`3`, `true`, `1.5`, `x`); `None` for null, lists and maps.
+fn scalar(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A mapping with its YAML merge keys (`<<: *defaults`, or a list of them) applied: keys
+/// written in the mapping win over merged ones, earlier merged maps over later ones.
+fn merged(y: &Yaml) -> Option<yaml_rust2::yaml::Hash> {
+    let Yaml::Hash(map) = y else { return None };
+    let merge_key = Yaml::String("<<".into());
+    let mut out = yaml_rust2::yaml::Hash::new();
+    for (k, v) in map {
+        if *k != merge_key {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    let sources: Vec<&Yaml> = match map.get(&merge_key) {
+        Some(Yaml::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    for src in sources {
+        if let Some(extra) = merged(src) {
+            for (k, v) in extra {
+                out.entry(k).or_insert(v);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn get<'a>(map: &'a yaml_rust2::yaml::Hash, key: &str) -> Option<&'a Yaml> {
+    map.get(&Yaml::String(key.into())).filter(|v| !v.is_null())
+}
+
+/// The services of a docker-compose file named `file`. A service with a `command` (string or
+/// list) is proposed with that command, its `environment` as `env`, `deploy.replicas` (or
+/// `scale`) as `instances` and its `depends_on` (service names); the others are skipped.
+pub fn compose_file(file: &str, text: &str) -> Detected {
+    let mut out = Detected::default();
+    let docs = match YamlLoader::load_from_str(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            out.notes.push(format!("{file} is not valid YAML ({e}); left out"));
+            return out;
+        }
+    };
+    let Some(root) = docs.first().and_then(merged) else {
+        if !docs.is_empty() {
+            out.notes.push(format!("{file} is not a mapping; left out"));
+        }
+        return out;
+    };
+    let Some(services) = get(&root, "services") else {
+        out.notes.push(format!("{file} has no `services`; left out"));
+        return out;
+    };
+    let Yaml::Hash(services) = services else {
+        out.notes.push(format!("{file}: `services` is not a mapping; left out"));
+        return out;
+    };
+    for (key, svc) in services {
+        let Some(name) = scalar(key) else { continue };
+        let origin = Origin::Service { file: file.to_string(), name };
+        match service(origin, svc) {
+            Ok(p) => out.proposals.push(p),
+            Err(skip) => out.skipped.push(skip),
+        }
+    }
+    out
+}
+
+fn service(origin: Origin, svc: &Yaml) -> Result<Proposal, Skipped> {
+    let skip = |origin: &Origin, reason: &str| Skipped { origin: origin.clone(), reason: reason.into() };
+    let Some(svc) = merged(svc) else {
+        return Err(skip(&origin, "not a mapping"));
+    };
+    let command = match get(&svc, "command") {
+        Some(Yaml::Array(words)) => {
+            let words: Option<Vec<String>> = words.iter().map(|w| scalar(w).map(|w| unescape(&w))).collect();
+            match words {
+                Some(w) if !w.is_empty() => shell_words::join(w),
+                _ => return Err(skip(&origin, "`command` is not a list of words")),
+            }
+        }
+        Some(other) => match scalar(other) {
+            Some(s) => unescape(s.trim()),
+            None => return Err(skip(&origin, "`command` is not a string or a list")),
+        },
+        None if get(&svc, "build").is_some() => {
+            return Err(skip(&origin, "no `command` (it comes from a Dockerfile): add it by hand"));
+        }
+        None if get(&svc, "image").is_some() => {
+            return Err(skip(&origin, "image only: pm3 runs commands, not containers"));
+        }
+        None => return Err(skip(&origin, "no `command`")),
+    };
+    if command.is_empty() {
+        return Err(skip(&origin, "empty `command`"));
+    }
+    if command.contains('\0') {
+        return Err(skip(&origin, "the command holds a NUL byte"));
+    }
+    let replicas = get(&svc, "deploy").and_then(merged).and_then(|d| get(&d, "replicas").cloned());
+    let instances = match replicas.or_else(|| get(&svc, "scale").cloned()) {
+        None => None,
+        Some(n) => match scalar(&n).and_then(|s| s.parse::<i64>().ok()) {
+            Some(0) => return Err(skip(&origin, "`deploy.replicas` is 0")),
+            Some(1) => None,
+            Some(n) => match u32::try_from(n) {
+                Ok(n) => Some(Instances::Count(n)),
+                Err(_) => return Err(skip(&origin, "`deploy.replicas` is not a count")),
+            },
+            None => return Err(skip(&origin, "`deploy.replicas` is not a count")),
+        },
+    };
+    let mut p = Proposal::new(origin, command);
+    p.instances = instances;
+    p.depends_on = match get(&svc, "depends_on") {
+        Some(Yaml::Array(items)) => items.iter().filter_map(scalar).collect(),
+        Some(Yaml::Hash(map)) => map.keys().filter_map(scalar).collect(),
+        _ => Vec::new(),
+    };
+    p.env = environment(get(&svc, "environment"));
+    Ok(p)
+}
+
+/// `environment` as a map (`KEY: value`) or a list (`KEY=value`). Variables without a value
+/// (`KEY`, `KEY:`) pass the caller's value through in compose; pm3 passes the whole environment
+/// of `pm3 start` anyway, so they are left out. So are values holding a NUL byte.
+fn environment(y: Option<&Yaml>) -> Vec<(String, String)> {
+    let pairs: Vec<(String, String)> = match y {
+        Some(Yaml::Hash(map)) => map.iter().filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?))).collect(),
+        Some(Yaml::Array(items)) => items
+            .iter()
+            .filter_map(scalar)
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter(|(k, v)| !(k.is_empty() || k.contains(['\0', '=']) || v.contains('\0')))
+        .map(|(k, v)| (k, unescape(&v)))
+        .collect()
+}
+
+/// Compose writes a literal `$` as `$$` (a single `$` starts its own `${VAR}` interpolation,
+/// which pm3's shell and `env` expansion understand as is).
+fn unescape(s: &str) -> String {
+    s.replace("$$", "$")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn names_of(ps: &[Proposal]) -> Vec<&str> {
+        ps.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    fn commands_of(ps: &[Proposal]) -> Vec<&str> {
+        ps.iter().map(|p| p.command.as_str()).collect()
+    }
+
+    #[test]
+    fn procfile_lines_comments_blanks_and_colons() {
+        let text = "# the web tier\n\
+                    web: bundle exec puma -b tcp://0.0.0.0:3000\r\n\
+                    \n\
+                    \t  \n\
+                    worker:sh -c 'while true; do echo tick; sleep 1; done'\n\
+                    # clock: disabled\n\
+                    not a process line\n\
+                    empty:\n\
+                    release : rake db:migrate\n";
+        let d = procfile(text);
+        assert_eq!(names_of(&d.proposals), ["web", "worker", "release"]);
+        assert_eq!(
+            commands_of(&d.proposals),
+            [
+                "bundle exec puma -b tcp://0.0.0.0:3000",
+                "sh -c 'while true; do echo tick; sleep 1; done'",
+                "rake db:migrate"
+            ]
+        );
+        assert_eq!(d.proposals[0].origin, Origin::Procfile { line: 2, name: "web".into() });
+        assert_eq!(d.proposals[2].origin, Origin::Procfile { line: 9, name: "release".into() });
+        assert_eq!(d.notes, ["Procfile line 7 is not `name: command`; left out"]);
+        assert_eq!(d.skipped.len(), 1);
+        assert_eq!(d.skipped[0].to_string(), "Procfile line 8 (`empty`): no command after `:`");
+        assert_eq!(procfile(""), Detected::default());
+    }
+
+    #[test]
+    fn package_json_scripts_selection() {
+        let text = r#"{
+            "name": "app",
+            "scripts": {
+                "build": "tsc",
+                "prestart": "npm run build",
+                "start": "node dist/server.js",
+                "dev": "nodemon src/server.ts",
+                "test": "jest",
+                "test:watch": "jest --watch",
+                "lint": "eslint .",
+                "lint:fix": "eslint --fix .",
+                "postinstall": "patch-package",
+                "prepare": "husky install",
+                "preview": "vite preview",
+                "worker": "node worker.js",
+                "dev:api": "nodemon api.ts",
+                "serve": "http-server dist",
+                "odd": 3
+            }
+        }"#;
+        let d = package_json(text);
+        assert_eq!(names_of(&d.proposals), ["start", "dev", "serve"]);
+        assert_eq!(commands_of(&d.proposals), ["npm run start", "npm run dev", "npm run serve"]);
+        assert_eq!(names_of(&d.optional), ["dev:api", "preview", "worker"]);
+        assert_eq!(d.optional[0].command, "npm run dev:api");
+        let skipped: Vec<&str> = d.skipped.iter().filter_map(|s| s.origin.key()).collect();
+        assert_eq!(
+            skipped,
+            ["build", "lint", "lint:fix", "odd", "postinstall", "prepare", "prestart", "test", "test:watch"]
+        );
+        assert!(d.notes.is_empty());
+    }
+
+    #[test]
+    fn package_json_oddities() {
+        assert_eq!(package_json(r#"{"name": "x"}"#), Detected::default());
+        let d = package_json("{ nope");
+        assert!(d.notes[0].starts_with("package.json is not valid JSON"), "{:?}", d.notes);
+        let d = package_json(r#"{"scripts": ["start"]}"#);
+        assert_eq!(d.notes, ["package.json: `scripts` is not an object; left out"]);
+        // A script name with shell characters is quoted in the command.
+        let d = package_json(r#"{"scripts": {"my app": "x"}}"#);
+        assert_eq!(d.optional[0].command, "npm run 'my app'");
+    }
+
+    const COMPOSE: &str = r#"
+x-common: &common
+  environment:
+    SHARED: "yes"
+  deploy:
+    replicas: 2
+services:
+  db:
+    image: postgres:16
+  cache:
+    image: redis
+    ports: ["6379:6379"]
+  api:
+    build: .
+    command: ["python", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
+    depends_on: [db, worker]
+    environment:
+      - DEBUG=1
+      - URL=postgres://db/app?sslmode=disable
+      - PRICE=$$5
+      - PASSTHROUGH
+    deploy:
+      replicas: 3
+  worker:
+    <<: *common
+    command: celery -A app worker --loglevel=info
+    depends_on:
+      cache:
+        condition: service_started
+    environment:
+      QUEUE: default
+      RETRIES: 5
+      RATIO: 0.5
+      EMPTY: ""
+      INHERIT:
+  builder:
+    build: ./builder
+  nothing: {}
+  replicas_zero:
+    command: sleep 1
+    deploy: { replicas: 0 }
+"#;
+
+    #[test]
+    fn compose_services() {
+        let d = compose_file("compose.yaml", COMPOSE);
+        assert_eq!(names_of(&d.proposals), ["api", "worker"]);
+        let api = &d.proposals[0];
+        assert_eq!(api.command, "python -m http.server 8000 --bind 0.0.0.0");
+        assert_eq!(api.instances, Some(Instances::Count(3)));
+        assert_eq!(api.depends_on, ["db", "worker"]);
+        assert_eq!(
+            api.env,
+            pairs(&[("DEBUG", "1"), ("URL", "postgres://db/app?sslmode=disable"), ("PRICE", "$5")])
+        );
+        let worker = &d.proposals[1];
+        assert_eq!(worker.command, "celery -A app worker --loglevel=info");
+        // Merged from `x-common`: `deploy`, not `environment` (the service's own wins whole).
+        assert_eq!(worker.instances, Some(Instances::Count(2)));
+        assert_eq!(worker.depends_on, ["cache"]);
+        assert_eq!(
+            worker.env,
+            pairs(&[("QUEUE", "default"), ("RETRIES", "5"), ("RATIO", "0.5"), ("EMPTY", ""),])
+        );
+        let skipped: Vec<String> = d.skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            skipped,
+            [
+                "compose.yaml service `db`: image only: pm3 runs commands, not containers",
+                "compose.yaml service `cache`: image only: pm3 runs commands, not containers",
+                "compose.yaml service `builder`: no `command` (it comes from a Dockerfile): add it by hand",
+                "compose.yaml service `nothing`: no `command`",
+                "compose.yaml service `replicas_zero`: `deploy.replicas` is 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn compose_list_commands_are_quoted_words() {
+        let text = "services:\n  sh:\n    command: [sh, -c, 'echo \"$$HOME\" && sleep 1']\n  n:\n    command: [sleep, 5]\n  bad:\n    command: [sleep, [5]]\n  scaled:\n    command: sleep 1\n    scale: 2\n";
+        let d = compose_file("docker-compose.yml", text);
+        // `$$` is compose's escape for a literal `$`.
+        assert_eq!(commands_of(&d.proposals), ["sh -c 'echo \"$HOME\" && sleep 1'", "sleep 5", "sleep 1"]);
+        assert_eq!(d.proposals[2].instances, Some(Instances::Count(2)));
+        assert_eq!(d.skipped[0].reason, "`command` is not a list of words");
+    }
+
+    #[test]
+    fn compose_oddities() {
+        assert!(
+            compose_file("compose.yml", "services: [\n").notes[0]
+                .starts_with("compose.yml is not valid YAML")
+        );
+        assert_eq!(
+            compose_file("compose.yml", "version: '3'\n").notes,
+            ["compose.yml has no `services`; left out"]
+        );
+        assert_eq!(compose_file("compose.yml", "- a\n").notes, ["compose.yml is not a mapping; left out"]);
+        assert_eq!(compose_file("compose.yml", ""), Detected::default());
+        assert_eq!(
+            compose_file("compose.yml", "services:\n").notes,
+            ["compose.yml has no `services`; left out"]
+        );
+    }
+
+    #[test]
+    fn sanitizing_names() {
+        assert_eq!(sanitize("web"), "web");
+        assert_eq!(sanitize("dev:api"), "dev-api");
+        assert_eq!(sanitize("my app/v2"), "my-app-v2");
+        assert_eq!(sanitize(".hidden"), "-hidden");
+        assert_eq!(sanitize("café"), "caf-");
+        assert_eq!(sanitize("a.b_c-d"), "a.b_c-d");
+        assert_eq!(sanitize(""), "process");
+        assert_eq!(sanitize(&"x".repeat(100)).len(), 64);
+        for raw in ["dev:api", ".x", "é", "", "a b"] {
+            assert_eq!(name_problem(&sanitize(raw)), None, "{raw}");
+        }
+        assert!(name_problem("a:b").is_some());
+        assert!(name_problem(".a").is_some());
+        assert!(name_problem("").is_some());
+        assert!(name_problem(&"a".repeat(65)).is_some());
+        assert_eq!(name_problem(&"a".repeat(64)), None);
+    }
+
+    #[test]
+    fn de_duplicating_names() {
+        let mut names = Names::default();
+        assert_eq!(names.claim("web"), "web");
+        assert_eq!(names.claim("web"), "web-2");
+        assert_eq!(names.claim("web"), "web-3");
+        assert_eq!(names.claim("web-2"), "web-2-2");
+        assert_eq!(names.claim("a:b"), "a-b");
+        assert_eq!(names.claim("a b"), "a-b-2");
+        let long = "y".repeat(64);
+        assert_eq!(names.claim(&long), long);
+        let second = names.claim(&long);
+        assert_eq!(second, format!("{}-2", "y".repeat(62)));
+        assert_eq!(name_problem(&second), None);
+    }
+
+    #[test]
+    fn naming_across_sources_rewrites_depends_on() {
+        let procfile = procfile("web: sleep 1\napi: sleep 2\n");
+        let npm = package_json(r#"{"scripts": {"start": "x", "web": "y"}}"#);
+        let compose = compose_file(
+            "compose.yaml",
+            "services:\n  web:\n    command: sleep 3\n    depends_on: [api, db, api]\n  api:\n    command: sleep 4\n  db:\n    image: postgres\n",
+        );
+        let found = name_all(vec![procfile, npm, compose]);
+        assert_eq!(names_of(&found.proposals), ["web", "api", "start", "web-2", "api-2"]);
+        assert_eq!(found.proposals[3].depends_on, ["api-2"]);
+        assert_eq!(names_of(&found.optional), ["web-3"]);
+        assert_eq!(
+            found.notes,
+            ["compose.yaml service `web`: `depends_on` entry `db` left out (it is not a process here)"]
+        );
+        assert_eq!(found.skipped.len(), 1);
+    }
+
+    #[test]
+    fn scan_reads_the_files_of_a_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(scan(dir.path()).proposals.is_empty());
+        std::fs::write(dir.path().join("Procfile"), "\u{feff}web: sleep 1\n").expect("write");
+        std::fs::write(dir.path().join("docker-compose.yml"), "services:\n  a:\n    command: sleep 9\n")
+            .expect("write");
+        std::fs::write(dir.path().join("compose.yaml"), "services:\n  b:\n    command: sleep 8\n")
+            .expect("write");
+        let found = scan(dir.path());
+        // compose.yaml comes first in docker compose's own search order.
+        assert_eq!(names_of(&found.proposals), ["web", "b"]);
+        std::fs::create_dir(dir.path().join("package.json")).expect("mkdir");
+        let found = scan(dir.path());
+        assert!(found.notes.iter().any(|n| n.starts_with("cannot read package.json")), "{:?}", found.notes);
+    }
+
+    #[test]
+    fn instances_parse() {
+        assert_eq!("3".parse::<Instances>(), Ok(Instances::Count(3)));
+        assert_eq!(" max ".parse::<Instances>(), Ok(Instances::Max));
+        assert!("0".parse::<Instances>().is_err());
+        assert!("-1".parse::<Instances>().is_err());
+        assert!("many".parse::<Instances>().is_err());
+    }
+}
