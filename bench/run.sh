@@ -24,9 +24,18 @@ CMD=(sleep 100000)
 log() { printf '==> %s\n' "$*" >&2; }
 
 cd "$ROOT"
-log "building pm3 (cargo build --release)"
-cargo build --release --quiet
-PM3=$ROOT/target/release/pm3
+# Measure the binary users get from ./install.sh: statically linked on Linux/glibc.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+case "$HOST" in
+  *-linux-gnu)
+    log "building pm3 as install.sh does (static, --target $HOST)"
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build --release --quiet --target "$HOST"
+    PM3=$ROOT/target/$HOST/release/pm3 ;;
+  *)
+    log "building pm3 (cargo build --release)"
+    cargo build --release --quiet
+    PM3=$ROOT/target/release/pm3 ;;
+esac
 mkdir -p "$ROOT/target/bench"
 BASELINE=$ROOT/target/bench/spawn_baseline
 rustc -O -o "$BASELINE" "$BENCH/spawn_baseline.rs"
