@@ -59,3 +59,40 @@ fn above_stderr(flags: u32, each: impl Fn(i32)) {
         .unwrap_or_default();
     fds.into_iter().filter(|&fd| fd > 2).for_each(each);
 }
+
+/// Drops from this process's resident set the pages of read-only file mappings (the pm3 binary,
+/// libc) that nothing modified: the code that parsed arguments and set the daemon up. They stay
+/// in the page cache and come back on their next use; what the idle daemon keeps resident is
+/// then only what it really runs. Mappings with private (modified) pages are left alone.
+pub fn trim_startup_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+        let mut current: Option<(usize, usize, bool)> = None;
+        let mut candidates = Vec::new();
+        for line in smaps.lines() {
+            let mut fields = line.split_ascii_whitespace();
+            let Some(first) = fields.next() else { continue };
+            if let Some((start, end)) = first.split_once('-')
+                && let (Ok(start), Ok(end)) =
+                    (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+            {
+                let perms = fields.next().unwrap_or("");
+                let path = fields.nth(3).unwrap_or("");
+                let file_backed = path.starts_with('/');
+                current = Some((start, end, file_backed && !perms.contains('w')));
+            } else if first == "Anonymous:"
+                && let Some((start, end, eligible)) = current.take()
+                && eligible
+                && fields.next() == Some("0")
+            {
+                candidates.push((start, end - start));
+            }
+        }
+        for (start, len) in candidates {
+            // SAFETY: the range is a whole read-only, unmodified file mapping of this process;
+            // dropping its pages only means they are read from the page cache again when used.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        }
+    }
+}
