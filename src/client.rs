@@ -81,6 +81,35 @@ impl Client {
 
     /// Sends one request and reads its response; a daemon error becomes `ClientError::Daemon`.
     pub fn request(&mut self, req: Request) -> Result<Response, ClientError> {
+        let buf = self.exchange(req)?;
+        match serde_json::from_slice::<Response>(&buf) {
+            Ok(Response::Error(e)) => Err(ClientError::Daemon(e)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    /// `list --json` as the daemon wrote it, without decoding and encoding every row again.
+    pub fn list_json(&mut self) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Raw<'a> {
+            #[serde(borrow)]
+            List(&'a serde_json::value::RawValue),
+        }
+        let buf = self.exchange(Request::List)?;
+        match serde_json::from_slice::<Raw<'_>>(&buf) {
+            Ok(Raw::List(rows)) => Ok(rows.get().to_string()),
+            Err(_) => match serde_json::from_slice::<Response>(&buf) {
+                Ok(Response::Error(e)) => Err(ClientError::Daemon(e)),
+                Ok(_) => Err(ClientError::Protocol("expected a list".into())),
+                Err(e) => Err(ClientError::Protocol(e.to_string())),
+            },
+        }
+    }
+
+    /// Sends one request line and returns the response line.
+    fn exchange(&mut self, req: Request) -> Result<Vec<u8>, ClientError> {
         let mut line = serde_json::to_vec(&Envelope { v: protocol::VERSION, req })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
@@ -93,11 +122,7 @@ impl Client {
                 "the daemon closed the connection",
             )));
         }
-        match serde_json::from_slice::<Response>(&buf) {
-            Ok(Response::Error(e)) => Err(ClientError::Daemon(e)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(ClientError::Protocol(e.to_string())),
-        }
+        Ok(buf)
     }
 }
 

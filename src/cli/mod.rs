@@ -363,8 +363,8 @@ fn fast_list() -> Option<i32> {
     let result = Paths::from_env()
         .map_err(CliError::from)
         .and_then(|paths| Ok(Client::connect_or_start(&paths)?))
-        .and_then(|mut client| list(&mut client))
-        .and_then(|rows| out.print_json(&rows));
+        .and_then(|mut client| Ok(client.list_json()?))
+        .and_then(|rows| out.print(&format!("{rows}\n")));
     Some(match result {
         Ok(()) => 0,
         Err(e) => {

@@ -13,14 +13,8 @@ use super::table::Entry;
 pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
     let table = d.table.borrow();
     let mut stats = d.ctx.stats.borrow_mut();
-    let rows: Vec<ProcessInfo> = table
-        .ordered()
-        .into_iter()
-        .map(|e| {
-            let snap = e.handle.snapshot.borrow().clone();
-            info(e, &snap, &mut stats)
-        })
-        .collect();
+    let rows: Vec<ProcessInfo> =
+        table.ordered().into_iter().map(|e| info(e, &e.handle.snapshot.borrow(), &mut stats)).collect();
     stats.retain(&|pid| rows.iter().any(|r| r.pid == Some(pid)));
     rows
 }
