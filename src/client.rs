@@ -48,7 +48,7 @@ impl Client {
             return Err(ClientError::SocketOwner { path: socket, owner: meta.uid() });
         }
         match UnixStream::connect(&socket) {
-            Ok(stream) => Ok(Some(Client { reader: BufReader::new(stream) })),
+            Ok(stream) => Ok(Some(Client { reader: BufReader::with_capacity(64 << 10, stream) })),
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }

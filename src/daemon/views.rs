@@ -15,7 +15,8 @@ pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
     let mut stats = d.ctx.stats.borrow_mut();
     let rows: Vec<ProcessInfo> =
         table.ordered().into_iter().map(|e| info(e, &e.handle.snapshot.borrow(), &mut stats)).collect();
-    stats.retain(&|pid| rows.iter().any(|r| r.pid == Some(pid)));
+    let live: std::collections::HashSet<u32> = rows.iter().filter_map(|r| r.pid).collect();
+    stats.retain(&|pid| live.contains(&pid));
     rows
 }
 
