@@ -35,21 +35,7 @@ pub fn size(bytes: u64) -> String {
 /// The `list` table, columns aligned.
 pub fn table(rows: &[ProcessInfo], color: bool) -> String {
     let header = ["NAME", "GROUP", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "MEM"];
-    let cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.name.clone(),
-                r.group.clone().unwrap_or_else(|| "-".into()),
-                status_text(r),
-                r.pid.map_or("-".into(), |p| p.to_string()),
-                r.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))),
-                r.restarts.to_string(),
-                r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
-                r.memory_bytes.map_or("-".into(), size),
-            ]
-        })
-        .collect();
+    let cells: Vec<[String; 8]> = rows.iter().map(row_cells).collect();
     let mut widths = header.map(str::len);
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -91,8 +77,22 @@ pub fn paint(status: Status, text: &str) -> String {
     }
 }
 
+/// The cells of one `list` row, as the table and the TUI show them.
+pub fn row_cells(r: &ProcessInfo) -> [String; 8] {
+    [
+        r.name.clone(),
+        r.group.clone().unwrap_or_else(|| "-".into()),
+        status_text(r),
+        r.pid.map_or("-".into(), |p| p.to_string()),
+        r.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))),
+        r.restarts.to_string(),
+        r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
+        r.memory_bytes.map_or("-".into(), size),
+    ]
+}
+
 /// Status as shown to people: a crashed process waiting out its delay says when it restarts.
-fn status_text(r: &ProcessInfo) -> String {
+pub fn status_text(r: &ProcessInfo) -> String {
     match (r.status, r.restart_in_ms) {
         (Status::Waiting, Some(ms)) => format!("waiting (restart in {})", short_ms(ms)),
         (s, _) => s.as_str().to_string(),

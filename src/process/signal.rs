@@ -119,21 +119,17 @@ impl<'de> Deserialize<'de> for Signal {
 /// Sends `sig` to every process of the group `pgid`. A group that is already gone is not an error.
 pub fn signal_group(pgid: u32, sig: Signal) -> std::io::Result<()> {
     // SAFETY: killpg only reads its two integer arguments.
-    let rc = unsafe { libc::killpg(pgid as libc::pid_t, sig.0) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ESRCH) => Ok(()),
-        _ => Err(err),
-    }
+    gone_is_fine(unsafe { libc::killpg(pgid as libc::pid_t, sig.0) })
 }
 
 /// Sends `sig` to one process. A process that is already gone is not an error.
 pub fn signal_pid(pid: u32, sig: Signal) -> std::io::Result<()> {
     // SAFETY: kill only reads its two integer arguments.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig.0) };
+    gone_is_fine(unsafe { libc::kill(pid as libc::pid_t, sig.0) })
+}
+
+/// The result of kill/killpg, with "no such process" counted as done.
+fn gone_is_fine(rc: libc::c_int) -> std::io::Result<()> {
     if rc == 0 {
         return Ok(());
     }

@@ -147,6 +147,14 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     }
 }
 
+/// `/bin/sh -c command` in its own process group, with `cwd` and exactly `env`, stdin from
+/// /dev/null: how hooks and `exec:` health checks run.
+pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(command).current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).process_group(0);
+    cmd
+}
+
 /// Where `program` is found on the `PATH` of `env` (as `execvp` would look), when it is a bare
 /// name.
 fn find_program(program: &str, env: &BTreeMap<String, String>) -> Option<PathBuf> {

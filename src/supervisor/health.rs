@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -172,17 +172,9 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
 /// Runs `command` through `sh -c` in its own group with the instance's cwd and environment;
 /// passes on exit 0. If the timeout around it fires, the group is killed when dropped.
 async fn exec(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
+    let child = crate::process::spawn::shell(command, cwd, env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run `{command}`: {e}"))?;
     let guard = KillOnDrop(child.id());

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::process::exit::{ExitStatus, ExitWatch};
@@ -25,16 +23,9 @@ pub async fn run(
     let open = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
     let out = open(out_log).map_err(|e| format!("cannot open {}: {e}", out_log.display()))?;
     let err = open(err_log).map_err(|e| format!("cannot open {}: {e}", err_log.display()))?;
-    let child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
+    let child = crate::process::spawn::shell(command, cwd, env)
         .stdout(out)
         .stderr(err)
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run `{command}`: {e}"))?;
     let pid = child.id();

@@ -2,8 +2,6 @@
 //! the selected process's log below, a status line and the key help at the bottom, and the help
 //! overlay on `?`. ratatui diffs frames, so redrawing writes only the cells that changed.
 
-use std::time::Duration;
-
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -11,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, HighlightSpacing, Paragraph, Row, Table, TableState};
 
 use super::app::{App, Mode, Notice, Stream};
-use crate::cli::output::{duration, size};
+use crate::cli::output::row_cells as cells;
 use crate::protocol::{ProcessInfo, Status};
 
 /// The key help at the bottom, with the scope and what it names for the selection
@@ -122,27 +120,6 @@ fn render_table(frame: &mut Frame<'_>, app: &App, visible: &[&ProcessInfo], area
         .block(block);
     let mut state = TableState::default().with_selected(app.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
-}
-
-fn cells(r: &ProcessInfo) -> [String; 8] {
-    [
-        r.name.clone(),
-        r.group.clone().unwrap_or_else(|| "-".into()),
-        status_text(r),
-        r.pid.map_or("-".into(), |p| p.to_string()),
-        r.uptime_ms.map_or("-".into(), |u| duration(Duration::from_millis(u))),
-        r.restarts.to_string(),
-        r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
-        r.memory_bytes.map_or("-".into(), size),
-    ]
-}
-
-/// As `pm3 list` shows it: a crashed process waiting out its delay says when it restarts.
-fn status_text(r: &ProcessInfo) -> String {
-    match (r.status, r.restart_in_ms) {
-        (Status::Waiting, Some(ms)) => format!("waiting (restart in {}s)", ms.div_ceil(1000)),
-        (s, _) => s.as_str().to_string(),
-    }
 }
 
 fn status_color(s: Status) -> Color {
