@@ -610,7 +610,7 @@ impl Supervisor {
             stopping: None,
             exited: None,
             health,
-            memory_at: def.max_memory.map(|_| now + triggers::MEMORY_PERIOD),
+            memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
         })
     }
@@ -746,7 +746,7 @@ impl Supervisor {
             stopping: None,
             exited: None,
             health,
-            memory_at: def.max_memory.map(|_| now + triggers::MEMORY_PERIOD),
+            memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
         })
     }
@@ -794,7 +794,7 @@ impl Supervisor {
     fn on_memory_check(&mut self) {
         let Phase::Running(r) = &mut self.phase else { return };
         let Some(limit) = self.inst.def.max_memory else { return };
-        r.memory_at = Some(tokio::time::Instant::now() + triggers::MEMORY_PERIOD);
+        r.memory_at = Some(triggers::next_memory_check());
         let pid = r.pid;
         let uptime = r.started.elapsed();
         let rss = self.ctx.stats.borrow_mut().get(pid, uptime).map(|(_, rss)| rss);

@@ -8,7 +8,17 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
 /// How often the memory of an instance with `max_memory` is sampled.
-pub const MEMORY_PERIOD: Duration = Duration::from_secs(2);
+pub const MEMORY_PERIOD: Duration = Duration::from_secs(3);
+
+/// The next memory sample time. Every instance samples on the same grid, so 100 instances
+/// with limits wake the daemon once per period, not 100 times at scattered moments.
+pub fn next_memory_check() -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let period = MEMORY_PERIOD.as_millis() as u64;
+    let elapsed = tokio::time::Instant::now().duration_since(origin).as_millis() as u64;
+    origin + Duration::from_millis((elapsed / period + 1) * period)
+}
 
 /// Parses a cron expression: 5 fields, or 6 with seconds first.
 pub fn parse_cron(text: &str) -> Result<Cron, String> {
