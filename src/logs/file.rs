@@ -3,7 +3,7 @@
 //! boundary, so no line is lost or split between two files.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Rotation limits of one log file.
@@ -28,9 +28,37 @@ pub struct LogFile {
 impl LogFile {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Not O_APPEND: writes go at `size` explicitly, which lets `splice` move pipe pages
+        // straight into the file (the kernel refuses splice into append-mode files).
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
+    }
+
+    /// Re-reads the size: another writer (a hook) may have appended, or `pm3 flush` emptied
+    /// the file, since our last write.
+    pub fn refresh(&mut self) {
+        if let Ok(meta) = self.file.metadata() {
+            self.size = meta.len();
+        }
+    }
+
+    /// Moves up to `len` bytes from `pipe` into the file inside the kernel (no copy through
+    /// user space). `Ok(None)` when that could pass `max_size`: the caller then copies through a
+    /// buffer, which can cut at a line boundary. `Ok(Some(0))` is end of file.
+    pub fn splice_from(
+        &mut self,
+        pipe: impl std::os::fd::AsFd,
+        len: usize,
+    ) -> rustix::io::Result<Option<usize>> {
+        if self.size + len as u64 > self.rotation.max_size {
+            return Ok(None);
+        }
+        let mut off = self.size;
+        let flags = rustix::pipe::SpliceFlags::NONBLOCK | rustix::pipe::SpliceFlags::MOVE;
+        let n = rustix::pipe::splice(pipe, None, &self.file, Some(&mut off), len, flags)?;
+        self.size = off;
+        Ok(Some(n))
     }
 
     pub fn path(&self) -> &Path {
@@ -71,7 +99,8 @@ impl LogFile {
     }
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(bytes, self.size)?;
         self.size += bytes.len() as u64;
         Ok(())
     }
@@ -92,7 +121,7 @@ impl LogFile {
             }
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new().create(true).truncate(false).write(true).open(&self.path)?;
         self.size = 0;
         Ok(())
     }
