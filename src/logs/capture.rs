@@ -201,11 +201,51 @@ fn stamp(bytes: &[u8], fmt: &str, at_line_start: &mut bool, out: &mut Vec<u8>) {
     use std::io::Write as _;
     let mut prefix = Vec::with_capacity(32);
     let _ = write!(prefix, "{} ", chrono::Local::now().format(fmt));
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
+    out.reserve(bytes.len() + bytes.len() / 32 * prefix.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
         if *at_line_start {
             out.extend_from_slice(&prefix);
         }
-        out.extend_from_slice(line);
-        *at_line_start = line.ends_with(b"\n");
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        out.extend_from_slice(&rest[..end]);
+        *at_line_start = rest[end - 1] == b'\n';
+        rest = &rest[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_every_line_start_even_across_reads() {
+        let mut at_start = true;
+        let mut out = Vec::new();
+        stamp(b"a\nb", "T", &mut at_start, &mut out);
+        stamp(b"c\n\nd\n", "T", &mut at_start, &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "T a\nT bc\nT \nT d\n");
+        assert!(at_start);
+    }
+
+    #[test]
+    fn tee_hands_over_complete_lines_only() {
+        struct Sink(RefCell<Vec<String>>);
+        impl LineSink for Sink {
+            fn line(&self, name: &str, is_err: bool, line: &[u8]) {
+                self.0.borrow_mut().push(format!(
+                    "{name}{}:{}",
+                    if is_err { "!" } else { "" },
+                    String::from_utf8_lossy(line)
+                ));
+            }
+        }
+        let sink = Rc::new(Sink(RefCell::new(Vec::new())));
+        let mut tee = Tee::new(sink.clone(), Rc::from("w:0"), false);
+        tee.feed(b"one\ntw");
+        tee.feed(b"o\nthree");
+        assert_eq!(*sink.0.borrow(), ["w:0:one", "w:0:two"]);
+        tee.finish();
+        assert_eq!(sink.0.borrow().last().map(String::as_str), Some("w:0:three"));
     }
 }
