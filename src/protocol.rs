@@ -78,6 +78,11 @@ pub enum Request {
     Resolve {
         targets: Vec<String>,
     },
+    /// Wait until every named instance is up (`online`; without a health check, still running
+    /// after `min_uptime`), or has failed.
+    Wait {
+        names: Vec<String>,
+    },
     /// Write the managed set to `dump.json`.
     Save,
     /// Bring back what `Save` wrote.
@@ -243,6 +248,7 @@ pub enum Action {
     Signalled,
     Flushed,
     Saved,
+    Online,
     Failed,
 }
 
@@ -259,6 +265,7 @@ impl Action {
             Action::Signalled => "signalled",
             Action::Flushed => "flushed",
             Action::Saved => "saved",
+            Action::Online => "online",
             Action::Failed => "failed",
         }
     }

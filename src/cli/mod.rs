@@ -220,7 +220,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let report = expect_done(client.request(Request::Start { config, targets })?)?;
             out.report("start", &report)?;
             if wait {
-                wait_online(&mut client, &report, &out)?;
+                drop(client);
+                wait_online(&paths, &report, &out)?;
             }
             Ok(())
         }
@@ -329,13 +330,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             // The daemon answers just before it exits: wait for it to be gone.
             if let Some(pid) = pid {
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while rustix::process::test_kill_process(
-                    rustix::process::Pid::from_raw(pid as i32).ok_or_else(unexpected)?,
-                )
-                .is_ok()
-                    && crate::process::spawn::start_time(pid).is_some()
-                    && Instant::now() < deadline
-                {
+                // A zombie has exited: its parent (often an init that reaps slowly) is left.
+                while crate::process::stats::is_live(pid) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -433,45 +429,51 @@ fn unexpected() -> CliError {
 
 /// `start --wait`: polls until every started instance is online; fails on any that ends
 /// errored or unhealthy.
-fn wait_online(client: &mut Client, report: &Report, out: &Out) -> Result<(), CliError> {
+fn wait_online(paths: &Paths, report: &Report, out: &Out) -> Result<(), CliError> {
     use std::io::IsTerminal;
-    let names: Vec<&str> =
-        report.processes.iter().filter(|o| o.action != Action::Removed).map(|o| o.name.as_str()).collect();
-    let progress = !out.json && std::io::stderr().is_terminal();
-    let clear = || {
-        if progress {
-            eprint!("\r\x1b[K");
-        }
-    };
-    loop {
-        let rows = list(client)?;
-        let mine: Vec<&ProcessInfo> = rows.iter().filter(|r| names.contains(&r.name.as_str())).collect();
-        let failed: Vec<String> = mine
-            .iter()
-            .filter(|r| matches!(r.status, Status::Errored | Status::Unhealthy | Status::Stopped))
-            .map(|r| format!("{} is {}", r.name, r.status.as_str()))
-            .collect();
-        if !failed.is_empty() {
-            clear();
-            return Err(CliError::Other(format!("not online: {}", failed.join(", "))));
-        }
-        let pending: Vec<String> = mine
-            .iter()
-            .filter(|r| r.status != Status::Online)
-            .map(|r| format!("{} {}", r.name, r.status.as_str()))
-            .collect();
-        if pending.is_empty() {
-            clear();
-            if !out.json {
-                out.print(&format!("online: {}\n", names.join(", ")))?;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let names: Vec<String> =
+        report.processes.iter().filter(|o| o.action != Action::Removed).map(|o| o.name.clone()).collect();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    // On a terminal, a second connection shows what is still pending while the daemon waits.
+    let progress = (!out.json && std::io::stderr().is_terminal()).then(|| {
+        let (paths, names, done) = (paths.clone(), names.clone(), done.clone());
+        std::thread::spawn(move || {
+            let Ok(mut client) = Client::connect_or_start(&paths) else { return };
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(rows) = list(&mut client) {
+                    let pending: Vec<String> = rows
+                        .iter()
+                        .filter(|r| names.contains(&r.name) && r.status != Status::Online)
+                        .map(|r| format!("{} {}", r.name, r.status.as_str()))
+                        .collect();
+                    eprint!("\r\x1b[Kwaiting for {}: {}", pending.len(), pending.join(", "));
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            return Ok(());
-        }
-        if progress {
-            eprint!("\r\x1b[Kwaiting for {} of {}: {}", pending.len(), mine.len(), pending.join(", "));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+            eprint!("\r\x1b[K");
+        })
+    });
+    let waited =
+        Client::connect_or_start(paths).and_then(|mut c| c.request(Request::Wait { names: names.clone() }));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = progress {
+        let _ = t.join();
     }
+    let report = expect_done(waited?)?;
+    let failed: Vec<String> = report
+        .processes
+        .iter()
+        .filter(|o| o.action == Action::Failed)
+        .map(|o| format!("{} ({})", o.name, o.detail.as_deref().unwrap_or(o.status.as_str())))
+        .collect();
+    if !failed.is_empty() {
+        return Err(CliError::Other(format!("not online: {}", failed.join(", "))));
+    }
+    if !out.json {
+        out.print(&format!("online: {}\n", names.join(", ")))?;
+    }
+    Ok(())
 }
 
 /// Where results go: JSON or text on stdout.

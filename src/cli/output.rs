@@ -119,7 +119,7 @@ fn outcome(o: &Outcome) -> String {
         Action::Started | Action::Restarted => format!("{} {}{pid}", o.action.verb(), o.name),
         Action::AlreadyRunning => format!("{} already running{pid}", o.name),
         Action::Waiting => format!("{} waiting for its dependencies", o.name),
-        Action::Stopped | Action::Removed | Action::Flushed | Action::Saved => {
+        Action::Stopped | Action::Removed | Action::Flushed | Action::Saved | Action::Online => {
             format!("{} {}", o.action.verb(), o.name)
         }
         Action::AlreadyStopped => format!("{} already stopped", o.name),

@@ -33,6 +33,7 @@ pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
         Request::Scale { process, count } => scale(d, &process, count).await.map(Response::Done),
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
+        Request::Wait { names } => Ok(Response::Done(wait(d, &names).await)),
         Request::Save => save(d).map(Response::Done),
         Request::Resurrect => resurrect(d).await.map(Response::Done),
         Request::Kill => Ok(Response::Done(kill(d).await)),
@@ -127,7 +128,7 @@ async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String
             detail: None,
         });
         if outcome.action != Action::Failed
-            && let Err(why) = replacement_ready(&mut snap, &def).await
+            && let Err(why) = replacement_ready(&mut snap, &def, Patience::FirstRun).await
         {
             outcome.action = Action::Failed;
             outcome.detail = Some(why);
@@ -144,11 +145,68 @@ async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String
     Ok(report)
 }
 
+/// `start --wait`: waits for every named instance at once; each outcome is `online` or `failed`
+/// with the reason.
+async fn wait(d: &Rc<Daemon>, names: &[String]) -> Report {
+    let watchers: Vec<_> = {
+        let table = d.table.borrow();
+        names
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| {
+                let mut snap = e.handle.snapshot.clone();
+                let def = e.inst.def.clone();
+                let name = e.inst.name.clone();
+                let deps: Vec<(String, watch::Receiver<supervisor::Snapshot>)> = def
+                    .depends_on
+                    .iter()
+                    .flat_map(|p| table.instances_of(p))
+                    .map(|d| (d.inst.name.clone(), d.handle.snapshot.clone()))
+                    .collect();
+                let mut bus = d.ctx.bus.subscribe();
+                tokio::task::spawn_local(async move {
+                    // A dependent whose dependency gave up would wait forever: that is a failure.
+                    let dep_failed = async {
+                        loop {
+                            if let Some((n, _)) =
+                                deps.iter().find(|(_, s)| s.borrow().status == Status::Errored)
+                            {
+                                return format!("its dependency {n} is errored");
+                            }
+                            if bus.changed().await.is_err() {
+                                return std::future::pending().await;
+                            }
+                        }
+                    };
+                    let result = tokio::select! {
+                        r = replacement_ready(&mut snap, &def, Patience::UntilItGivesUp) => r,
+                        why = dep_failed => Err(why),
+                    };
+                    let s = snap.borrow().clone();
+                    let (action, detail) = match result {
+                        Ok(()) => (Action::Online, None),
+                        Err(why) => (Action::Failed, Some(why)),
+                    };
+                    Outcome { name, action, status: s.status, pid: s.pid, detail }
+                })
+            })
+            .collect()
+    };
+    let mut processes = Vec::with_capacity(watchers.len());
+    for w in watchers {
+        if let Ok(outcome) = w.await {
+            processes.push(outcome);
+        }
+    }
+    Report { processes }
+}
+
 /// Waits until a restarted instance counts as up: `online` and, without a health check, still
 /// running after `min_uptime`.
 async fn replacement_ready(
     snap: &mut watch::Receiver<supervisor::Snapshot>,
     def: &ProcessDef,
+    patience: Patience,
 ) -> std::result::Result<(), String> {
     let failed = |s: &supervisor::Snapshot| -> Option<String> {
         match s.status {
@@ -159,43 +217,64 @@ async fn replacement_ready(
                 s.health_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
             )),
             Status::Stopped => Some("exited".into()),
-            Status::Waiting if s.restart_at.is_some() => Some("crashed after start".into()),
+            Status::Waiting if s.restart_at.is_some() && patience == Patience::FirstRun => {
+                Some("crashed after start".into())
+            }
             _ => None,
         }
     };
-    loop {
-        {
-            let s = snap.borrow_and_update();
-            if let Some(why) = failed(&s) {
-                return Err(why);
-            }
-            if s.status == Status::Online {
-                break;
-            }
-        }
-        if snap.changed().await.is_err() {
-            return Err("removed".into());
-        }
-    }
-    if def.health_check.is_some() {
-        return Ok(());
-    }
-    let settle = tokio::time::sleep(def.min_uptime());
-    tokio::pin!(settle);
-    loop {
-        tokio::select! {
-            _ = &mut settle => return Ok(()),
-            changed = snap.changed() => {
-                if changed.is_err() {
-                    return Err("removed".into());
-                }
+    'online: loop {
+        loop {
+            {
                 let s = snap.borrow_and_update();
-                if s.status != Status::Online {
-                    return Err(failed(&s).unwrap_or_else(|| format!("{} before min_uptime", s.status.as_str())));
+                if let Some(why) = failed(&s) {
+                    return Err(why);
+                }
+                if s.status == Status::Online {
+                    break;
+                }
+            }
+            if snap.changed().await.is_err() {
+                return Err("removed".into());
+            }
+        }
+        if def.health_check.is_some() {
+            return Ok(());
+        }
+        let settle = tokio::time::sleep(def.min_uptime());
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => return Ok(()),
+                changed = snap.changed() => {
+                    if changed.is_err() {
+                        return Err("removed".into());
+                    }
+                    let s = snap.borrow_and_update();
+                    if s.status == Status::Online {
+                        continue;
+                    }
+                    if let Some(why) = failed(&s) {
+                        return Err(why);
+                    }
+                    match patience {
+                        Patience::FirstRun => return Err(format!("{} before min_uptime", s.status.as_str())),
+                        // Crashed and restarting: wait for the next run to come up.
+                        Patience::UntilItGivesUp => continue 'online,
+                    }
                 }
             }
         }
     }
+}
+
+/// How a wait treats a crash that the restart policy will answer with a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// `reload`: the replacement's first run must come up, or the rollout stops.
+    FirstRun,
+    /// `start --wait`: keep waiting through restarts until online or given up (`errored`).
+    UntilItGivesUp,
 }
 
 /// Resolves the targets (against the config when one is given, else against what is managed),

@@ -66,6 +66,13 @@ fn read_one(pid: u32) -> Option<TreeSample> {
     Some(TreeSample { cpu_ticks: utime + stime, rss_bytes: rss_pages * page_size() })
 }
 
+/// True while `pid` exists and has not exited (a zombie has).
+pub fn is_live(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else { return false };
+    !matches!(stat.get(close + 2), Some(b'Z' | b'X'))
+}
+
 /// True if some process in the group `pgid` is not a zombie. Walks `/proc`, so it is only used
 /// in the rare case where a group outlives its leader.
 pub fn group_has_live_member(pgid: u32) -> bool {

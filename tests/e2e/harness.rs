@@ -704,3 +704,26 @@ pub fn outcome<'a>(report: &'a Value, name: &str) -> &'a Value {
         .and_then(|items| items.iter().find(|p| p["name"] == name))
         .unwrap_or_else(|| panic!("no `{name}` in report {}", pretty(report)))
 }
+
+impl Pm3 {
+    /// Polls `list --json` for `dur` and fails as soon as `cond` does not hold: for what must
+    /// *not* happen (a restart after a user's stop, a second restart for one burst of writes).
+    /// Returns the last list.
+    pub fn holds_for(&self, desc: &str, dur: Duration, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let end = Instant::now() + dur;
+        loop {
+            let rows = self.try_list().unwrap_or_else(|e| panic!("{e}\n{}", self.daemon_log()));
+            if !cond(&rows) {
+                panic!(
+                    "expected {desc} for {dur:?}, but:\n--- pm3 list --json\n{}\n{}",
+                    pretty(&Value::Array(rows)),
+                    self.daemon_log()
+                );
+            }
+            if Instant::now() >= end {
+                return rows;
+            }
+            thread::sleep(POLL);
+        }
+    }
+}

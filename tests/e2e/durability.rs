@@ -1,0 +1,293 @@
+//! Durability: a daemon killed by SIGKILL is replaced by the next command, which adopts the live
+//! processes (same pids, no second copy) without losing a line of their output and can still
+//! stop them; `save` → `kill` → `resurrect` from any directory; `startup`/`unstartup`. And the
+//! log guarantees it rests on: every line of a fast writer is in the log when its exit is
+//! reported, also across rotation (`log_max_size`/`log_max_files`, `flush` removing rotated
+//! files), `log -f` following across rotation and restarts, `log_date_format`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
+
+use crate::harness::{
+    BIN, Pm3, alive, daemons_for, group_members, line_channel, proc_stat, read_lossy, read_until, row_in,
+    send_signal, stdout,
+};
+
+/// Pids of live processes whose argv is exactly `argv` and whose cwd is `cwd`, leaving out
+/// the shell's own forks (not yet `exec`ed into `sleep`): those stay in their parent's process
+/// group, while every process pm3 starts leads its own.
+fn processes_running(argv: &[&str], cwd: &Path) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| alive(pid))
+        .filter(|&pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|&pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d == cwd))
+        .filter(|&pid| proc_stat(pid).is_some_and(|s| s.pgrp == pid))
+        .collect()
+}
+
+/// The numbers of a log of one number per line; fails on a line that is not one.
+fn numbers(text: &str, what: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| l.trim().parse().unwrap_or_else(|_| panic!("{what}: line `{l}` is not a number")))
+        .collect()
+}
+
+/// Fails unless `nums` is `first, first+1, …` (every number once, in order); returns the last.
+fn assert_contiguous(nums: &[u64], first: u64, what: &str) -> u64 {
+    assert!(!nums.is_empty(), "{what}: no lines");
+    assert_eq!(nums[0], first, "{what} starts at {first}");
+    if let Some(i) = (1..nums.len()).find(|&i| nums[i] != nums[i - 1] + 1) {
+        panic!("{what}: after {} comes {} (line {})", nums[i - 1], nums[i], i + 1);
+    }
+    *nums.last().unwrap()
+}
+
+/// SIGKILL the daemon while 3 instances each write a numbered line every 10 ms; 2 s later
+/// `pm3 list` runs a new daemon that shows the same pids, no process runs twice, and once they
+/// are stopped each log holds every number from 0 to its last, none missing or repeated.
+#[test]
+fn a_sigkilled_daemon_is_replaced_without_duplicates_or_lost_lines() {
+    let pm3 = Pm3::new();
+    let cmd = pm3.script("count", "i=0\nwhile true; do echo $i; i=$((i+1)); sleep 0.01; done\n");
+    pm3.config(&format!("[count]\ncommand = \"{cmd}\"\ninstances = 3\nkill_timeout = 1000\n"));
+    pm3.ok(&["start"]);
+    let names = ["count:0", "count:1", "count:2"];
+    pm3.wait_online(&names);
+    let pids: Vec<i32> = names.iter().map(|n| pm3.pid_of(n)).collect();
+    for n in names {
+        pm3.wait_log(n, "out", "\n5\n");
+    }
+    let daemon = pm3.daemon_pid().expect("pm3.pid");
+
+    send_signal(daemon, libc::SIGKILL);
+    pm3.wait_for("the daemon to die", || !alive(daemon));
+    let at_kill: Vec<usize> = names.iter().map(|n| pm3.read_log(n, "out").lines().count()).collect();
+    // Two seconds with no daemon: ~200 lines each wait in the pipes.
+    thread::sleep(Duration::from_secs(2));
+    for (n, pid) in names.iter().zip(&pids) {
+        assert!(alive(*pid), "{n} ({pid}) survived the daemon");
+    }
+
+    let rows = pm3.list();
+    let new_daemon = pm3.daemon_pid().expect("a new pm3.pid");
+    assert_ne!(new_daemon, daemon);
+    assert_eq!(daemons_for(&pm3.home), [new_daemon], "exactly one daemon");
+    for (n, pid) in names.iter().zip(&pids) {
+        let r = row_in(&rows, n);
+        assert_eq!(r["pid"], *pid, "{n} adopted, not restarted: {r}");
+        assert_eq!(r["status"], "online", "{r}");
+    }
+    let mut running = processes_running(&["sh", "count.sh"], &pm3.project);
+    running.sort();
+    let mut want = pids.clone();
+    want.sort();
+    assert_eq!(running, want, "exactly the three original writers run, no second copy");
+
+    // What they wrote while no daemon ran reaches the logs.
+    for (i, n) in names.iter().enumerate() {
+        pm3.wait_for(&format!("{n}'s log to grow past the 2 s gap"), || {
+            pm3.read_log(n, "out").lines().count() >= at_kill[i] + 200
+        });
+    }
+
+    pm3.ok(&["stop", "count"]);
+    for (n, pid) in names.iter().zip(&pids) {
+        assert!(!alive(*pid), "{n} ({pid}) stopped by the new daemon");
+        assert!(group_members(*pid).is_empty(), "{n}'s group is gone");
+    }
+    assert!(processes_running(&["sh", "count.sh"], &pm3.project).is_empty());
+    for (i, n) in names.iter().enumerate() {
+        let nums = numbers(&pm3.read_log(n, "out"), n);
+        let last = assert_contiguous(&nums, 0, &format!("{n}-out.log"));
+        assert!(last as usize + 1 >= at_kill[i] + 200, "{n} wrote through the gap: last {last}");
+    }
+}
+
+/// `save` writes `dump.json`; after `kill`, `resurrect` from a directory without any pm3.toml
+/// brings back the same names: those that were running online (new pids), the stopped one
+/// stopped.
+#[test]
+fn save_kill_resurrect_from_another_directory() {
+    let pm3 = Pm3::with_config(
+        "[api]\ncommand = \"sleep 1000\"\n\n[worker]\ncommand = \"sleep 1000\"\ninstances = 2\n\n\
+         [idle]\ncommand = \"sleep 1000\"\n",
+    );
+    pm3.ok(&["start"]);
+    let running = ["api", "worker:0", "worker:1"];
+    pm3.wait_online(&running);
+    pm3.ok(&["stop", "idle"]);
+    let before: Vec<i32> = running.iter().map(|n| pm3.pid_of(n)).collect();
+    pm3.ok(&["save"]);
+    assert!(pm3.home.join("dump.json").is_file(), "save writes dump.json");
+    pm3.ok(&["kill"]);
+    for pid in &before {
+        assert!(!alive(*pid), "kill stopped {pid}");
+    }
+
+    let elsewhere = pm3.root.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let out = pm3.run_in(&elsewhere, &["resurrect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
+    let rows = pm3.wait_online(&running);
+    let mut names = crate::harness::names(&rows);
+    names.sort();
+    assert_eq!(names, ["api", "idle", "worker:0", "worker:1"], "the same names come back");
+    for (n, old) in running.iter().zip(&before) {
+        assert_ne!(row_in(&rows, n)["pid"], *old, "{n} is a new process");
+        assert_eq!(row_in(&rows, n)["config"], pm3.config_path().display().to_string().as_str());
+    }
+    assert_eq!(row_in(&rows, "idle")["status"], "stopped", "what was stopped stays stopped");
+}
+
+/// `startup --print` shows a systemd user unit that runs `<pm3> resurrect` with a PIDFile;
+/// `startup` / `unstartup` (HOME and XDG_CONFIG_HOME in a temp dir, no session bus) write and
+/// remove `systemd/user/pm3.service`, exiting 0 even when systemctl cannot be reached.
+#[test]
+fn startup_prints_installs_and_removes_a_user_unit() {
+    let pm3 = Pm3::new();
+    let fake_home = pm3.root.join("fakehome");
+    let xdg = pm3.root.join("xdg");
+    fs::create_dir_all(&fake_home).unwrap();
+    let env: Vec<(&str, String)> = vec![
+        ("HOME", fake_home.display().to_string()),
+        ("XDG_CONFIG_HOME", xdg.display().to_string()),
+        ("XDG_RUNTIME_DIR", pm3.root.join("no-runtime").display().to_string()),
+        ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/pm3-e2e-bus".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let exe = fs::canonicalize(BIN).unwrap_or_else(|_| PathBuf::from(BIN));
+
+    let out = pm3.run_env(&["startup", "--print"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
+    let unit = stdout(&out);
+    assert!(unit.contains(&format!("ExecStart={} resurrect", exe.display())), "{unit}");
+    assert!(unit.lines().any(|l| l.starts_with("PIDFile=") && l.ends_with("pm3.pid")), "{unit}");
+    assert!(unit.contains(&pm3.home.display().to_string()), "the unit points at this PM3_HOME:\n{unit}");
+    let path = xdg.join("systemd/user/pm3.service");
+    assert!(!path.exists(), "--print writes nothing");
+
+    let out = pm3.run_env(&["startup"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
+    assert_eq!(read_lossy(&path), unit, "startup writes the printed unit to {}", path.display());
+
+    let out = pm3.run_env(&["unstartup"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
+    assert!(!path.exists(), "unstartup removes {}", path.display());
+    assert!(!fake_home.join(".config").exists(), "nothing written to HOME/.config");
+}
+
+/// A writer of 200,000 numbered lines as fast as it can: when its exit is reported, every line is
+/// already in the log, in order.
+#[test]
+fn every_line_of_a_fast_writer_is_logged_when_its_exit_is_reported() {
+    let pm3 = Pm3::with_config("[fast]\ncommand = \"seq 1 200000\"\nrestart = \"never\"\n");
+    pm3.ok(&["start"]);
+    pm3.wait_until("fast has exited", |rows| {
+        rows.iter().any(|r| r["name"] == "fast" && r["status"] == "stopped" && r["exit_code"] == 0)
+    });
+    let got = pm3.read_log("fast", "out");
+    let nums = numbers(&got, "fast-out.log");
+    assert_eq!(nums.len(), 200_000, "every line is logged when the exit is reported");
+    assert_contiguous(&nums, 1, "fast-out.log");
+}
+
+/// The same writer with `log_max_size = "200K"` and `log_max_files = 3`: at most 4 files, none
+/// over 200K, and the numbers across `.3`, `.2`, `.1` and the current file are contiguous up to
+/// 200000. `flush` empties the current file and removes the rotated ones.
+#[test]
+fn rotation_cuts_at_lines_keeps_max_files_and_loses_nothing_in_between() {
+    let pm3 = Pm3::with_config(
+        "[fast]\ncommand = \"seq 1 200000\"\nrestart = \"never\"\nlog_max_size = \"200K\"\nlog_max_files = 3\n",
+    );
+    pm3.ok(&["start"]);
+    pm3.wait_until("fast has exited", |rows| {
+        rows.iter().any(|r| r["name"] == "fast" && r["status"] == "stopped" && r["exit_code"] == 0)
+    });
+    let logs = pm3.home.join("logs");
+    let mut files: Vec<String> = fs::read_dir(&logs)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("fast-out.log"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["fast-out.log", "fast-out.log.1", "fast-out.log.2", "fast-out.log.3"]);
+    let mut all = Vec::new();
+    for name in ["fast-out.log.3", "fast-out.log.2", "fast-out.log.1", "fast-out.log"] {
+        let path = logs.join(name);
+        let size = fs::metadata(&path).unwrap().len();
+        assert!(size <= 200 * 1024, "{name} is {size} bytes, over log_max_size");
+        let text = read_lossy(&path);
+        assert!(text.ends_with('\n'), "{name} is cut at a line boundary");
+        all.extend(numbers(&text, name));
+    }
+    let first = all[0];
+    assert!(first > 1, "the oldest lines were rotated away");
+    assert_eq!(assert_contiguous(&all, first, "fast-out.log.3 … fast-out.log"), 200_000);
+
+    pm3.ok(&["flush", "fast"]);
+    assert_eq!(fs::metadata(logs.join("fast-out.log")).map(|m| m.len()).unwrap_or(0), 0);
+    for n in 1..=3 {
+        assert!(!logs.join(format!("fast-out.log.{n}")).exists(), "flush removes fast-out.log.{n}");
+    }
+}
+
+/// `pm3 log -f` keeps streaming across a rotation (a burst of 300 lines past `log_max_size`
+/// "10K") and across a restart (the new run's first line, with its new pid).
+#[test]
+fn log_follow_survives_rotation_and_restart() {
+    let pm3 = Pm3::new();
+    let tick = pm3.script(
+        "tick",
+        "echo \"boot $$\"\ni=0\nwhile true; do\n  if [ -f burst ]; then\n    rm -f burst\n    j=1\n    \
+         while [ $j -le 300 ]; do echo \"burst $j ........................................\"; j=$((j+1)); done\n  \
+         fi\n  echo \"tick $i\"\n  i=$((i+1))\n  sleep 0.02\ndone\n",
+    );
+    pm3.config(&format!("[tick]\ncommand = \"{tick}\"\nlog_max_size = \"10K\"\nkill_timeout = 1000\n"));
+    pm3.ok(&["start"]);
+    pm3.wait_log("tick", "out", "tick 2\n");
+    let rotated = pm3.home.join("logs/tick-out.log.1");
+    assert!(!rotated.exists(), "no rotation yet");
+
+    let mut follower = pm3.spawn(&["log", "tick", "-f"]);
+    let rx = line_channel(follower.stdout.take().expect("stdout"));
+    read_until(&rx, "a tick", |l| l.contains("tick "));
+
+    pm3.write("burst", "");
+    let got = read_until(&rx, "the burst's last line", |l| l.contains("burst 300 "));
+    let burst: Vec<&String> = got.iter().filter(|l| l.contains("burst ")).collect();
+    assert_eq!(burst.len(), 300, "every burst line streamed once");
+    read_until(&rx, "a tick after the burst", |l| l.contains("tick "));
+    assert!(rotated.exists(), "the burst rotated tick-out.log");
+
+    pm3.ok(&["restart", "tick"]);
+    let pid = pm3.pid_of("tick");
+    read_until(&rx, &format!("`boot {pid}` from the restarted process"), |l| {
+        l.contains(&format!("boot {pid}"))
+    });
+    read_until(&rx, "a tick after the restart", |l| l.contains("tick "));
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+/// `log_date_format` prefixes every line, stdout and stderr, with the time and a space.
+#[test]
+fn log_date_format_prefixes_each_line() {
+    let pm3 = Pm3::with_config(
+        "[stamped]\ncommand = \"sh -c 'echo hello; echo oops >&2; exec sleep 1000'\"\n\
+         log_date_format = \"%Y-%m-%d %H:%M:%S\"\n",
+    );
+    pm3.ok(&["start"]);
+    for (stream, text) in [("out", "hello"), ("err", "oops")] {
+        let log = pm3.wait_log("stamped", stream, text);
+        let line = log.lines().find(|l| l.ends_with(text)).expect("the line");
+        let (stamp, rest) = line.split_at(line.len().min(19));
+        let shape: String = stamp.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect();
+        assert_eq!(shape, "9999-99-99 99:99:99", "`{line}` starts with a %Y-%m-%d %H:%M:%S time");
+        assert_eq!(rest, format!(" {text}"), "then a space and the line: `{line}`");
+        assert!(stamp >= "2024", "a current date: `{line}`");
+    }
+}
