@@ -29,7 +29,7 @@ HOST=$(rustc -vV | sed -n 's/^host: //p')
 case "$HOST" in
   *-linux-gnu)
     log "building pm3 as install.sh does (static, --target $HOST)"
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build --release --quiet --target "$HOST"
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" cargo build --release --quiet --target "$HOST"
     PM3=$ROOT/target/$HOST/release/pm3 ;;
   *)
     log "building pm3 (cargo build --release)"

@@ -157,16 +157,42 @@ pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Comma
 
 /// Where `program` is found on the `PATH` of `env` (as `execvp` would look), when it is a bare
 /// name.
+///
+/// The answer is remembered for the same program and `PATH` (a start of 100 instances looks it up
+/// once), and checked with one `stat` before it is used again.
 fn find_program(program: &str, env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
     use std::os::unix::fs::PermissionsExt;
+    thread_local! {
+        static FOUND: RefCell<HashMap<(String, String), PathBuf>> = RefCell::new(HashMap::new());
+    }
     if program.is_empty() || program.contains('/') {
         return None;
     }
+    let executable =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     let path = env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
-    path.split(':')
+    let key = (path.to_string(), program.to_string());
+    if let Some(hit) = FOUND.with(|f| f.borrow().get(&key).cloned())
+        && executable(&hit)
+    {
+        return Some(hit);
+    }
+    let found = path
+        .split(':')
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(program))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| executable(p))?;
+    FOUND.with(|f| {
+        let mut f = f.borrow_mut();
+        // Bounded: a daemon runs a handful of distinct programs.
+        if f.len() > 256 {
+            f.clear();
+        }
+        f.insert(key, found.clone());
+    });
+    Some(found)
 }
 
 /// A pipe: the daemon's non-blocking read end, and the child's read-write end.

@@ -277,6 +277,8 @@ enum Phase {
 /// A live run of the instance.
 struct Running {
     pid: u32,
+    /// Kernel start time of `pid`, read once at spawn.
+    start_time: Option<u64>,
     started: Instant,
     exit: ExitWatch,
     out: Stream,
@@ -603,6 +605,7 @@ impl Supervisor {
         };
         Ok(Running {
             pid,
+            start_time: spawn::start_time(pid),
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             exit,
             out: Stream::reopen(pid, 1, out_log).with_date_format(def.log_date_format.clone()),
@@ -643,7 +646,7 @@ impl Supervisor {
         match result {
             Ok(running) => {
                 let pid = running.pid;
-                let start_time = spawn::start_time(pid);
+                let start_time = running.start_time;
                 let status = if running.health.is_some() { Status::Starting } else { Status::Online };
                 self.phase = Phase::Running(Box::new(running));
                 self.publish(|s| {
@@ -739,6 +742,7 @@ impl Supervisor {
         });
         Ok(Running {
             pid,
+            start_time: spawned.start_time,
             started: Instant::now(),
             exit,
             out,
