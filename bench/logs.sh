@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# pm3 log benchmarks: throughput of a fast writer through pm3's log capture, as a ratio to the
+# same writer redirected straight to a file, without and with log_date_format, and bytes lost.
+# See bench/README.md ("Logs").
+#
+#   bench/logs.sh
+#
+# Knobs (environment): PM3_BENCH_LOG_LINES (1000000 lines of 100 bytes), PM3_BENCH_LOG_RUNS
+# (5 runs of each kind, after one warm-up round), PM3_BENCH_LOG_DATE_FORMAT
+# (%Y-%m-%dT%H:%M:%S%.3f, must not contain a space), PM3_BENCH_TMPDIR (/tmp: where the temp
+# dir lives; PM3_HOME and the direct file are both in it, so on the same filesystem).
+#
+# Everything runs against a fresh PM3_HOME in a temp dir. On exit (normal, error or Ctrl-C) the
+# script runs `pm3 kill` for that home, then kills whatever it recorded (the daemon, the
+# writers) that is still the same process (pid + start time), and removes the temp dir. It never
+# kills by name.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+LINES=${PM3_BENCH_LOG_LINES:-1000000}
+RUNS=${PM3_BENCH_LOG_RUNS:-5}
+DATE_FORMAT=${PM3_BENCH_LOG_DATE_FORMAT:-%Y-%m-%dT%H:%M:%S%.3f}
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+cd "$ROOT"
+# Measure the binary users get from ./install.sh: statically linked on Linux/glibc.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+case "$HOST" in
+  *-linux-gnu)
+    log "building pm3 as install.sh does (static, --target $HOST)"
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" cargo build --release --quiet --target "$HOST"
+    PM3=$ROOT/target/$HOST/release/pm3 ;;
+  *)
+    log "building pm3 (cargo build --release)"
+    cargo build --release --quiet
+    PM3=$ROOT/target/release/pm3 ;;
+esac
+mkdir -p "$ROOT/target/bench"
+WRITER=$ROOT/target/bench/log_writer
+rustc -O -o "$WRITER" "$BENCH/log_writer.rs"
+
+WORK=$(mktemp -d -p "${PM3_BENCH_TMPDIR:-/tmp}" pm3-bench-logs.XXXXXX)
+export PM3_HOME=$WORK/home
+PIDS=$WORK/pids            # "pid starttime" of everything started, for cleanup
+RESULTS=$WORK/results.json
+M=(python3 "$BENCH/measure.py")
+L=(python3 "$BENCH/measure_logs.py")
+
+# The long helpers run in the background and are waited for, so that a SIGTERM or SIGINT to
+# this script is handled at once (bash defers traps while a foreground command runs); cleanup
+# then stops the helper (only that pid) before anything else.
+HELPER=
+run_helper() {
+    "$@" &
+    HELPER=$!
+    local rc=0
+    wait "$HELPER" || rc=$?
+    HELPER=
+    return "$rc"
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n $HELPER ]] && kill -0 "$HELPER" 2>/dev/null; then
+        kill -TERM "$HELPER" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$HELPER" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$HELPER" 2>/dev/null
+        wait "$HELPER" 2>/dev/null
+    fi
+    if [[ -e $PM3_HOME/pm3.sock || -e $PM3_HOME/pm3.pid ]]; then
+        timeout 20 "$PM3" kill >/dev/null 2>&1 || log "pm3 kill failed; killing recorded pids"
+    fi
+    "${M[@]}" cleanup --pids-file "$PIDS"
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+starttime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $20}'; }
+
+# Each run writes LINES * 100 bytes (plus stamps) into the temp dir, one run at a time.
+need_kib=$(( LINES / 1024 * 100 * 3 / 2 + 1024 ))
+free_kib=$(df -Pk "$WORK" | awk 'NR == 2 {print $4}')
+if (( free_kib < need_kib )); then
+    log "not enough space in $WORK: ${free_kib} KiB free, ${need_kib} KiB needed"
+    exit 1
+fi
+
+# The daemon, started idle by a read-only command.
+log "starting the daemon (PM3_HOME=$PM3_HOME)"
+timeout 30 "$PM3" list >/dev/null
+DAEMON_PID=$(<"$PM3_HOME/pm3.pid")
+echo "$DAEMON_PID $(starttime "$DAEMON_PID")" >>"$PIDS"
+
+log "figure 2: $LINES lines of 100 bytes: direct to a file, through \`| cat\`, through pm3, through pm3 with log_date_format; $RUNS runs each"
+run_helper "${L[@]}" throughput --results "$RESULTS" --pm3 "$PM3" --home "$PM3_HOME" --writer "$WRITER" \
+    --dir "$WORK" --lines "$LINES" --runs "$RUNS" --date-format "$DATE_FORMAT" --pids-file "$PIDS"
+
+"${M[@]}" set --results "$RESULTS" machine \
+    "$(nproc) CPUs, Linux $(uname -r), PM3_HOME and the direct file on $(stat -f -c %T "$WORK"), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+HEADER="# pm3 log benchmark results
+
+$(date -u '+%Y-%m-%d %H:%M UTC'), pm3 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), \`bench/logs.sh\`. Medians; see README.md."
+echo
+"${L[@]}" report --results "$RESULTS" --out "$BENCH/results-logs.md" --header "$HEADER"
