@@ -123,16 +123,24 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
         None => Command::new(program),
     };
     cmd.args(args)
-        .current_dir(launch.cwd)
         .env_clear()
         .envs(launch.env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_child))
         .stderr(Stdio::from(err_child))
         .process_group(0);
+    // The child inherits our working directory instead of being given one: with a working
+    // directory std can only use posix_spawn through a libc symbol a static binary cannot look
+    // up, and falls back to a full fork of the daemon. The daemon itself only uses absolute
+    // paths, and returns to `/` right after.
+    let entered = std::env::set_current_dir(launch.cwd);
     // `cmd` owns the child's ends; they are closed when it is dropped, right after the spawn,
     // so only the child holds the write side of its pipes.
-    let child = cmd.spawn();
+    let child = match entered {
+        Ok(()) => cmd.spawn(),
+        Err(e) => Err(e),
+    };
+    let _ = std::env::set_current_dir("/");
     drop(cmd);
     match child {
         Ok(child) => {
