@@ -14,10 +14,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::file::LogFile;
 
-const SCRATCH: usize = 64 * 1024;
-
-/// Most bytes moved by one `splice` call (the pipe holds up to 1 MiB).
-const SPLICE_CHUNK: usize = 1 << 20;
+/// One read takes up to this much from a pipe (which holds up to 1 MiB). Reading, rather than
+/// `splice`, keeps the pipe free for the writer while the file write happens.
+const SCRATCH: usize = 256 * 1024;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
@@ -138,24 +137,6 @@ impl Stream {
     pub fn drain(&mut self) {
         let Some(fd) = self.fd.as_ref().filter(|_| !self.eof) else { return };
         self.log.refresh();
-        // Plain logs: pipe pages go straight into the file while there is room before rotation.
-        if self.date_format.is_none() && self.tee.is_none() {
-            loop {
-                match self.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
-                    Ok(Some(0)) => {
-                        self.eof = true;
-                        return;
-                    }
-                    Ok(Some(_)) => continue,
-                    // Near the rotation size: copy through the buffer below.
-                    Ok(None) => break,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(rustix::io::Errno::AGAIN) => return,
-                    // Not spliceable here (an exotic file system): copy through the buffer.
-                    Err(_) => break,
-                }
-            }
-        }
         BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             loop {

@@ -28,8 +28,8 @@ pub struct LogFile {
 impl LogFile {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
-        // Not O_APPEND: writes go at `size` explicitly, which lets `splice` move pipe pages
-        // straight into the file (the kernel refuses splice into append-mode files).
+        // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
+        // `pm3 flush` or appended to by a hook is picked up where it really ends.
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
@@ -41,24 +41,6 @@ impl LogFile {
         if let Ok(meta) = self.file.metadata() {
             self.size = meta.len();
         }
-    }
-
-    /// Moves up to `len` bytes from `pipe` into the file inside the kernel (no copy through
-    /// user space). `Ok(None)` when that could pass `max_size`: the caller then copies through a
-    /// buffer, which can cut at a line boundary. `Ok(Some(0))` is end of file.
-    pub fn splice_from(
-        &mut self,
-        pipe: impl std::os::fd::AsFd,
-        len: usize,
-    ) -> rustix::io::Result<Option<usize>> {
-        if self.size + len as u64 > self.rotation.max_size {
-            return Ok(None);
-        }
-        let mut off = self.size;
-        let flags = rustix::pipe::SpliceFlags::NONBLOCK | rustix::pipe::SpliceFlags::MOVE;
-        let n = rustix::pipe::splice(pipe, None, &self.file, Some(&mut off), len, flags)?;
-        self.size = off;
-        Ok(Some(n))
     }
 
     pub fn path(&self) -> &Path {
