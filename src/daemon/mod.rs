@@ -4,7 +4,9 @@
 //! Life cycle: take the lock file (a second daemon exits at once), bind `pm3.sock` (0600), write
 //! `pm3.pid`, serve until `pm3 kill` or SIGTERM/SIGINT, stop everything, remove socket and pid file.
 
+pub mod dump;
 pub mod ops;
+pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod table;

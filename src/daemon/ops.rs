@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::instances::{self, instance_name};
 use crate::protocol::{
@@ -18,7 +18,7 @@ use crate::supervisor::{self, Cmd, Instance, Reply};
 use super::table::{self, Entry, Item, Table};
 use super::{Daemon, views};
 
-type Result<T> = std::result::Result<T, ErrorReply>;
+pub(super) type Result<T> = std::result::Result<T, ErrorReply>;
 
 pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
     let result = match req {
@@ -26,16 +26,18 @@ pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
         Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
         Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
         Request::Restart { config, targets } => restart(d, config, &targets).await.map(Response::Done),
-        Request::Reload { config, targets } => reload(d, config, &targets).await.map(Response::Done),
+        Request::Reload { config, targets } => {
+            super::rollout::reload(d, config, &targets).await.map(Response::Done)
+        }
         Request::List => Ok(Response::List(views::list(d))),
         Request::Info { target } => info(d, &target),
         Request::Signal { targets, signal } => send_signal(d, &targets, signal).await.map(Response::Done),
         Request::Scale { process, count } => scale(d, &process, count).await.map(Response::Done),
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
-        Request::Wait { names } => Ok(Response::Done(wait(d, &names).await)),
-        Request::Save => save(d).map(Response::Done),
-        Request::Resurrect => resurrect(d).await.map(Response::Done),
+        Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
+        Request::Save => super::dump::save(d).map(Response::Done),
+        Request::Resurrect => super::dump::resurrect(d).await.map(Response::Done),
         Request::Kill => Ok(Response::Done(kill(d).await)),
     };
     result.unwrap_or_else(Response::Error)
@@ -60,7 +62,7 @@ fn resolve_names(d: &Rc<Daemon>, targets: &[String]) -> Result<Response> {
 }
 
 /// Sends a command to each named instance; returns the reply receivers in the same order.
-fn dispatch(
+pub(super) fn dispatch(
     table: &Table,
     names: &[String],
     mut make: impl FnMut(&Entry, Reply) -> Cmd,
@@ -77,7 +79,7 @@ fn dispatch(
 }
 
 /// Waits for every reply. A task that ended without answering was removed meanwhile.
-async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> Vec<Outcome> {
+pub(super) async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> Vec<Outcome> {
     let mut out = Vec::with_capacity(rxs.len());
     for (name, rx) in rxs {
         out.push(rx.await.unwrap_or(Outcome {
@@ -104,182 +106,9 @@ async fn restart(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[Strin
     Ok(report)
 }
 
-/// Rolling restart: one instance at a time, each replacement online (health check passed, or up
-/// for `min_uptime` without one) before the next is touched. A replacement that fails stops the
-/// rollout; the instances after it are left as they were.
-async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
-    let (names, mut report) = prepare(d, config, targets).await?;
-    let ordered = in_dependency_order(&d.table.borrow(), &names.iter().cloned().collect());
-    for name in ordered {
-        let (rxs, mut snap, def) = {
-            let table = d.table.borrow();
-            let Some(e) = table.entries.get(&name) else { continue };
-            let rxs = dispatch(&table, std::slice::from_ref(&name), |e, reply| Cmd::Restart {
-                deps: table.dep_watches(&e.inst.def.depends_on),
-                reply,
-            });
-            (rxs, e.handle.snapshot.clone(), e.inst.def.clone())
-        };
-        let mut outcome = collect(rxs).await.pop().unwrap_or(Outcome {
-            name: name.clone(),
-            action: Action::Removed,
-            status: Status::Stopped,
-            pid: None,
-            detail: None,
-        });
-        if outcome.action != Action::Failed
-            && let Err(why) = replacement_ready(&mut snap, &def, Patience::FirstRun).await
-        {
-            outcome.action = Action::Failed;
-            outcome.detail = Some(why);
-        }
-        let snapshot = snap.borrow().clone();
-        outcome.status = snapshot.status;
-        outcome.pid = snapshot.pid;
-        let failed = outcome.action == Action::Failed;
-        report.processes.push(outcome);
-        if failed {
-            break;
-        }
-    }
-    Ok(report)
-}
-
-/// `start --wait`: waits for every named instance at once; each outcome is `online` or `failed`
-/// with the reason.
-async fn wait(d: &Rc<Daemon>, names: &[String]) -> Report {
-    let watchers: Vec<_> = {
-        let table = d.table.borrow();
-        names
-            .iter()
-            .filter_map(|n| table.entries.get(n))
-            .map(|e| {
-                let mut snap = e.handle.snapshot.clone();
-                let def = e.inst.def.clone();
-                let name = e.inst.name.clone();
-                let deps: Vec<(String, watch::Receiver<supervisor::Snapshot>)> = def
-                    .depends_on
-                    .iter()
-                    .flat_map(|p| table.instances_of(p))
-                    .map(|d| (d.inst.name.clone(), d.handle.snapshot.clone()))
-                    .collect();
-                let mut bus = d.ctx.bus.subscribe();
-                tokio::task::spawn_local(async move {
-                    // A dependent whose dependency gave up would wait forever: that is a failure.
-                    let dep_failed = async {
-                        loop {
-                            if let Some((n, _)) =
-                                deps.iter().find(|(_, s)| s.borrow().status == Status::Errored)
-                            {
-                                return format!("its dependency {n} is errored");
-                            }
-                            if bus.changed().await.is_err() {
-                                return std::future::pending().await;
-                            }
-                        }
-                    };
-                    let result = tokio::select! {
-                        r = replacement_ready(&mut snap, &def, Patience::UntilItGivesUp) => r,
-                        why = dep_failed => Err(why),
-                    };
-                    let s = snap.borrow().clone();
-                    let (action, detail) = match result {
-                        Ok(()) => (Action::Online, None),
-                        Err(why) => (Action::Failed, Some(why)),
-                    };
-                    Outcome { name, action, status: s.status, pid: s.pid, detail }
-                })
-            })
-            .collect()
-    };
-    let mut processes = Vec::with_capacity(watchers.len());
-    for w in watchers {
-        if let Ok(outcome) = w.await {
-            processes.push(outcome);
-        }
-    }
-    Report { processes }
-}
-
-/// Waits until a restarted instance counts as up: `online` and, without a health check, still
-/// running after `min_uptime`.
-async fn replacement_ready(
-    snap: &mut watch::Receiver<supervisor::Snapshot>,
-    def: &ProcessDef,
-    patience: Patience,
-) -> std::result::Result<(), String> {
-    let failed = |s: &supervisor::Snapshot| -> Option<String> {
-        match s.status {
-            Status::Errored => Some(s.error.clone().unwrap_or_else(|| "errored".into())),
-            Status::Unhealthy => Some(format!(
-                "health check did not pass within {}ms{}",
-                def.health_timeout_ms,
-                s.health_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
-            )),
-            Status::Stopped => Some("exited".into()),
-            Status::Waiting if s.restart_at.is_some() && patience == Patience::FirstRun => {
-                Some("crashed after start".into())
-            }
-            _ => None,
-        }
-    };
-    'online: loop {
-        loop {
-            {
-                let s = snap.borrow_and_update();
-                if let Some(why) = failed(&s) {
-                    return Err(why);
-                }
-                if s.status == Status::Online {
-                    break;
-                }
-            }
-            if snap.changed().await.is_err() {
-                return Err("removed".into());
-            }
-        }
-        if def.health_check.is_some() {
-            return Ok(());
-        }
-        let settle = tokio::time::sleep(def.min_uptime());
-        tokio::pin!(settle);
-        loop {
-            tokio::select! {
-                _ = &mut settle => return Ok(()),
-                changed = snap.changed() => {
-                    if changed.is_err() {
-                        return Err("removed".into());
-                    }
-                    let s = snap.borrow_and_update();
-                    if s.status == Status::Online {
-                        continue;
-                    }
-                    if let Some(why) = failed(&s) {
-                        return Err(why);
-                    }
-                    match patience {
-                        Patience::FirstRun => return Err(format!("{} before min_uptime", s.status.as_str())),
-                        // Crashed and restarting: wait for the next run to come up.
-                        Patience::UntilItGivesUp => continue 'online,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// How a wait treats a crash that the restart policy will answer with a restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Patience {
-    /// `reload`: the replacement's first run must come up, or the rollout stops.
-    FirstRun,
-    /// `start --wait`: keep waiting through restarts until online or given up (`errored`).
-    UntilItGivesUp,
-}
-
 /// Resolves the targets (against the config when one is given, else against what is managed),
 /// then applies the config. Returns the instance names and what the reconciliation removed.
-async fn prepare(
+pub(super) async fn prepare(
     d: &Rc<Daemon>,
     config: Option<ConfigPayload>,
     targets: &[String],
@@ -312,7 +141,7 @@ fn plan_names(defs: &[ProcessDef]) -> Vec<(String, &ProcessDef)> {
 }
 
 /// A process name is managed from one config file only.
-fn check_conflicts(table: &Table, payload: &ConfigPayload) -> Result<()> {
+pub(super) fn check_conflicts(table: &Table, payload: &ConfigPayload) -> Result<()> {
     for def in &payload.file.processes {
         if let Some(other) = table.config_of(&def.name)
             && *other != payload.file.path
@@ -335,7 +164,7 @@ fn check_conflicts(table: &Table, payload: &ConfigPayload) -> Result<()> {
 /// definition for their next start, surplus instances are stopped and removed (highest index
 /// first). With `drop_missing`, processes of the same config file that are no longer in it are
 /// removed too. Returns what was removed.
-async fn reconcile(
+pub(super) async fn reconcile(
     d: &Rc<Daemon>,
     defs: &[Rc<ProcessDef>],
     base_env: &Rc<BTreeMap<String, String>>,
@@ -428,7 +257,7 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
 
 /// Starts (or restarts) `names` and, for a start, the dependencies they need, in dependency
 /// order. Each dependent waits inside its own supervisor until its dependencies are online.
-async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
+pub(super) async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
     let rxs = {
         let table = d.table.borrow();
         let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
@@ -474,7 +303,7 @@ pub async fn resume(d: &Rc<Daemon>) {
 }
 
 /// `names` sorted so dependencies come first, instances by index.
-fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
+pub(super) fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Vec<String> {
     let procs: BTreeMap<String, Vec<String>> = names
         .iter()
         .filter_map(|n| table.entries.get(n))
@@ -626,78 +455,6 @@ fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
         });
     }
     Ok(Report { processes: out })
-}
-
-/// Writes the managed set, with which instances run, to `dump.json`.
-fn save(d: &Rc<Daemon>) -> Result<Report> {
-    let saved = super::state::capture(d);
-    let path = d.ctx.paths.dump_file();
-    let bytes =
-        serde_json::to_vec_pretty(&saved).map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))?;
-    super::state::write_atomic(&path, &bytes)
-        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("cannot write {}: {e}", path.display())))?;
-    let table = d.table.borrow();
-    let processes = table
-        .ordered()
-        .into_iter()
-        .map(|e| {
-            let s = e.handle.snapshot.borrow();
-            Outcome {
-                name: e.inst.name.clone(),
-                action: Action::Saved,
-                status: s.status,
-                pid: s.pid,
-                detail: Some(path.display().to_string()),
-            }
-        })
-        .collect();
-    Ok(Report { processes })
-}
-
-/// Applies every config of `dump.json` and starts what was running when it was saved.
-async fn resurrect(d: &Rc<Daemon>) -> Result<Report> {
-    let path = d.ctx.paths.dump_file();
-    let saved = super::state::read(&path).ok_or_else(|| {
-        ErrorReply::new(
-            ErrorKind::BadRequest,
-            format!("nothing to resurrect: {} is missing (run `pm3 save` first)", path.display()),
-        )
-    })?;
-    // One payload per config file, in the order first seen.
-    let mut payloads: Vec<ConfigPayload> = Vec::new();
-    let mut running: Vec<String> = Vec::new();
-    for s in &saved.instances {
-        let (Some(def), Some(env)) = (saved.defs.get(s.def), saved.envs.get(s.env)) else { continue };
-        if s.status.is_running() || s.status == Status::Waiting {
-            running.push(s.name.clone());
-        }
-        let payload = match payloads.iter_mut().position(|p| p.file.path == s.config) {
-            Some(i) => &mut payloads[i],
-            None => {
-                payloads.push(ConfigPayload {
-                    file: crate::spec::ConfigFile { path: s.config.clone(), processes: Vec::new() },
-                    env: env.clone(),
-                });
-                let last = payloads.len() - 1;
-                &mut payloads[last]
-            }
-        };
-        if !payload.file.processes.iter().any(|p| p.name == def.name) {
-            payload.file.processes.push(def.clone());
-        }
-    }
-    for p in &payloads {
-        check_conflicts(&d.table.borrow(), p)?;
-    }
-    let mut report = Report::default();
-    for p in payloads {
-        let base_env = Rc::new(p.env);
-        let config = Rc::new(p.file.path);
-        let defs: Vec<Rc<ProcessDef>> = p.file.processes.into_iter().map(Rc::new).collect();
-        report.processes.extend(reconcile(d, &defs, &base_env, &config, false).await);
-    }
-    report.processes.extend(start_names(d, &running, false).await);
-    Ok(report)
 }
 
 /// Stops everything (dependents first) and removes the socket and pid file; the server lets the
