@@ -16,28 +16,14 @@
 # kills by name.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH=$ROOT/bench
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LINES=${PM3_BENCH_LOG_LINES:-1000000}
 RUNS=${PM3_BENCH_LOG_RUNS:-5}
 DATE_FORMAT=${PM3_BENCH_LOG_DATE_FORMAT:-%Y-%m-%dT%H:%M:%S%.3f}
 
-log() { printf '==> %s\n' "$*" >&2; }
 
-cd "$ROOT"
-# Measure the binary users get from ./install.sh: statically linked on Linux/glibc.
-HOST=$(rustc -vV | sed -n 's/^host: //p')
-case "$HOST" in
-  *-linux-gnu)
-    log "building pm3 as install.sh does (static, --target $HOST)"
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" cargo build --release --quiet --target "$HOST"
-    PM3=$ROOT/target/$HOST/release/pm3 ;;
-  *)
-    log "building pm3 (cargo build --release)"
-    cargo build --release --quiet
-    PM3=$ROOT/target/release/pm3 ;;
-esac
-mkdir -p "$ROOT/target/bench"
+build_pm3
 WRITER=$ROOT/target/bench/log_writer
 rustc -O -o "$WRITER" "$BENCH/log_writer.rs"
 

@@ -15,8 +15,8 @@
 # and removes the temp dir. It never kills by name.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH=$ROOT/bench
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${PM3_BENCH_INSTANCES:-100}
 RESPAWN_RUNS=${PM3_BENCH_RESPAWN_RUNS:-10}
 RESPAWN_POLL_US=${PM3_BENCH_RESPAWN_POLL_US:-100}
@@ -24,22 +24,8 @@ IDLE_SECONDS=${PM3_BENCH_IDLE_SECONDS:-10}
 CPU_REPS=${PM3_BENCH_CPU_REPS:-3}
 CMD=(sleep 100000)
 
-log() { printf '==> %s\n' "$*" >&2; }
 
-cd "$ROOT"
-# Measure the binary users get from ./install.sh: statically linked on Linux/glibc.
-HOST=$(rustc -vV | sed -n 's/^host: //p')
-case "$HOST" in
-  *-linux-gnu)
-    log "building pm3 as install.sh does (static, --target $HOST)"
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" cargo build --release --quiet --target "$HOST"
-    PM3=$ROOT/target/$HOST/release/pm3 ;;
-  *)
-    log "building pm3 (cargo build --release)"
-    cargo build --release --quiet
-    PM3=$ROOT/target/release/pm3 ;;
-esac
-mkdir -p "$ROOT/target/bench"
+build_pm3
 BASELINE=$ROOT/target/bench/respawn_baseline
 LISTENER=$ROOT/target/bench/tcp_listener
 rustc -O -o "$BASELINE" "$BENCH/respawn_baseline.rs"
