@@ -226,6 +226,7 @@ pub fn restore(d: &Rc<Daemon>) {
         let prior = match (s.status.is_running(), s.pid, s.start_time) {
             (true, Some(pid), Some(t)) if spawn::start_time(pid) == Some(t) => Prior::Alive {
                 pid,
+                start_time: t,
                 started_at: started_at.unwrap_or_else(SystemTime::now),
                 status: match s.status {
                     // A stop was under way: it stays running until someone stops it again.

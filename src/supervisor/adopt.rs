@@ -2,21 +2,16 @@
 //! file says about it. A process that still runs (same pid, same kernel start time) is adopted,
 //! not started again; one that ended meanwhile goes through its restart policy.
 
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use super::health::Probe;
 use super::{
     Ctx, ExitCause, Handle, HealthRun, Instance, LastExit, Phase, Running, Snapshot, Supervisor, triggers,
 };
-use crate::instances;
 use crate::logs::capture::Stream;
-use crate::logs::file::LogFile;
 use crate::process::exit::{ExitStatus, ExitWatch};
-use crate::process::spawn;
 use crate::protocol::Status;
 
 /// What a new daemon knows of an instance from the state file of the previous one.
@@ -24,7 +19,7 @@ pub enum Prior {
     /// It was not running.
     Idle { status: Status, error: Option<String> },
     /// It was running and still is (same pid and start time).
-    Alive { pid: u32, started_at: SystemTime, status: Status },
+    Alive { pid: u32, start_time: u64, started_at: SystemTime, status: Status },
     /// It was running but ended while no daemon watched it.
     Gone { started_at: Option<SystemTime> },
 }
@@ -51,20 +46,22 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
             snap.status = status;
             snap.error = error;
         }
-        Prior::Alive { pid, started_at, status } => match sup.take_over(pid, started_at, status) {
-            Ok(running) => {
-                snap.status = status;
-                snap.pid = Some(pid);
-                snap.start_time = spawn::start_time(pid);
-                snap.started_at = Some(started_at);
-                sup.phase = Phase::Running(Box::new(running));
-                tracing::info!(name = %sup.inst.name, pid, "adopted");
+        Prior::Alive { pid, start_time, started_at, status } => {
+            match sup.take_over(pid, start_time, started_at, status) {
+                Ok(running) => {
+                    snap.status = status;
+                    snap.pid = Some(pid);
+                    snap.start_time = Some(start_time);
+                    snap.started_at = Some(started_at);
+                    sup.phase = Phase::Running(Box::new(running));
+                    tracing::info!(name = %sup.inst.name, pid, "adopted");
+                }
+                Err(e) => {
+                    tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
+                    gone = Some(Some(started_at));
+                }
             }
-            Err(e) => {
-                tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
-                gone = Some(Some(started_at));
-            }
-        },
+        }
         Prior::Gone { started_at } => gone = Some(started_at),
     }
     let (snap_tx, snap_rx) = watch::channel(snap);
@@ -81,39 +78,35 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
 impl Supervisor {
     /// Builds the run of a live process started by an earlier daemon: exit watch by pidfd,
     /// output pipes reopened through `/proc/<pid>/fd`, the health probe resumed if it had not passed yet.
-    fn take_over(&self, pid: u32, started_at: SystemTime, status: Status) -> Result<Running, String> {
+    fn take_over(
+        &self,
+        pid: u32,
+        start_time: u64,
+        started_at: SystemTime,
+        status: Status,
+    ) -> Result<Running, String> {
         let exit = ExitWatch::new(pid).map_err(|e| e.to_string())?;
-        let paths = &self.ctx.paths;
-        let open_log = |p: PathBuf| {
-            LogFile::open(&p, self.inst.def.rotation())
-                .map_err(|e| format!("cannot open {}: {e}", p.display()))
-        };
-        let out_log = open_log(paths.out_log(&self.inst.name))?;
-        let err_log = open_log(paths.err_log(&self.inst.name))?;
+        let (out_log, err_log) = self.open_logs()?;
         let ran = SystemTime::now().duration_since(started_at).unwrap_or_default();
         let def = &self.inst.def;
-        let now = tokio::time::Instant::now();
-        let health = match (&def.health_check, status) {
-            (Some(text), Status::Starting | Status::Unhealthy) => {
+        // A probe that had not passed yet resumes, with what is left of its time.
+        let health = match status {
+            Status::Starting | Status::Unhealthy => {
                 let env = Rc::new(self.inst.env());
-                let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
-                Probe::parse(&expanded).ok().map(|probe| HealthRun {
-                    probe: Rc::new(probe),
-                    env,
-                    next: now,
-                    unhealthy_at: now + Duration::from_millis(def.health_timeout_ms).saturating_sub(ran),
-                    attempt: None,
-                })
+                self.probe(&env)
+                    .ok()
+                    .flatten()
+                    .map(|probe| HealthRun::new(probe, env, self.health_timeout().saturating_sub(ran)))
             }
             _ => None,
         };
         Ok(Running {
             pid,
-            start_time: spawn::start_time(pid),
+            start_time: Some(start_time),
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             exit,
-            out: Stream::reopen(pid, 1, out_log).with_date_format(def.log_date_format.clone()),
-            err: Stream::reopen(pid, 2, err_log).with_date_format(def.log_date_format.clone()),
+            out: self.dress(Stream::reopen(pid, 1, out_log), false),
+            err: self.dress(Stream::reopen(pid, 2, err_log), true),
             stopping: None,
             exited: None,
             health,

@@ -252,6 +252,14 @@ struct HealthRun {
     attempt: Option<ProbeAttempt>,
 }
 
+impl HealthRun {
+    /// A probe due at once, turning `unhealthy` after `timeout`.
+    fn new(probe: Rc<Probe>, env: Rc<BTreeMap<String, String>>, timeout: Duration) -> HealthRun {
+        let now = tokio::time::Instant::now();
+        HealthRun { probe, env, next: now, unhealthy_at: now + timeout, attempt: None }
+    }
+}
+
 struct Stopping {
     deadline: tokio::time::Instant,
     killed: bool,
@@ -582,30 +590,15 @@ impl Supervisor {
 
     fn try_spawn(&self, env: Rc<BTreeMap<String, String>>) -> Result<Running, String> {
         let def = &self.inst.def;
-        let probe = match &def.health_check {
-            Some(text) => {
-                let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
-                Some(Rc::new(Probe::parse(&expanded).map_err(|e| format!("health_check: {e}"))?))
-            }
-            None => None,
-        };
-        let paths = &self.ctx.paths;
+        let probe = self.probe(&env)?;
         let argv = spawn::argv(&def.command);
-        let open_log = |p: PathBuf| {
-            LogFile::open(&p, def.rotation()).map_err(|e| format!("cannot open {}: {e}", p.display()))
-        };
-        let out_log = open_log(paths.out_log(&self.inst.name))?;
-        let err_log = open_log(paths.err_log(&self.inst.name))?;
+        let (out_log, err_log) = self.open_logs()?;
         let launch = Launch { argv: &argv, cwd: &def.cwd, env: &env };
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {
-            let out = Stream::new(spawned.out, out_log)?
-                .with_date_format(def.log_date_format.clone())
-                .with_tee(self.ctx.tee(&self.inst.name, false));
-            let err = Stream::new(spawned.err, err_log)?
-                .with_date_format(def.log_date_format.clone())
-                .with_tee(self.ctx.tee(&self.inst.name, true));
+            let out = self.dress(Stream::new(spawned.out, out_log)?, false);
+            let err = self.dress(Stream::new(spawned.err, err_log)?, true);
             Ok((exit, out, err))
         });
         let (exit, out, err) = match watch_and_streams {
@@ -616,14 +609,7 @@ impl Supervisor {
                 return Err(format!("cannot watch process {pid}: {e}"));
             }
         };
-        let now = tokio::time::Instant::now();
-        let health = probe.map(|probe| HealthRun {
-            probe,
-            env: env.clone(),
-            next: now,
-            unhealthy_at: now + Duration::from_millis(def.health_timeout_ms),
-            attempt: None,
-        });
+        let health = probe.map(|probe| HealthRun::new(probe, env.clone(), self.health_timeout()));
         Ok(Running {
             pid,
             start_time: spawned.start_time,
@@ -637,6 +623,34 @@ impl Supervisor {
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
         })
+    }
+
+    /// The instance's readiness probe, with its `${VAR}`s taken from `env`.
+    fn probe(&self, env: &BTreeMap<String, String>) -> Result<Option<Rc<Probe>>, String> {
+        let Some(text) = &self.inst.def.health_check else { return Ok(None) };
+        let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
+        Probe::parse(&expanded).map(|p| Some(Rc::new(p))).map_err(|e| format!("health_check: {e}"))
+    }
+
+    fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.inst.def.health_timeout_ms)
+    }
+
+    /// Opens (creating if needed) the instance's stdout and stderr logs.
+    fn open_logs(&self) -> Result<(LogFile, LogFile), String> {
+        let paths = &self.ctx.paths;
+        let open = |p: PathBuf| {
+            LogFile::open(&p, self.inst.def.rotation())
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))
+        };
+        Ok((open(paths.out_log(&self.inst.name))?, open(paths.err_log(&self.inst.name))?))
+    }
+
+    /// Gives an output stream the instance's timestamp format and, in the foreground, the printer.
+    fn dress(&self, stream: Stream, is_err: bool) -> Stream {
+        stream
+            .with_date_format(self.inst.def.log_date_format.clone())
+            .with_tee(self.ctx.tee(&self.inst.name, is_err))
     }
 
     fn next_cron(&self) -> Option<tokio::time::Instant> {
