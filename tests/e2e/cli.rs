@@ -128,3 +128,31 @@ fn info_prints_a_readable_summary() {
         assert!(out.contains(want), "`pm3 info api` shows {want}:\n{out}");
     }
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_command_definitions() {
+    let pm3 = Pm3::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout(&pm3.ok(&["completions", shell]));
+        for sub in ["start", "reload", "resurrect", "tui"] {
+            assert!(script.contains(sub), "{shell} completions lack `{sub}`");
+        }
+    }
+    let out = pm3.run(&["completions", "powershell-ish"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    let man = stdout(&pm3.ok(&["man"]));
+    assert!(man.starts_with(".ie") || man.contains(".TH pm3"), "roff output: {}", &man[..man.len().min(200)]);
+    assert!(man.contains("scale"), "the man page lists the subcommands");
+    // None of these needs a daemon.
+    assert!(!pm3.home.join("pm3.sock").exists(), "no daemon was started");
+}
+
+#[test]
+fn list_json_works_with_the_flag_before_or_after() {
+    let pm3 = Pm3::with_config("[api]\ncommand = \"sleep 1000\"\n");
+    pm3.ok(&["start"]);
+    for args in [["list", "--json"], ["--json", "list"], ["ls", "--json"], ["--json", "view"]] {
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&pm3.ok(&args))).expect("json array");
+        assert_eq!(names(rows.as_array().expect("array")), ["api"], "{args:?}");
+    }
+}
