@@ -260,25 +260,12 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
 pub(super) async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
     let rxs = {
         let table = d.table.borrow();
-        let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
         // Dependencies of what is started, transitively, start too (spec §5).
-        let mut stack: Vec<String> =
-            names.iter().filter_map(|n| table.entries.get(n)).map(|e| e.inst.def.name.clone()).collect();
-        let mut seen = BTreeSet::new();
-        while let Some(p) = stack.pop() {
-            if !seen.insert(p.clone()) {
-                continue;
-            }
-            let Some(def) = table.def_of(&p) else {
-                continue;
-            };
-            for dep in &def.depends_on {
-                for e in table.instances_of(dep) {
-                    wanted.insert(e.inst.name.clone());
-                }
-                stack.push(dep.clone());
-            }
-        }
+        let wanted = table.closure(names, |p| {
+            table.def_of(p).map_or_else(Vec::new, |def| {
+                def.depends_on.iter().flat_map(|dep| table.instances_of(dep)).collect()
+            })
+        });
         let ordered = in_dependency_order(&table, &wanted);
         dispatch(&table, &ordered, |e, reply| {
             let deps = table.dep_watches(&e.inst.def.depends_on);
@@ -325,23 +312,18 @@ async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
 async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
     let layers = {
         let table = d.table.borrow();
-        let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
-        // Add running dependents of the processes being stopped, transitively.
-        let mut stopped: Vec<String> =
-            names.iter().filter_map(|n| table.entries.get(n)).map(|e| e.inst.def.name.clone()).collect();
-        let mut seen = BTreeSet::new();
-        while let Some(p) = stopped.pop() {
-            if !seen.insert(p.clone()) {
-                continue;
-            }
-            for e in table.entries.values() {
-                let status = e.handle.snapshot.borrow().status;
-                if e.inst.def.depends_on.contains(&p) && (status.is_running() || status == Status::Waiting) {
-                    wanted.insert(e.inst.name.clone());
-                    stopped.push(e.inst.def.name.clone());
-                }
-            }
-        }
+        // Running (or waiting) dependents of what is stopped, transitively, stop first.
+        let wanted = table.closure(names, |p| {
+            table
+                .entries
+                .values()
+                .filter(|e| e.inst.def.depends_on.iter().any(|d| d == p))
+                .filter(|e| {
+                    let status = e.handle.snapshot.borrow().status;
+                    status.is_running() || status == Status::Waiting
+                })
+                .collect()
+        });
         let procs: BTreeMap<String, Vec<String>> = wanted
             .iter()
             .filter_map(|n| table.entries.get(n))

@@ -59,6 +59,29 @@ impl Table {
         resolve(&items, targets)
     }
 
+    /// `names` plus every instance reached by following `step` (from a process name to the
+    /// instances it leads to) from their processes, transitively.
+    pub fn closure<'a>(
+        &'a self,
+        names: &[String],
+        step: impl Fn(&str) -> Vec<&'a Entry>,
+    ) -> BTreeSet<String> {
+        let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
+        let mut stack: Vec<String> =
+            names.iter().filter_map(|n| self.entries.get(n)).map(|e| e.inst.def.name.clone()).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            for e in step(&p) {
+                wanted.insert(e.inst.name.clone());
+                stack.push(e.inst.def.name.clone());
+            }
+        }
+        wanted
+    }
+
     /// Snapshots receivers of every instance of each process in `deps`.
     pub fn dep_watches(&self, deps: &[String]) -> Vec<watch::Receiver<Snapshot>> {
         deps.iter().flat_map(|d| self.instances_of(d)).map(|e| e.handle.snapshot.clone()).collect()
