@@ -24,3 +24,48 @@ build_pm3() {
   esac
   mkdir -p "$ROOT/target/bench"
 }
+
+# Creates the run's temp dir (WORK, PM3_HOME, PIDS, RESULTS, M) and installs the cleanup trap:
+# on exit, error or signal it stops a running helper, runs `pm3 kill` for that home, kills what
+# was recorded in PIDS that is still the same process (pid + start time), removes the temp dir.
+bench_workdir() {
+  WORK=$(mktemp -d -p "${PM3_BENCH_TMPDIR:-/tmp}" "pm3-bench-$1.XXXXXX")
+  export PM3_HOME=$WORK/home
+  PIDS=$WORK/pids            # "pid starttime" of everything started, for cleanup
+  RESULTS=$WORK/results.json
+  M=(python3 "$BENCH/measure.py")
+  HELPER=
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# The long helpers run in the background and are waited for, so that a SIGTERM or SIGINT to
+# the script is handled at once (bash defers traps while a foreground command runs).
+run_helper() {
+  "$@" &
+  HELPER=$!
+  local rc=0
+  wait "$HELPER" || rc=$?
+  HELPER=
+  return "$rc"
+}
+
+bench_cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if [[ -n ${HELPER:-} ]] && kill -0 "$HELPER" 2>/dev/null; then
+    kill -TERM "$HELPER" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$HELPER" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$HELPER" 2>/dev/null
+    wait "$HELPER" 2>/dev/null
+  fi
+  if [[ -e $PM3_HOME/pm3.sock || -e $PM3_HOME/pm3.pid ]]; then
+    timeout 20 "$PM3" kill >/dev/null 2>&1 || log "pm3 kill failed; killing recorded pids"
+  fi
+  "${M[@]}" cleanup --pids-file "$PIDS"
+  rm -rf "$WORK"
+  exit "$rc"
+}
+
+starttime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $20}'; }

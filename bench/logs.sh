@@ -27,47 +27,8 @@ build_pm3
 WRITER=$ROOT/target/bench/log_writer
 rustc -O -o "$WRITER" "$BENCH/log_writer.rs"
 
-WORK=$(mktemp -d -p "${PM3_BENCH_TMPDIR:-/tmp}" pm3-bench-logs.XXXXXX)
-export PM3_HOME=$WORK/home
-PIDS=$WORK/pids            # "pid starttime" of everything started, for cleanup
-RESULTS=$WORK/results.json
-M=(python3 "$BENCH/measure.py")
+bench_workdir logs
 L=(python3 "$BENCH/measure_logs.py")
-
-# The long helpers run in the background and are waited for, so that a SIGTERM or SIGINT to
-# this script is handled at once (bash defers traps while a foreground command runs); cleanup
-# then stops the helper (only that pid) before anything else.
-HELPER=
-run_helper() {
-    "$@" &
-    HELPER=$!
-    local rc=0
-    wait "$HELPER" || rc=$?
-    HELPER=
-    return "$rc"
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [[ -n $HELPER ]] && kill -0 "$HELPER" 2>/dev/null; then
-        kill -TERM "$HELPER" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$HELPER" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$HELPER" 2>/dev/null
-        wait "$HELPER" 2>/dev/null
-    fi
-    if [[ -e $PM3_HOME/pm3.sock || -e $PM3_HOME/pm3.pid ]]; then
-        timeout 20 "$PM3" kill >/dev/null 2>&1 || log "pm3 kill failed; killing recorded pids"
-    fi
-    "${M[@]}" cleanup --pids-file "$PIDS"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-starttime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $20}'; }
 
 # Each run writes LINES * 100 bytes (plus stamps) into the temp dir, one run at a time.
 need_kib=$(( LINES / 1024 * 100 * 3 / 2 + 1024 ))

@@ -35,28 +35,8 @@ if ! command -v hyperfine >/dev/null 2>&1; then
     fi
 fi
 
-WORK=$(mktemp -d -p "${PM3_BENCH_TMPDIR:-/tmp}" pm3-bench.XXXXXX)
-export PM3_HOME=$WORK/home
-PIDS=$WORK/pids            # "pid starttime" of everything started, for cleanup
-RESULTS=$WORK/results.json
+bench_workdir main
 CONFIG=$WORK/pm3.toml
-M=(python3 "$BENCH/measure.py")
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [[ -e $PM3_HOME/pm3.sock || -e $PM3_HOME/pm3.pid ]]; then
-        timeout 20 "$PM3" kill >/dev/null 2>&1 || log "pm3 kill failed; killing recorded pids"
-    fi
-    "${M[@]}" cleanup --pids-file "$PIDS"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-starttime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $20}'; }
 
 cat >"$CONFIG" <<EOF
 [sleeper]
