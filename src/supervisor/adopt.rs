@@ -7,9 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{
-    Ctx, ExitCause, Handle, HealthRun, Instance, LastExit, Phase, Running, Snapshot, Supervisor, triggers,
-};
+use super::lifecycle::{Event, State};
+use super::{Ctx, Handle, HealthRun, Instance, Run, Snapshot, Supervisor, triggers};
 use crate::logs::capture::Stream;
 use crate::process::exit::{ExitStatus, ExitWatch};
 use crate::protocol::Status;
@@ -30,49 +29,57 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
     let (tx, rx) = mpsc::unbounded_channel();
     let mut snap = Snapshot::new();
     snap.restarts = restarts;
-    let mut sup = Supervisor {
-        inst: instance,
-        ctx,
-        rx,
-        snap: watch::channel(Snapshot::new()).0,
-        phase: Phase::Idle,
-        short_runs: 0,
-        stop_waiters: Vec::new(),
-        after_stop: None,
-    };
-    let mut gone = None;
+    let mut sup = Supervisor::new(instance, ctx, rx, watch::channel(Snapshot::new()).0, State::Stopped);
+    let mut first = None;
     match prior {
         Prior::Idle { status, error } => {
             snap.status = status;
             snap.error = error;
+            sup.machine = super::Machine::new(if status == Status::Errored { State::Errored } else { State::Stopped });
         }
         Prior::Alive { pid, start_time, started_at, status } => {
             match sup.take_over(pid, start_time, started_at, status) {
-                Ok(running) => {
+                Ok(run) => {
                     snap.status = status;
                     snap.pid = Some(pid);
                     snap.start_time = Some(start_time);
                     snap.started_at = Some(started_at);
-                    sup.phase = Phase::Running(Box::new(running));
+                    sup.run = Some(Box::new(run));
+                    sup.machine = super::Machine::new(running_state(status));
                     tracing::info!(name = %sup.inst.name, pid, "adopted");
                 }
                 Err(e) => {
                     tracing::warn!(name = %sup.inst.name, pid, "cannot adopt: {e}");
-                    gone = Some(Some(started_at));
+                    first = Some(lost(&mut sup, &mut snap, Some(started_at)));
                 }
             }
         }
-        Prior::Gone { started_at } => gone = Some(started_at),
+        Prior::Gone { started_at } => first = Some(lost(&mut sup, &mut snap, started_at)),
     }
     let (snap_tx, snap_rx) = watch::channel(snap);
     sup.snap = snap_tx;
-    tokio::task::spawn_local(async move {
-        if let Some(started_at) = gone {
-            sup.on_lost(started_at).await;
-        }
-        sup.run().await;
-    });
+    tokio::task::spawn_local(sup.run(first));
     Handle { tx, snapshot: snap_rx }
+}
+
+/// The lifecycle state of a process adopted with this status.
+fn running_state(status: Status) -> State {
+    match status {
+        Status::Starting => State::Starting,
+        Status::Unhealthy => State::Unhealthy,
+        _ => State::Online,
+    }
+}
+
+/// A process that was running under the previous daemon ended while none watched it: its exit
+/// status is unknown, so the restart policy treats it as a failure. The lifecycle starts as
+/// running and is told of the exit first.
+fn lost(sup: &mut Supervisor, snap: &mut Snapshot, started_at: Option<SystemTime>) -> Event {
+    tracing::info!(name = %sup.inst.name, "ended while no daemon ran");
+    let ran_for = started_at.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+    sup.machine = super::Machine::new(State::Online);
+    snap.status = Status::Online;
+    Event::Exited { status: ExitStatus::Unknown, ran_for, group_alive: false }
 }
 
 impl Supervisor {
@@ -84,7 +91,7 @@ impl Supervisor {
         start_time: u64,
         started_at: SystemTime,
         status: Status,
-    ) -> Result<Running, String> {
+    ) -> Result<Run, String> {
         let exit = ExitWatch::new(pid).map_err(|e| e.to_string())?;
         let (out_log, err_log) = self.open_logs()?;
         let ran = SystemTime::now().duration_since(started_at).unwrap_or_default();
@@ -100,35 +107,17 @@ impl Supervisor {
             }
             _ => None,
         };
-        Ok(Running {
+        Ok(Run {
             pid,
             start_time: Some(start_time),
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             exit,
             out: self.dress(Stream::reopen(pid, 1, out_log), false),
             err: self.dress(Stream::reopen(pid, 2, err_log), true),
-            stopping: None,
             exited: None,
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
         })
-    }
-
-    /// A process that was running under the previous daemon ended while none watched it: its
-    /// exit status is unknown, so the restart policy treats it as a failure.
-    async fn on_lost(&mut self, started_at: Option<SystemTime>) {
-        let ran_for = started_at.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
-        tracing::info!(name = %self.inst.name, "ended while no daemon ran");
-        self.publish(|s| {
-            s.pid = None;
-            s.last_exit = Some(LastExit {
-                status: ExitStatus::Unknown,
-                cause: ExitCause::Exited,
-                at: SystemTime::now(),
-                stderr: Vec::new(),
-            });
-        });
-        self.after_policy(ExitStatus::Unknown, ran_for).await;
     }
 }

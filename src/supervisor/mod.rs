@@ -3,19 +3,22 @@
 //! channel ([`Snapshot`]), so no lock is shared and a slow stop never blocks a `list`.
 //!
 //! # Theory of operation
-//! The task sits in one [`Phase`] at a time and waits for whichever comes first: a command, the
-//! child's exit (pidfd), output on its pipes, the kill timeout, a dependency coming online, or
-//! the end of a restart delay. Every transition publishes a new snapshot and bumps the shared
-//! status bus, which is how dependents waiting on this instance notice.
+//! The lifecycle is data: [`lifecycle::Machine`] decides every transition, without I/O. This
+//! task waits for whichever comes first (a command, the child's exit through its pidfd, output
+//! on its pipes, a timer, a hook ending, a dependency coming online, a probe), turns it into a
+//! [`lifecycle::Event`], and carries out the [`lifecycle::Effect`]s the machine returns. Every
+//! status change publishes a new snapshot and bumps the shared status bus, which is how
+//! dependents waiting on this instance notice.
 
 mod adopt;
 pub mod health;
 pub mod hooks;
+pub mod lifecycle;
 pub mod policy;
 pub mod triggers;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -36,7 +39,7 @@ use crate::protocol::{Action, Outcome, Status};
 use crate::spec::ProcessDef;
 use crate::stats::StatsCache;
 use health::Probe;
-use policy::AfterExit;
+use lifecycle::{Effect, Event, Machine, State, Waiter};
 
 pub use adopt::{Prior, adopt};
 
@@ -149,8 +152,10 @@ pub enum Cmd {
     Update { instance: Rc<Instance> },
     /// Restart because of a trigger (watch); ignored unless running.
     Trigger { cause: ExitCause },
-    /// Stop, then end the task.
+    /// Stop (with escalation and `post_stop`), then end the task; the reply comes last.
     Remove { reply: Reply },
+    /// The daemon shuts down: stop like `Stop`, and refuse every start from now on.
+    Shutdown { reply: Reply },
 }
 
 /// Daemon-wide things every supervisor needs.
@@ -188,38 +193,13 @@ impl Handle {
 pub fn spawn(instance: Rc<Instance>, ctx: Ctx) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Snapshot::new());
-    let sup = Supervisor {
-        inst: instance,
-        ctx,
-        rx,
-        snap: snap_tx,
-        phase: Phase::Idle,
-        short_runs: 0,
-        stop_waiters: Vec::new(),
-        after_stop: None,
-    };
-    tokio::task::spawn_local(sup.run());
+    let sup = Supervisor::new(instance, ctx, rx, snap_tx, State::Stopped);
+    tokio::task::spawn_local(sup.run(None));
     Handle { tx, snapshot: snap_rx }
 }
 
-/// Where the task is in the life of its instance.
-enum Phase {
-    /// Not running: `stopped` or `errored` (the snapshot says which).
-    Idle,
-    /// Waiting for dependencies to come online.
-    Waiting {
-        deps: Vec<watch::Receiver<Snapshot>>,
-        bus: watch::Receiver<u64>,
-    },
-    Running(Box<Running>),
-    /// Waiting out a restart delay.
-    Backoff {
-        until: tokio::time::Instant,
-    },
-}
-
 /// A live run of the instance.
-struct Running {
+struct Run {
     pid: u32,
     /// Kernel start time of `pid`, read once at spawn.
     start_time: Option<u64>,
@@ -227,9 +207,7 @@ struct Running {
     exit: ExitWatch,
     out: Stream,
     err: Stream,
-    stopping: Option<Stopping>,
-    /// Set once the main process has exited while other members of its group still run: the
-    /// run ends when the whole group is gone.
+    /// Set once the main process has exited (the rest of its group may still run).
     exited: Option<ExitStatus>,
     /// The readiness probe, until it first passes.
     health: Option<HealthRun>,
@@ -260,123 +238,322 @@ impl HealthRun {
     }
 }
 
-struct Stopping {
-    deadline: tokio::time::Instant,
-    killed: bool,
-    cause: ExitCause,
+/// A hook (`pre_start` or `post_stop`) that runs, and its pid so a stop can kill it.
+struct HookRun {
+    pid: Option<u32>,
+    done: Pin<Box<dyn Future<Output = Result<(), String>>>>,
 }
 
 /// How often a group whose leader has exited is checked for remaining members. Only used in
 /// that rare case; a normal exit is an event (pidfd), not a poll.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
-/// What to do once the current run has ended because it was stopped.
-enum AfterStop {
-    /// Start again; `reply` is answered once started (a trigger has no one to answer).
-    Start {
-        deps: Vec<watch::Receiver<Snapshot>>,
-        reply: Option<Reply>,
-        action: Action,
-    },
-    Remove {
-        reply: Reply,
-    },
-}
-
-enum Event {
-    Cmd(Option<Cmd>),
-    Exited(ExitStatus),
-    Output,
-    KillTimeout,
-    /// Time to check whether the rest of an exited leader's group is gone.
-    GroupCheck,
-    ProbeDue,
-    ProbeDone(Result<(), String>),
-    HealthTimeout,
-    MemoryCheck,
-    CronDue,
-    DepsChanged,
-    BackoffOver,
-}
-
+/// The task: the lifecycle [`Machine`] plus the I/O it asks for.
 struct Supervisor {
     inst: Rc<Instance>,
     ctx: Ctx,
     rx: mpsc::UnboundedReceiver<Cmd>,
+    /// False once the daemon dropped its handle: the task then stops the process and ends.
+    rx_open: bool,
     snap: watch::Sender<Snapshot>,
-    phase: Phase,
-    /// Consecutive runs shorter than `min_uptime` (the `max_restarts` budget).
-    short_runs: u32,
-    stop_waiters: Vec<Reply>,
-    after_stop: Option<AfterStop>,
+    machine: Machine,
+    run: Option<Box<Run>>,
+    hook: Option<HookRun>,
+    /// The dependencies of the last start, and the bus that says when to look at them again.
+    deps: Vec<watch::Receiver<Snapshot>>,
+    deps_bus: Option<watch::Receiver<u64>>,
+    kill_at: Option<tokio::time::Instant>,
+    backoff_until: Option<tokio::time::Instant>,
+    group_poll: bool,
+    /// The environment `pre_start` ran with, used by the spawn that follows it.
+    launch_env: Option<Rc<BTreeMap<String, String>>>,
+    /// Requests waiting for the lifecycle to answer them.
+    waiters: Vec<(Waiter, Reply)>,
+    shutting_down: bool,
+    done: bool,
 }
 
 impl Supervisor {
-    async fn run(mut self) {
-        loop {
-            let event = match &mut self.phase {
-                Phase::Idle => Event::Cmd(self.rx.recv().await),
-                Phase::Waiting { bus, .. } => tokio::select! {
-                    cmd = self.rx.recv() => Event::Cmd(cmd),
-                    _ = bus.changed() => Event::DepsChanged,
-                },
-                Phase::Backoff { until } => tokio::select! {
-                    cmd = self.rx.recv() => Event::Cmd(cmd),
-                    _ = sleep_until(*until) => Event::BackoffOver,
-                },
-                Phase::Running(r) => {
-                    let kill_at = r.stopping.as_ref().filter(|s| !s.killed).map(|s| s.deadline);
-                    let leader_gone = r.exited.is_some();
-                    let calm = r.stopping.is_none();
-                    let probe_idle = r.health.as_ref().is_some_and(|h| h.attempt.is_none());
-                    let probe_busy = r.health.as_ref().is_some_and(|h| h.attempt.is_some());
-                    let probe_next = r.health.as_ref().map(|h| h.next);
-                    let unhealthy_at = r.health.as_ref().map(|h| h.unhealthy_at);
-                    let starting = self.snap.borrow().status == Status::Starting;
-                    tokio::select! {
-                        biased;
-                        status = r.exit.exited(), if !leader_gone => Event::Exited(status),
-                        _ = r.out.pump() => Event::Output,
-                        _ = r.err.pump() => Event::Output,
-                        cmd = self.rx.recv() => Event::Cmd(cmd),
-                        _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Event::KillTimeout,
-                        _ = tokio::time::sleep(GROUP_POLL), if leader_gone => Event::GroupCheck,
-                        res = poll_attempt(&mut r.health), if probe_busy && calm => Event::ProbeDone(res),
-                        _ = sleep_until(probe_next.unwrap_or_else(far_future)), if probe_idle && calm => Event::ProbeDue,
-                        _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if starting && calm => Event::HealthTimeout,
-                        _ = sleep_until(r.memory_at.unwrap_or_else(far_future)), if r.memory_at.is_some() && calm => Event::MemoryCheck,
-                        _ = sleep_until(r.cron_at.unwrap_or_else(far_future)), if r.cron_at.is_some() && calm => Event::CronDue,
-                    }
-                }
-            };
-            match event {
-                Event::Cmd(Some(cmd)) => self.on_cmd(cmd).await,
-                // The daemon dropped its handle: the task ends, the process is left running.
-                Event::Cmd(None) => break,
-                Event::Exited(status) => self.on_exit(status).await,
-                Event::Output => {}
-                Event::KillTimeout => self.on_kill_timeout(),
-                Event::GroupCheck => self.on_group_check().await,
-                Event::ProbeDue => self.on_probe_due(),
-                Event::ProbeDone(res) => self.on_probe_done(res),
-                Event::HealthTimeout => self.publish(|s| s.status = Status::Unhealthy),
-                Event::MemoryCheck => self.on_memory_check(),
-                Event::CronDue => self.on_cron(),
-                Event::DepsChanged => self.on_deps_changed().await,
-                Event::BackoffOver => {
-                    self.phase = Phase::Idle;
-                    self.spawn_now().await;
-                }
+    fn new(
+        inst: Rc<Instance>,
+        ctx: Ctx,
+        rx: mpsc::UnboundedReceiver<Cmd>,
+        snap: watch::Sender<Snapshot>,
+        state: State,
+    ) -> Supervisor {
+        Supervisor {
+            inst,
+            ctx,
+            rx,
+            rx_open: true,
+            snap,
+            machine: Machine::new(state),
+            run: None,
+            hook: None,
+            deps: Vec::new(),
+            deps_bus: None,
+            kill_at: None,
+            backoff_until: None,
+            group_poll: false,
+            launch_env: None,
+            waiters: Vec::new(),
+            shutting_down: false,
+            done: false,
+        }
+    }
+
+    /// Feeds `first` (if any), then events as they come, until the instance is removed (or its
+    /// handle dropped and the process stopped).
+    async fn run(mut self, first: Option<Event>) {
+        if let Some(event) = first {
+            self.feed(event);
+        }
+        while !self.done {
+            if let Some(event) = self.next_event().await {
+                self.feed(event);
             }
-            if self.is_done() {
+            if !self.rx_open && matches!(self.machine.state, State::Stopped | State::Errored) {
                 break;
             }
         }
     }
 
-    /// True once a `Remove` has completed.
-    fn is_done(&self) -> bool {
-        self.rx.is_closed() && matches!(self.phase, Phase::Idle)
+    /// Runs `event` through the machine and carries out its effects; effects that answer at
+    /// once (a spawn, a look at the dependencies) feed their events in turn.
+    fn feed(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let def = self.inst.def.clone();
+            for effect in self.machine.step(&def, event) {
+                if let Some(next) = self.apply(effect) {
+                    queue.push_back(next);
+                }
+            }
+        }
+    }
+
+    /// Waits for the next thing that happens and turns it into an event (`None` when it was
+    /// handled without the lifecycle: output copied, a signal sent, a definition updated).
+    async fn next_event(&mut self) -> Option<Event> {
+        let state = self.machine.state;
+        let calm = matches!(state, State::Starting | State::Online | State::Unhealthy);
+        let waiting = state == State::Waiting;
+        let kill_at = self.kill_at;
+        let backoff_until = self.backoff_until;
+        let group_poll = self.group_poll;
+        let Supervisor { rx, rx_open, run, hook, deps_bus, .. } = self;
+        let (exit, out, err, health, memory_at, cron_at, leader_up) = match run.as_deref_mut() {
+            Some(r) => (
+                Some(&r.exit),
+                Some(&mut r.out),
+                Some(&mut r.err),
+                r.health.as_mut(),
+                r.memory_at,
+                r.cron_at,
+                r.exited.is_none(),
+            ),
+            None => (None, None, None, None, None, None, false),
+        };
+        let probe_busy = health.as_ref().is_some_and(|h| h.attempt.is_some());
+        let probe_next = health.as_ref().map(|h| h.next);
+        let unhealthy_at = health.as_ref().map(|h| h.unhealthy_at);
+        let io = tokio::select! {
+            biased;
+            status = async { match exit { Some(x) => x.exited().await, None => std::future::pending().await } }, if leader_up => Io::Exited(status),
+            _ = pump(out) => Io::Output,
+            _ = pump(err) => Io::Output,
+            cmd = rx.recv(), if *rx_open => Io::Cmd(cmd),
+            res = async { match hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if hook.is_some() => Io::HookDone(res),
+            _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Io::KillTimeout,
+            _ = tokio::time::sleep(GROUP_POLL), if group_poll => Io::GroupCheck,
+            _ = sleep_until(backoff_until.unwrap_or_else(far_future)), if backoff_until.is_some() => Io::BackoffOver,
+            changed = async { match deps_bus.as_mut() { Some(b) => b.changed().await, None => std::future::pending().await } }, if waiting && deps_bus.is_some() => Io::DepsChanged(changed.is_ok()),
+            res = poll_attempt(health), if probe_busy && calm => Io::ProbeDone(res),
+            _ = sleep_until(probe_next.unwrap_or_else(far_future)), if probe_next.is_some() && !probe_busy && calm => Io::ProbeDue,
+            _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if unhealthy_at.is_some() && state == State::Starting => Io::HealthTimeout,
+            _ = sleep_until(memory_at.unwrap_or_else(far_future)), if memory_at.is_some() && calm => Io::MemoryCheck,
+            _ = sleep_until(cron_at.unwrap_or_else(far_future)), if cron_at.is_some() && calm => Io::CronDue,
+        };
+        match io {
+            Io::Output => None,
+            Io::Cmd(Some(cmd)) => self.on_cmd(cmd),
+            Io::Cmd(None) => {
+                // The daemon dropped its handle: nothing may be left running behind it.
+                self.rx_open = false;
+                Some(Event::Shutdown)
+            }
+            Io::Exited(status) => self.on_exit(status),
+            Io::HookDone(result) => {
+                self.hook = None;
+                Some(Event::HookDone(result))
+            }
+            Io::KillTimeout => {
+                self.kill_at = None;
+                Some(Event::KillTimeout)
+            }
+            Io::GroupCheck => {
+                let pid = self.run.as_ref().map(|r| r.pid)?;
+                (!group_alive(pid)).then_some(Event::GroupGone)
+            }
+            Io::BackoffOver => {
+                self.backoff_until = None;
+                Some(Event::BackoffOver)
+            }
+            Io::DepsChanged(true) => deps_ready(&self.deps).then_some(Event::DepsReady),
+            Io::DepsChanged(false) => {
+                self.deps_bus = None;
+                None
+            }
+            Io::ProbeDue => {
+                self.start_probe();
+                None
+            }
+            Io::ProbeDone(result) => Some(self.on_probe_done(result)),
+            Io::HealthTimeout => Some(Event::HealthTimeout),
+            Io::MemoryCheck => self.on_memory_check(),
+            Io::CronDue => {
+                let next = self.next_cron();
+                if let Some(r) = &mut self.run {
+                    r.cron_at = next;
+                }
+                Some(Event::Trigger(ExitCause::Cron))
+            }
+        }
+    }
+
+    /// A command from the daemon: queue its reply, hand the lifecycle its event.
+    fn on_cmd(&mut self, cmd: Cmd) -> Option<Event> {
+        let (waiter, reply, event) = match cmd {
+            Cmd::Start { deps, reply } => {
+                self.deps = deps;
+                (Waiter::Start, reply, Event::Start)
+            }
+            Cmd::Restart { deps, reply } => {
+                self.deps = deps;
+                (Waiter::Restart, reply, Event::Restart)
+            }
+            Cmd::Stop { reply } => (Waiter::Stop, reply, Event::Stop),
+            Cmd::Remove { reply } => (Waiter::Remove, reply, Event::Remove),
+            Cmd::Shutdown { reply } => {
+                self.shutting_down = true;
+                (Waiter::Stop, reply, Event::Shutdown)
+            }
+            Cmd::Trigger { cause } => return Some(Event::Trigger(cause)),
+            Cmd::Update { instance } => {
+                self.inst = instance;
+                return None;
+            }
+            Cmd::Signal { signal, reply } => {
+                let outcome = match &self.run {
+                    Some(r) if r.exited.is_none() => match signal::signal_pid(r.pid, signal) {
+                        Ok(()) => self.outcome(Action::Signalled, Some(signal.to_string())),
+                        Err(e) => self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}"))),
+                    },
+                    _ => self.outcome(Action::Failed, Some("not running".into())),
+                };
+                let _ = reply.send(outcome);
+                return None;
+            }
+        };
+        self.waiters.push((waiter, reply));
+        Some(event)
+    }
+
+    /// Carries out one effect; returns the event it answers with at once, if any.
+    fn apply(&mut self, effect: Effect) -> Option<Event> {
+        match effect {
+            Effect::AwaitDeps => {
+                if deps_ready(&self.deps) {
+                    self.deps_bus = None;
+                    return Some(Event::DepsReady);
+                }
+                self.deps_bus = Some(self.ctx.bus.subscribe());
+                return Some(Event::DepsPending);
+            }
+            Effect::RunPreStart => {
+                let env = Rc::new(self.inst.env());
+                self.launch_env = Some(env.clone());
+                let command = self.inst.def.pre_start.clone().unwrap_or_default();
+                self.start_hook(&command, &env);
+            }
+            Effect::RunPostStop => {
+                let env = self.inst.env();
+                let command = self.inst.def.post_stop.clone().unwrap_or_default();
+                self.start_hook(&command, &env);
+            }
+            Effect::AbortHook => {
+                if let Some(pid) = self.hook.as_ref().and_then(|h| h.pid) {
+                    let _ = signal::signal_group(pid, Signal::KILL);
+                }
+            }
+            Effect::Spawn => {
+                let env = self.launch_env.take().unwrap_or_else(|| Rc::new(self.inst.env()));
+                return Some(Event::Spawned(self.spawn_run(env)));
+            }
+            Effect::Signal => self.signal_stop(),
+            Effect::Kill => {
+                if let Some(r) = &self.run {
+                    tracing::info!(name = %self.inst.name, pid = r.pid, "kill timeout: SIGKILL");
+                    let _ = signal::signal_group(r.pid, Signal::KILL);
+                }
+                self.kill_at = None;
+            }
+            Effect::WatchGroup => self.group_poll = true,
+            Effect::RecordExit(cause) => self.record_exit(cause),
+            Effect::ArmBackoff(delay) => {
+                let until = tokio::time::Instant::now() + delay;
+                self.backoff_until = Some(until);
+                self.snap.send_modify(|s| s.restart_at = Some(until.into_std()));
+            }
+            Effect::CancelBackoff => {
+                self.backoff_until = None;
+                self.snap.send_modify(|s| s.restart_at = None);
+            }
+            Effect::Publish(status) => self.publish(|s| {
+                s.status = status;
+                if status != Status::Waiting {
+                    s.restart_at = None;
+                }
+                if !status.is_running() {
+                    s.pid = None;
+                    s.start_time = None;
+                }
+            }),
+            Effect::Fail(reason) => {
+                tracing::warn!(name = %self.inst.name, "errored: {reason}");
+                self.publish(|s| {
+                    s.status = Status::Errored;
+                    s.pid = None;
+                    s.start_time = None;
+                    s.error = Some(reason);
+                    s.restart_at = None;
+                });
+            }
+            Effect::CountRestart => self.snap.send_modify(|s| s.restarts = s.restarts.saturating_add(1)),
+            Effect::Reply(waiter, action) => {
+                let detail = if action == Action::Failed { self.snap.borrow().error.clone() } else { None };
+                self.answer(waiter, action, detail);
+            }
+            Effect::Refuse(waiter) => {
+                let why = if self.shutting_down { "daemon is shutting down" } else { "removed" };
+                self.answer(waiter, Action::Failed, Some(why.into()));
+            }
+            Effect::Finish => self.done = true,
+        }
+        None
+    }
+
+    /// Answers every waiting request of one kind.
+    fn answer(&mut self, waiter: Waiter, action: Action, detail: Option<String>) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].0 == waiter {
+                let (_, reply) = self.waiters.swap_remove(i);
+                let _ = reply.send(self.outcome(action, detail.clone()));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn outcome(&self, action: Action, detail: Option<String>) -> Outcome {
@@ -384,211 +561,84 @@ impl Supervisor {
         Outcome { name: self.inst.name.clone(), action, status: snap.status, pid: snap.pid, detail }
     }
 
+    /// Changes the snapshot and tells everyone waiting on a status change (dependents, state).
     fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
         self.snap.send_modify(f);
         self.ctx.bus.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    async fn on_cmd(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Start { deps, reply } => match &self.phase {
-                Phase::Idle | Phase::Backoff { .. } => {
-                    self.short_runs = 0;
-                    self.begin_start(deps, Some(reply), Action::Started).await;
-                }
-                Phase::Waiting { .. } => {
-                    // New dependency list: they may all be online already.
-                    self.phase = Phase::Idle;
-                    self.begin_start(deps, Some(reply), Action::Started).await;
-                }
-                Phase::Running(r) if r.stopping.is_some() => {
-                    self.after_stop =
-                        Some(AfterStop::Start { deps, reply: Some(reply), action: Action::Started });
-                }
-                Phase::Running(_) => {
-                    let _ = reply.send(self.outcome(Action::AlreadyRunning, None));
-                }
-            },
-            Cmd::Restart { deps, reply } => {
-                self.short_runs = 0;
-                match &self.phase {
-                    Phase::Running(_) => {
-                        self.after_stop =
-                            Some(AfterStop::Start { deps, reply: Some(reply), action: Action::Restarted });
-                        self.begin_stop(ExitCause::Stopped);
-                    }
-                    Phase::Idle | Phase::Waiting { .. } | Phase::Backoff { .. } => {
-                        self.phase = Phase::Idle;
-                        self.publish(|s| s.restarts += 1);
-                        self.begin_start(deps, Some(reply), Action::Restarted).await;
-                    }
-                }
-            }
-            Cmd::Trigger { cause } => self.restart_for(cause),
-            Cmd::Stop { reply } => match &self.phase {
-                Phase::Idle => {
-                    let _ = reply.send(self.outcome(Action::AlreadyStopped, None));
-                }
-                Phase::Waiting { .. } | Phase::Backoff { .. } => {
-                    self.phase = Phase::Idle;
-                    self.publish(|s| {
-                        s.status = Status::Stopped;
-                        s.restart_at = None;
-                    });
-                    let _ = reply.send(self.outcome(Action::Stopped, None));
-                }
-                Phase::Running(_) => {
-                    // A pending start after this stop is cancelled by the stop.
-                    if let Some(AfterStop::Start { reply: Some(r), .. }) = self.after_stop.take() {
-                        let _ = r.send(self.outcome(Action::Stopped, None));
-                    }
-                    self.stop_waiters.push(reply);
-                    self.begin_stop(ExitCause::Stopped);
-                    // A stop overrides a trigger's cause: the user asked for it.
-                    if let Phase::Running(r) = &mut self.phase
-                        && let Some(s) = &mut r.stopping
-                    {
-                        s.cause = ExitCause::Stopped;
-                    }
-                }
-            },
-            Cmd::Signal { signal, reply } => {
-                let outcome = match &self.phase {
-                    Phase::Running(r) => match signal::signal_pid(r.pid, signal) {
-                        Ok(()) => self.outcome(Action::Signalled, Some(signal.to_string())),
-                        Err(e) => self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}"))),
-                    },
-                    _ => self.outcome(Action::Failed, Some("not running".into())),
-                };
-                let _ = reply.send(outcome);
-            }
-            Cmd::Update { instance } => self.inst = instance,
-            Cmd::Remove { reply } => {
-                self.rx.close();
-                match &self.phase {
-                    Phase::Running(_) => {
-                        self.after_stop = Some(AfterStop::Remove { reply });
-                        self.begin_stop(ExitCause::Stopped);
-                    }
-                    _ => {
-                        self.phase = Phase::Idle;
-                        self.publish(|s| s.status = Status::Stopped);
-                        let _ = reply.send(self.outcome(Action::Removed, None));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Restarts a running instance because of a trigger (memory, cron, watch).
-    fn restart_for(&mut self, cause: ExitCause) {
-        let Phase::Running(r) = &self.phase else { return };
-        if r.stopping.is_some() {
-            return;
-        }
-        tracing::info!(name = %self.inst.name, reason = cause.as_str(), "restarting");
-        self.after_stop = Some(AfterStop::Start { deps: Vec::new(), reply: None, action: Action::Restarted });
-        self.begin_stop(cause);
-    }
-
-    /// Starts now if every dependency is online, else waits for them.
-    async fn begin_start(
-        &mut self,
-        deps: Vec<watch::Receiver<Snapshot>>,
-        reply: Option<Reply>,
-        action: Action,
-    ) {
-        if deps_online(&deps) {
-            self.spawn_now().await;
-            let failed = self.snap.borrow().status == Status::Errored;
-            let detail = self.snap.borrow().error.clone();
-            if let Some(reply) = reply {
-                let _ = reply.send(self.outcome(if failed { Action::Failed } else { action }, detail));
-            }
-        } else {
-            self.phase = Phase::Waiting { deps, bus: self.ctx.bus.subscribe() };
-            self.publish(|s| {
-                s.status = Status::Waiting;
-                s.pid = None;
-                s.restart_at = None;
-            });
-            if let Some(reply) = reply {
-                let _ = reply.send(self.outcome(Action::Waiting, None));
-            }
-        }
-    }
-
-    async fn on_deps_changed(&mut self) {
-        if let Phase::Waiting { deps, .. } = &self.phase
-            && deps_online(deps)
-        {
-            self.phase = Phase::Idle;
-            self.spawn_now().await;
-        }
-    }
-
-    /// Runs `pre_start`, then spawns a new run; on failure the instance is `errored` with the
-    /// reason.
-    async fn spawn_now(&mut self) {
-        let env = Rc::new(self.inst.env());
-        let result = match self.pre_start(&env).await {
-            Ok(()) => self.try_spawn(env),
-            Err(e) => Err(format!("pre_start failed: {e}")),
-        };
-        match result {
-            Ok(running) => {
-                let pid = running.pid;
-                let start_time = running.start_time;
-                let status = if running.health.is_some() { Status::Starting } else { Status::Online };
-                self.phase = Phase::Running(Box::new(running));
-                self.publish(|s| {
-                    s.status = status;
-                    s.pid = Some(pid);
-                    s.start_time = start_time;
-                    s.started_at = Some(SystemTime::now());
-                    s.error = None;
-                    s.restart_at = None;
-                    s.health_error = None;
-                });
-                tracing::info!(name = %self.inst.name, pid, "started");
-            }
-            Err(e) => {
-                tracing::warn!(name = %self.inst.name, "cannot start: {e}");
-                self.phase = Phase::Idle;
-                self.publish(|s| {
-                    s.status = Status::Errored;
-                    s.pid = None;
-                    s.error = Some(e);
-                    s.restart_at = None;
-                });
-            }
-        }
-    }
-
-    async fn pre_start(&self, env: &BTreeMap<String, String>) -> Result<(), String> {
-        let Some(cmd) = &self.inst.def.pre_start else { return Ok(()) };
+    fn start_hook(&mut self, command: &str, env: &BTreeMap<String, String>) {
         let paths = &self.ctx.paths;
-        hooks::run(
-            cmd,
-            &self.inst.def.cwd,
-            env,
-            &paths.out_log(&self.inst.name),
-            &paths.err_log(&self.inst.name),
-        )
-        .await
-    }
-
-    async fn post_stop(&self) {
-        let Some(cmd) = &self.inst.def.post_stop else { return };
-        let paths = &self.ctx.paths;
-        let env = self.inst.env();
         let (out, err) = (paths.out_log(&self.inst.name), paths.err_log(&self.inst.name));
-        if let Err(e) = hooks::run(cmd, &self.inst.def.cwd, &env, &out, &err).await {
-            tracing::warn!(name = %self.inst.name, "post_stop failed: {e}");
-        }
+        self.hook = Some(match hooks::start(command, &self.inst.def.cwd, env, &out, &err) {
+            Ok(hook) => HookRun { pid: Some(hook.pid), done: Box::pin(hook.wait()) },
+            Err(e) => HookRun { pid: None, done: Box::pin(std::future::ready(Err(e))) },
+        });
     }
 
-    fn try_spawn(&self, env: Rc<BTreeMap<String, String>>) -> Result<Running, String> {
+    /// Spawns a new run and records its pid.
+    fn spawn_run(&mut self, env: Rc<BTreeMap<String, String>>) -> Result<(), String> {
+        let run = self.try_spawn(env).inspect_err(|e| tracing::warn!(name = %self.inst.name, "cannot start: {e}"))?;
+        let (pid, start_time) = (run.pid, run.start_time);
+        self.run = Some(Box::new(run));
+        self.snap.send_modify(|s| {
+            s.pid = Some(pid);
+            s.start_time = start_time;
+            s.started_at = Some(SystemTime::now());
+            s.error = None;
+            s.health_error = None;
+        });
+        tracing::info!(name = %self.inst.name, pid, "started");
+        Ok(())
+    }
+
+    /// `kill_signal` (and SIGCONT, so a stopped group can act on it) to the process group, and
+    /// the kill timer.
+    fn signal_stop(&mut self) {
+        let Some(r) = &self.run else { return };
+        let sig = self.inst.def.kill_signal;
+        if let Err(e) = signal::signal_group(r.pid, sig) {
+            tracing::warn!(name = %self.inst.name, "cannot send {sig}: {e}");
+        }
+        let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
+        self.kill_at = Some(tokio::time::Instant::now() + self.inst.def.kill_timeout());
+    }
+
+    /// The main process exited: copy what it wrote, then tell the lifecycle whether the rest of
+    /// its group still runs.
+    fn on_exit(&mut self, status: ExitStatus) -> Option<Event> {
+        let r = self.run.as_mut()?;
+        r.out.drain();
+        r.err.drain();
+        r.exited = Some(status);
+        Some(Event::Exited { status, ran_for: r.started.elapsed(), group_alive: group_alive(r.pid) })
+    }
+
+    /// The whole group is gone: the run's output is copied to the end, its exit recorded.
+    fn record_exit(&mut self, cause: ExitCause) {
+        self.kill_at = None;
+        self.group_poll = false;
+        let status = match self.run.take() {
+            Some(mut r) => {
+                r.out.drain();
+                r.err.drain();
+                let status = r.exited.unwrap_or(ExitStatus::Unknown);
+                tracing::info!(name = %self.inst.name, pid = r.pid, ?status, cause = cause.as_str(), "exited");
+                linger(r.out, r.err);
+                status
+            }
+            None => ExitStatus::Unknown,
+        };
+        let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
+        self.snap.send_modify(|s| {
+            s.pid = None;
+            s.start_time = None;
+            s.health_error = None;
+            s.last_exit = Some(LastExit { status, cause, at: SystemTime::now(), stderr });
+        });
+    }
+
+    fn try_spawn(&self, env: Rc<BTreeMap<String, String>>) -> Result<Run, String> {
         let def = &self.inst.def;
         let probe = self.probe(&env)?;
         let argv = spawn::argv(&def.command);
@@ -610,14 +660,13 @@ impl Supervisor {
             }
         };
         let health = probe.map(|probe| HealthRun::new(probe, env.clone(), self.health_timeout()));
-        Ok(Running {
+        Ok(Run {
             pid,
             start_time: spawned.start_time,
             started: Instant::now(),
             exit,
             out,
             err,
-            stopping: None,
             exited: None,
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
@@ -659,9 +708,8 @@ impl Supervisor {
         triggers::until_next(&cron).map(|d| tokio::time::Instant::now() + d)
     }
 
-    fn on_probe_due(&mut self) {
-        let Phase::Running(r) = &mut self.phase else { return };
-        let Some(h) = &mut r.health else { return };
+    fn start_probe(&mut self) {
+        let Some(h) = self.run.as_mut().and_then(|r| r.health.as_mut()) else { return };
         let probe = h.probe.clone();
         let env = h.env.clone();
         let cwd = self.inst.def.cwd.clone();
@@ -671,189 +719,71 @@ impl Supervisor {
         h.attempt = Some(Box::pin(async move { probe.check(&cwd, &env, timeout).await }));
     }
 
-    fn on_probe_done(&mut self, res: Result<(), String>) {
-        let Phase::Running(r) = &mut self.phase else { return };
+    fn on_probe_done(&mut self, res: Result<(), String>) -> Event {
+        let interval = Duration::from_millis(self.inst.def.health_interval_ms);
+        let Some(r) = self.run.as_mut() else { return Event::ProbeFailed };
         match res {
             Ok(()) => {
                 r.health = None;
                 tracing::info!(name = %self.inst.name, "health check passed");
-                self.publish(|s| {
-                    s.status = Status::Online;
-                    s.health_error = None;
-                });
+                self.snap.send_modify(|s| s.health_error = None);
+                Event::ProbePassed
             }
             Err(e) => {
                 if let Some(h) = &mut r.health {
                     h.attempt = None;
-                    h.next =
-                        tokio::time::Instant::now() + Duration::from_millis(self.inst.def.health_interval_ms);
+                    h.next = tokio::time::Instant::now() + interval;
                 }
                 self.publish(|s| s.health_error = Some(e));
+                Event::ProbeFailed
             }
         }
     }
 
-    fn on_memory_check(&mut self) {
-        let Phase::Running(r) = &mut self.phase else { return };
-        let Some(limit) = self.inst.def.max_memory else { return };
+    fn on_memory_check(&mut self) -> Option<Event> {
+        let limit = self.inst.def.max_memory?;
+        let r = self.run.as_mut()?;
         r.memory_at = Some(triggers::next_memory_check());
-        let pid = r.pid;
-        let uptime = r.started.elapsed();
-        let rss = self.ctx.stats.borrow_mut().get(pid, uptime).map(|(_, rss)| rss);
-        if let Some(rss) = rss
-            && rss > limit
-        {
-            tracing::warn!(name = %self.inst.name, rss, limit, "memory limit exceeded");
-            self.restart_for(ExitCause::Memory);
+        let (pid, uptime) = (r.pid, r.started.elapsed());
+        let rss = self.ctx.stats.borrow_mut().get(pid, uptime).map(|(_, rss)| rss)?;
+        if rss <= limit {
+            return None;
         }
+        tracing::warn!(name = %self.inst.name, rss, limit, "memory limit exceeded");
+        Some(Event::Trigger(ExitCause::Memory))
     }
+}
 
-    fn on_cron(&mut self) {
-        let next = self.next_cron();
-        if let Phase::Running(r) = &mut self.phase {
-            r.cron_at = next;
-        }
-        self.restart_for(ExitCause::Cron);
-    }
+/// What woke the task.
+enum Io {
+    Cmd(Option<Cmd>),
+    Exited(ExitStatus),
+    Output,
+    HookDone(Result<(), String>),
+    KillTimeout,
+    /// Time to check whether the rest of an exited leader's group is gone.
+    GroupCheck,
+    BackoffOver,
+    /// The status bus moved (`false`: it closed).
+    DepsChanged(bool),
+    ProbeDue,
+    ProbeDone(Result<(), String>),
+    HealthTimeout,
+    MemoryCheck,
+    CronDue,
+}
 
-    /// Sends the stop signal to the process group and arms the kill timeout.
-    fn begin_stop(&mut self, cause: ExitCause) {
-        let Phase::Running(r) = &mut self.phase else { return };
-        if r.stopping.is_some() {
-            return;
-        }
-        let sig = self.inst.def.kill_signal;
-        if let Err(e) = signal::signal_group(r.pid, sig) {
-            tracing::warn!(name = %self.inst.name, "cannot send {sig}: {e}");
-        }
-        // SIGCONT too, so a stopped (SIGSTOP) group can act on the signal.
-        let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
-        let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-        r.stopping = Some(Stopping { deadline, killed: false, cause });
-        self.publish(|s| s.status = Status::Stopping);
-    }
-
-    fn on_kill_timeout(&mut self) {
-        if let Phase::Running(r) = &mut self.phase
-            && let Some(stopping) = &mut r.stopping
-        {
-            tracing::info!(name = %self.inst.name, pid = r.pid, "kill timeout: SIGKILL");
-            let _ = signal::signal_group(r.pid, Signal::KILL);
-            stopping.killed = true;
-        }
-    }
-
-    /// The main process exited. Its output is copied first; if other members of its group
-    /// still run they get `kill_signal` (unless a stop already sent it) and the grace period,
-    /// and the run ends only when the whole group is gone: no orphans, and `stop` returns when
-    /// everything has exited.
-    async fn on_exit(&mut self, status: ExitStatus) {
-        let Phase::Running(r) = &mut self.phase else { return };
-        // Everything the process wrote before it exited is in the pipes now: copy it before the
-        // exit is recorded.
-        r.out.drain();
-        r.err.drain();
-        if group_alive(r.pid) {
-            r.exited = Some(status);
-            if r.stopping.is_none() {
-                let _ = signal::signal_group(r.pid, self.inst.def.kill_signal);
-                let deadline = tokio::time::Instant::now() + self.inst.def.kill_timeout();
-                r.stopping = Some(Stopping { deadline, killed: false, cause: ExitCause::Exited });
-            }
-            return;
-        }
-        self.finish_run(status).await;
-    }
-
-    async fn on_group_check(&mut self) {
-        if let Phase::Running(r) = &self.phase
-            && let Some(status) = r.exited
-            && !group_alive(r.pid)
-        {
-            self.finish_run(status).await;
-        }
-    }
-
-    /// The whole group is gone: record the exit, run `post_stop`, decide what comes next.
-    async fn finish_run(&mut self, status: ExitStatus) {
-        let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return;
-        };
-        r.out.drain();
-        r.err.drain();
-        let ran_for = r.started.elapsed();
-        let cause = r.stopping.as_ref().map_or(ExitCause::Exited, |s| s.cause);
-        linger(r.out, r.err);
-        tracing::info!(name = %self.inst.name, pid = r.pid, ?status, cause = cause.as_str(), "exited");
-        let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
-        self.publish(|s| {
-            s.pid = None;
-            s.start_time = None;
-            s.health_error = None;
-            s.last_exit = Some(LastExit { status, cause, at: SystemTime::now(), stderr });
-        });
-        self.post_stop().await;
-
-        if cause != ExitCause::Exited {
-            self.publish(|s| s.status = Status::Stopped);
-            for w in self.stop_waiters.drain(..) {
-                let _ = w.send(Outcome {
-                    name: self.inst.name.clone(),
-                    action: Action::Stopped,
-                    status: Status::Stopped,
-                    pid: None,
-                    detail: None,
-                });
-            }
-            match self.after_stop.take() {
-                Some(AfterStop::Start { deps, reply, action }) => {
-                    if action == Action::Restarted {
-                        self.publish(|s| s.restarts += 1);
-                    }
-                    self.begin_start(deps, reply, action).await;
-                }
-                Some(AfterStop::Remove { reply }) => {
-                    let _ = reply.send(self.outcome(Action::Removed, None));
-                }
-                None => {}
-            }
-            return;
-        }
-
-        self.after_policy(status, ran_for).await;
-    }
-
-    /// Applies the restart policy to a run that ended by itself.
-    async fn after_policy(&mut self, status: ExitStatus, ran_for: Duration) {
-        match policy::after_exit(&self.inst.def, status, ran_for, &mut self.short_runs) {
-            AfterExit::Stay => self.publish(|s| s.status = Status::Stopped),
-            AfterExit::GiveUp => self.publish(|s| {
-                s.status = Status::Errored;
-                s.error = Some(format!(
-                    "gave up: {} runs in a row ended within min_uptime ({}ms)",
-                    self.short_runs, self.inst.def.min_uptime_ms
-                ));
-            }),
-            AfterExit::Restart { delay } => {
-                self.publish(|s| s.restarts += 1);
-                if delay.is_zero() {
-                    self.spawn_now().await;
-                } else {
-                    let until = tokio::time::Instant::now() + delay;
-                    self.phase = Phase::Backoff { until };
-                    self.publish(|s| {
-                        s.status = Status::Waiting;
-                        s.restart_at = Some(until.into_std());
-                    });
-                }
-            }
-        }
+/// Copies what is ready on a stream of the current run (never resolves without one).
+async fn pump(stream: Option<&mut Stream>) {
+    match stream {
+        Some(s) => s.pump().await,
+        None => std::future::pending().await,
     }
 }
 
 /// Drives the probe attempt in progress.
-async fn poll_attempt(health: &mut Option<HealthRun>) -> Result<(), String> {
-    match health.as_mut().and_then(|h| h.attempt.as_mut()) {
+async fn poll_attempt(health: Option<&mut HealthRun>) -> Result<(), String> {
+    match health.and_then(|h| h.attempt.as_mut()) {
         Some(fut) => fut.await,
         None => std::future::pending().await,
     }
@@ -877,9 +807,10 @@ fn group_alive(pgid: u32) -> bool {
     crate::process::stats::group_has_live_member(pgid)
 }
 
-/// True when every dependency instance is online.
-fn deps_online(deps: &[watch::Receiver<Snapshot>]) -> bool {
-    deps.iter().all(|d| d.borrow().status == Status::Online)
+/// True when every dependency instance is online; one that was removed meanwhile no longer
+/// counts.
+fn deps_ready(deps: &[watch::Receiver<Snapshot>]) -> bool {
+    deps.iter().all(|d| d.has_changed().is_err() || d.borrow().status == Status::Online)
 }
 
 /// Keeps copying output that descendants still write after the main process exited, until the
