@@ -260,6 +260,7 @@ impl Machine {
                 PreStart => match (self.then, result) {
                     (Some(Then::Remove), _) => self.finish_removed(&mut fx),
                     (Some(_), _) => self.come_to_rest(&mut fx),
+                    (None, _) if self.closed => self.come_to_rest(&mut fx),
                     (None, Ok(())) => {
                         self.state = Spawning;
                         fx.push(Effect::Spawn);
@@ -434,6 +435,9 @@ impl Machine {
 
     /// `pre_start` (when there is one), then the spawn.
     fn launch(&mut self, def: &ProcessDef, fx: &mut Vec<Effect>) {
+        if self.closed {
+            return self.come_to_rest(fx);
+        }
         self.then = None;
         if def.pre_start.is_some() {
             self.state = State::PreStart;
@@ -524,5 +528,339 @@ impl Machine {
         fx.push(Effect::Reply(Waiter::Start, Answer::Failed));
         fx.push(Effect::Reply(Waiter::Restart, Answer::Failed));
         fx.push(Effect::Reply(Waiter::Stop, Answer::Stopped));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use Effect::*;
+    use State::*;
+
+    const SHORT: Duration = Duration::from_millis(10);
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn def() -> ProcessDef {
+        ProcessDef::new("p", "x", PathBuf::from("/"))
+    }
+    /// A definition with both hooks and a health check.
+    fn full() -> ProcessDef {
+        let mut d = def();
+        d.pre_start = Some("true".into());
+        d.post_stop = Some("true".into());
+        d.health_check = Some("tcp://127.0.0.1:1".into());
+        d
+    }
+    fn at(state: State) -> Machine {
+        Machine::new(state)
+    }
+    fn exited(group_alive: bool) -> Event {
+        Event::Exited { status: ExitStatus::Code(1), ran_for: LONG, group_alive }
+    }
+    fn stopping() -> State {
+        Stopping { killed: false, leader_gone: false }
+    }
+
+    fn all_states() -> Vec<State> {
+        let mut v = vec![
+            Stopped, Errored, Waiting, PreStart, Spawning, Starting, Online, Unhealthy, PostStop, Backoff, Removed,
+        ];
+        for killed in [false, true] {
+            for leader_gone in [false, true] {
+                v.push(Stopping { killed, leader_gone });
+            }
+        }
+        v
+    }
+
+    fn all_events() -> Vec<Event> {
+        vec![
+            Event::Start,
+            Event::Restart,
+            Event::Stop,
+            Event::Remove,
+            Event::Shutdown,
+            Event::Trigger(ExitCause::Memory),
+            Event::DepsReady,
+            Event::DepsPending,
+            Event::HookDone(Ok(())),
+            Event::HookDone(Err("no".into())),
+            Event::Spawned(Ok(())),
+            Event::Spawned(Err("no".into())),
+            exited(false),
+            exited(true),
+            Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false },
+            Event::GroupGone,
+            Event::ProbePassed,
+            Event::ProbeFailed,
+            Event::HealthTimeout,
+            Event::KillTimeout,
+            Event::BackoffOver,
+        ]
+    }
+
+    fn all_thens() -> Vec<Option<Then>> {
+        vec![
+            None,
+            Some(Then::Rest),
+            Some(Then::Start),
+            Some(Then::Remove),
+            Some(Then::Policy(AfterExit::Stay)),
+            Some(Then::Policy(AfterExit::GiveUp)),
+            Some(Then::Policy(AfterExit::Restart { delay: Duration::ZERO })),
+            Some(Then::Policy(AfterExit::Restart { delay: SHORT })),
+        ]
+    }
+
+    /// Every (state, pending decision, closed, event) combination, with and without hooks and
+    /// a health check, keeps the rules that make "no orphans" hold.
+    #[test]
+    fn every_state_and_event_keeps_the_invariants() {
+        let mut rows = 0;
+        for d in [def(), full()] {
+            for state in all_states() {
+                for then in all_thens() {
+                    for closed in [false, true] {
+                        for event in all_events() {
+                            let mut m = at(state);
+                            m.then = then;
+                            m.closed = closed;
+                            let fx = m.step(&d, event.clone());
+                            let row = format!("{state:?} then={then:?} closed={closed} + {event:?} -> {:?} {fx:?}", m.state);
+                            check(state, &event, closed, &m, &fx, &row);
+                            rows += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rows > 5000, "{rows}");
+    }
+
+    fn check(from: State, event: &Event, closed: bool, m: &Machine, fx: &[Effect], row: &str) {
+        let to = m.state;
+        // A run ends only when its whole group is gone: the main process exited with nothing left
+        // in its group, or the rest of the group was seen gone.
+        let group_gone = matches!(event, Event::Exited { group_alive: false, .. } | Event::GroupGone);
+        if from.is_running() && !to.is_running() {
+            assert!(group_gone, "a run was dropped while its group may live: {row}");
+            assert!(fx.iter().any(|f| matches!(f, RecordExit(_))), "exit not recorded: {row}");
+        }
+        // Commands never skip the escalation: a running instance goes through Stopping.
+        let stops = matches!(event, Event::Stop | Event::Remove | Event::Shutdown);
+        if (stops || (*event == Event::Restart && !closed)) && from.is_running() {
+            assert!(matches!(to, Stopping { .. }), "{row}");
+        }
+        // Stopping only ever escalates.
+        if let (Stopping { killed: true, .. }, Stopping { killed, .. }) = (from, to) {
+            assert!(killed, "SIGKILL forgotten: {row}");
+        }
+        // The task ends exactly when the instance is removed, and a removal is never undone.
+        assert_eq!(fx.contains(&Finish), to == Removed && from != Removed, "{row}");
+        if from == Removed {
+            assert_eq!(to, Removed, "{row}");
+        }
+        // Nothing starts once removed or shutting down.
+        if closed || matches!(event, Event::Remove | Event::Shutdown) {
+            assert!(!fx.iter().any(|f| matches!(f, Spawn | RunPreStart | AwaitDeps | ArmBackoff(_))), "{row}");
+        }
+        // A spawn is asked for exactly when entering Spawning.
+        assert_eq!(fx.contains(&Spawn), to == Spawning && from != Spawning, "{row}");
+        // Every status published is the status of the state reached.
+        for f in fx {
+            if let Publish(s) = f
+                && f == fx.iter().rev().find(|f| matches!(f, Publish(_))).unwrap_or(f)
+                && !matches!(to, Spawning | Removed)
+            {
+                assert_eq!(*s, m.status(), "{row}");
+            }
+        }
+    }
+
+    /// Runs `events` from `state` and returns the state reached and every effect, in order.
+    fn run(d: &ProcessDef, state: State, events: &[Event]) -> (Machine, Vec<Effect>) {
+        let mut m = at(state);
+        let mut all = Vec::new();
+        for e in events {
+            all.extend(m.step(d, e.clone()));
+        }
+        (m, all)
+    }
+
+    /// The rows the lifecycle must get right, as (from, events, to, effects in order).
+    #[test]
+    fn transition_table() {
+        let d = def();
+        let f = full();
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(&str, &ProcessDef, State, Vec<Event>, State, Vec<Effect>)> = vec![
+            ("start: look at the dependencies", &d, Stopped, vec![Event::Start], Waiting, vec![AwaitDeps]),
+            ("dependencies ready: spawn", &d, Waiting, vec![Event::DepsReady], Spawning, vec![Spawn]),
+            ("dependencies pending: answer waiting", &d, Waiting, vec![Event::DepsPending], Waiting,
+                vec![Publish(Status::Waiting), Reply(Waiter::Start, Answer::Waiting), Reply(Waiter::Restart, Answer::Waiting)]),
+            ("pre_start first", &f, Waiting, vec![Event::DepsReady], PreStart, vec![Publish(Status::Starting), RunPreStart]),
+            ("pre_start fails: errored", &f, PreStart, vec![Event::HookDone(Err("x".into()))], Errored,
+                vec![Fail("pre_start failed: x".into()), Reply(Waiter::Start, Answer::Failed), Reply(Waiter::Restart, Answer::Failed), Reply(Waiter::Stop, Answer::Stopped)]),
+            ("spawned without health check: online", &d, Spawning, vec![Event::Spawned(Ok(()))], Online,
+                vec![Publish(Status::Online), Reply(Waiter::Start, Answer::Started), Reply(Waiter::Restart, Answer::Restarted)]),
+            ("spawned with health check: starting", &f, Spawning, vec![Event::Spawned(Ok(()))], Starting,
+                vec![Publish(Status::Starting), Reply(Waiter::Start, Answer::Started), Reply(Waiter::Restart, Answer::Restarted)]),
+            ("start while running", &d, Online, vec![Event::Start], Online, vec![Reply(Waiter::Start, Answer::AlreadyRunning)]),
+            ("stop while running: signal, stopping", &d, Online, vec![Event::Stop], stopping(), vec![Signal, Publish(Status::Stopping)]),
+            ("kill timeout: SIGKILL", &d, stopping(), vec![Event::KillTimeout], Stopping { killed: true, leader_gone: false }, vec![Kill]),
+            ("exit during stop, group alive: watch it", &d, stopping(), vec![exited(true)], Stopping { killed: false, leader_gone: true }, vec![WatchGroup]),
+            ("stop of a stopped process", &d, Stopped, vec![Event::Stop], Stopped, vec![Reply(Waiter::Stop, Answer::AlreadyStopped)]),
+            ("health passes", &f, Starting, vec![Event::ProbePassed], Online, vec![Publish(Status::Online)]),
+            ("health times out", &f, Starting, vec![Event::HealthTimeout], Unhealthy, vec![Publish(Status::Unhealthy)]),
+            ("a trigger restarts a running process", &d, Online, vec![Event::Trigger(ExitCause::Cron)], stopping(), vec![Signal, Publish(Status::Stopping)]),
+            ("a trigger does nothing while stopped", &d, Stopped, vec![Event::Trigger(ExitCause::Cron)], Stopped, vec![]),
+            ("crash after a long run: restart at once", &d, Online, vec![exited(false)], Spawning,
+                vec![RecordExit(ExitCause::Exited), Spawn]),
+            ("crash, rest of the group alive: stop it first", &d, Online, vec![exited(true)], Stopping { killed: false, leader_gone: true },
+                vec![Signal, Publish(Status::Stopping), WatchGroup]),
+            ("short run: back off", &d, Online, vec![Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false }], Backoff,
+                vec![RecordExit(ExitCause::Exited), ArmBackoff(Duration::from_millis(100)), Publish(Status::Waiting)]),
+            ("restart during backoff: at once", &d, Backoff, vec![Event::Restart], Waiting, vec![CancelBackoff, AwaitDeps]),
+            ("stop during backoff", &d, Backoff, vec![Event::Stop], Stopped,
+                vec![CancelBackoff, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
+            ("stop during pre_start kills the hook", &f, PreStart, vec![Event::Stop], PreStart, vec![AbortHook]),
+            ("... and the aborted hook leaves it stopped, never spawned", &f, PreStart, vec![Event::Stop, Event::HookDone(Err("killed".into()))], Stopped,
+                vec![AbortHook, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
+            ("stop during pre_start even if the hook succeeds", &f, PreStart, vec![Event::Stop, Event::HookDone(Ok(()))], Stopped,
+                vec![AbortHook, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
+        ];
+        for (what, d, from, events, to, want) in rows {
+            let (m, fx) = run(d, from, &events);
+            assert_eq!((m.state, &fx), (to, &want), "{what}: {from:?} + {events:?}");
+        }
+    }
+
+    /// The end of a removal, wherever it began: stopped with escalation, `post_stop` run, then
+    /// answered and finished.
+    fn removed_after_stop(fx: &[Effect]) {
+        let pos = |want: &Effect| fx.iter().position(|f| f == want);
+        let record = fx.iter().position(|f| matches!(f, RecordExit(_))).expect("exit recorded");
+        let post = pos(&RunPostStop).expect("post_stop ran");
+        let answered = pos(&Reply(Waiter::Remove, Answer::Removed)).expect("remove answered");
+        let finish = pos(&Finish).expect("task finished");
+        assert!(record < post && post < answered && answered < finish, "{fx:?}");
+        assert!(!fx.contains(&Spawn), "{fx:?}");
+    }
+
+    #[test]
+    fn remove_while_running_stops_escalates_runs_post_stop_then_answers() {
+        let f = full();
+        for from in [Starting, Online, Unhealthy] {
+            let (m, fx) = run(&f, from, &[Event::Remove]);
+            assert_eq!(m.state, stopping());
+            assert!(!fx.contains(&Finish) && !fx.iter().any(|f| matches!(f, Reply(Waiter::Remove, _))), "{fx:?}");
+            // A child that ignores SIGTERM: SIGKILL after kill_timeout, then it is gone.
+            let (m, fx) = run(&f, from, &[Event::Remove, Event::KillTimeout, exited(false), Event::HookDone(Ok(()))]);
+            assert_eq!(m.state, Removed);
+            assert!(fx.contains(&Kill), "{fx:?}");
+            assert!(fx.contains(&RecordExit(ExitCause::Stopped)), "{fx:?}");
+            removed_after_stop(&fx);
+        }
+    }
+
+    #[test]
+    fn remove_while_stopping_waiting_to_restart_or_in_pre_start() {
+        let f = full();
+        // Stopping for a restart: the removal wins, the restart is answered `stopped`.
+        let (m, fx) =
+            run(&f, Online, &[Event::Restart, Event::Remove, exited(false), Event::HookDone(Ok(()))]);
+        assert_eq!(m.state, Removed);
+        assert!(fx.contains(&Reply(Waiter::Restart, Answer::Stopped)), "{fx:?}");
+        removed_after_stop(&fx);
+        // Waiting out a restart delay: nothing runs, so it is forgotten at once.
+        let (m, fx) = run(&f, Backoff, &[Event::Remove]);
+        assert_eq!(m.state, Removed);
+        assert!(fx.contains(&CancelBackoff) && fx.contains(&Finish), "{fx:?}");
+        // Inside pre_start: the hook is killed, nothing is spawned, then it is forgotten.
+        let (m, fx) = run(&f, PreStart, &[Event::Remove, Event::HookDone(Ok(()))]);
+        assert_eq!(m.state, Removed);
+        assert!(fx.contains(&AbortHook) && !fx.contains(&Spawn) && fx.contains(&Finish), "{fx:?}");
+        // Waiting for dependencies.
+        let (m, fx) = run(&f, Waiting, &[Event::Remove, Event::DepsReady]);
+        assert_eq!(m.state, Removed);
+        assert!(!fx.contains(&Spawn), "{fx:?}");
+    }
+
+    #[test]
+    fn exit_during_stop_ends_the_run_once_the_group_is_gone() {
+        let d = def();
+        let (m, fx) = run(&d, Online, &[Event::Stop, exited(true)]);
+        assert_eq!(m.state, Stopping { killed: false, leader_gone: true });
+        assert!(!fx.iter().any(|f| matches!(f, RecordExit(_))), "{fx:?}");
+        let (m, fx) = run(&d, Online, &[Event::Stop, exited(true), Event::KillTimeout, Event::GroupGone]);
+        assert_eq!(m.state, Stopped);
+        assert!(fx.contains(&Kill) && fx.contains(&RecordExit(ExitCause::Stopped)), "{fx:?}");
+        // An exit during a stop is not a crash: no restart.
+        assert!(!fx.contains(&Spawn), "{fx:?}");
+    }
+
+    #[test]
+    fn shutdown_during_a_rolling_reload_stops_and_refuses_the_restart() {
+        let f = full();
+        // The reload restarted this instance; the daemon shuts down while it stops.
+        let (m, fx) = run(&f, Online, &[Event::Restart, Event::Shutdown, exited(false), Event::HookDone(Ok(()))]);
+        assert_eq!(m.state, Stopped);
+        assert!(!fx.contains(&Spawn) && !fx.contains(&AwaitDeps), "{fx:?}");
+        assert!(fx.contains(&Reply(Waiter::Restart, Answer::Stopped)), "{fx:?}");
+        // The next instance of the rollout is refused.
+        let (m, fx) = run(&f, Online, &[Event::Shutdown, Event::Restart]);
+        assert_eq!(m.state, stopping());
+        assert!(fx.contains(&Refuse(Waiter::Restart)), "{fx:?}");
+        // A crash after shutdown began is not restarted.
+        let (m, fx) = run(&def(), Online, &[Event::Shutdown, exited(false)]);
+        assert_eq!(m.state, Stopped);
+        assert!(!fx.contains(&Spawn), "{fx:?}");
+    }
+
+    #[test]
+    fn restarts_are_counted_when_they_happen() {
+        let d = def();
+        let (_, fx) = run(&d, Online, &[Event::Restart, exited(false)]);
+        assert!(!fx.contains(&CountRestart), "counted before the new run: {fx:?}");
+        let (_, fx) = run(&d, Online, &[Event::Restart, exited(false), Event::DepsReady, Event::Spawned(Ok(()))]);
+        assert_eq!(fx.iter().filter(|f| **f == CountRestart).count(), 1, "{fx:?}");
+        // Stopped during the restart delay: the restart never happened.
+        let short = Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false };
+        let (_, fx) = run(&d, Online, &[short, Event::Stop]);
+        assert!(!fx.contains(&CountRestart), "{fx:?}");
+        // A start (not a restart) is not counted.
+        let (_, fx) = run(&d, Stopped, &[Event::Start, Event::DepsReady, Event::Spawned(Ok(()))]);
+        assert!(!fx.contains(&CountRestart), "{fx:?}");
+    }
+
+    #[test]
+    fn a_stop_cancels_a_pending_restart_and_a_start_after_a_stop_waits_for_it() {
+        let d = def();
+        let (m, fx) = run(&d, Online, &[Event::Restart, Event::Stop, exited(false)]);
+        assert_eq!(m.state, Stopped);
+        assert!(fx.contains(&Reply(Waiter::Restart, Answer::Stopped)), "{fx:?}");
+        let (m, fx) = run(&d, Online, &[Event::Stop, Event::Start, exited(false)]);
+        assert_eq!(m.state, Waiting);
+        let stop_answered = fx.iter().position(|f| *f == Reply(Waiter::Stop, Answer::Stopped));
+        let deps = fx.iter().position(|f| *f == AwaitDeps);
+        assert!(stop_answered.is_some() && stop_answered < deps, "{fx:?}");
+    }
+
+    #[test]
+    fn crash_loop_gives_up_after_max_restarts() {
+        let mut d = def();
+        d.max_restarts = 2;
+        let short = Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false };
+        let mut m = at(Online);
+        for _ in 0..2 {
+            m.step(&d, short.clone());
+            assert_eq!(m.state, Backoff);
+            m.step(&d, Event::BackoffOver);
+            m.step(&d, Event::Spawned(Ok(())));
+        }
+        let fx = m.step(&d, short);
+        assert_eq!(m.state, Errored, "{fx:?}");
+        assert!(matches!(&fx[1], Fail(r) if r.contains("3 runs")), "{fx:?}");
     }
 }
