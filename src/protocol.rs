@@ -91,6 +91,24 @@ pub enum Request {
     Kill,
 }
 
+impl Request {
+    /// True for requests that change what runs; they wait for each other per config file
+    /// and are refused once the daemon shuts down.
+    pub fn is_mutation(&self) -> bool {
+        matches!(
+            self,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reload { .. }
+                | Request::Signal { .. }
+                | Request::Scale { .. }
+                | Request::Save
+                | Request::Resurrect
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
@@ -292,6 +310,8 @@ pub enum ErrorKind {
     Spawn,
     /// Something on the daemon's side failed.
     Internal,
+    /// The daemon is stopping everything and will exit; it takes no more changes.
+    ShuttingDown,
 }
 
 impl ErrorReply {

@@ -315,7 +315,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Tui => tui::run(&paths),
         Command::Kill => {
-            let Some(mut client) = Client::connect(&paths)? else {
+            let client = match Client::connect(&paths)? {
+                Some(c) => Some(c),
+                // A daemon that died (even by SIGKILL) left its state behind: a new one adopts
+                // what still runs, so that this kill stops it too.
+                None if paths.state_file().exists() || paths.pid_file().exists() => {
+                    Some(Client::connect_or_start(&paths)?)
+                }
+                None => None,
+            };
+            let Some(mut client) = client else {
                 if out.json {
                     return out.print_json(
                         &serde_json::json!({"command": "kill", "processes": [], "daemon": "not running"}),

@@ -5,6 +5,7 @@
 //! `pm3.pid`, serve until `pm3 kill` or SIGTERM/SIGINT, stop everything, remove socket and pid file.
 
 pub mod dump;
+pub mod locks;
 pub mod ops;
 pub mod rollout;
 pub mod server;
@@ -41,6 +42,10 @@ pub struct Daemon {
     pub watchers: RefCell<std::collections::HashMap<String, watch::Watcher>>,
     /// Set to true once `pm3 kill` has been answered: the daemon then exits.
     pub shutdown: channel::Sender<bool>,
+    /// Set when shutdown begins: mutations are refused from then on.
+    pub closing: std::cell::Cell<bool>,
+    /// Serializes mutations per config file.
+    pub locks: Rc<locks::Locks>,
 }
 
 impl Daemon {
@@ -63,7 +68,20 @@ impl Daemon {
             resume: RefCell::default(),
             closed: std::cell::Cell::new(false),
             shutdown: channel::channel(false).0,
+            closing: std::cell::Cell::new(false),
+            locks: Rc::default(),
         })
+    }
+
+    /// Refuses a mutation once shutdown has begun.
+    pub fn check_open(&self) -> Result<(), crate::protocol::ErrorReply> {
+        if self.closing.get() {
+            return Err(crate::protocol::ErrorReply::new(
+                crate::protocol::ErrorKind::ShuttingDown,
+                "daemon is shutting down",
+            ));
+        }
+        Ok(())
     }
 
     /// Removes the socket, the pid file and the state (once everything is stopped: a daemon
@@ -179,9 +197,8 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
             }
         }
     }
-    tracing::info!("termination signal: stopping everything");
-    ops::stop_all(&daemon).await;
-    daemon.cleanup_files();
+    tracing::info!("termination signal");
+    ops::shutdown(&daemon).await;
     Ok(())
 }
 

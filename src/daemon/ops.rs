@@ -21,7 +21,68 @@ use super::{Daemon, views};
 pub(super) type Result<T> = std::result::Result<T, ErrorReply>;
 
 pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
-    let result = match req {
+    if !req.is_mutation() {
+        return run(d, req).await.unwrap_or_else(Response::Error);
+    }
+    // Mutations of the same config file run one at a time; the keys are looked up again once
+    // held, in case a name moved to another file meanwhile.
+    let mut guard = None;
+    for _ in 0..8 {
+        if let Err(e) = d.check_open() {
+            return Response::Error(e);
+        }
+        let keys = lock_keys(d, &req);
+        if guard.as_ref().is_some_and(|g: &super::locks::Guard| g.covers(&keys)) {
+            break;
+        }
+        drop(guard.take());
+        guard = Some(d.locks.acquire(keys).await);
+    }
+    if let Err(e) = d.check_open() {
+        return Response::Error(e);
+    }
+    let response = run(d, req).await.unwrap_or_else(Response::Error);
+    drop(guard);
+    response
+}
+
+/// The config files a mutation touches: its own, or those of the processes it names.
+fn lock_keys(d: &Rc<Daemon>, req: &Request) -> BTreeSet<std::path::PathBuf> {
+    let table = d.table.borrow();
+    let of_targets = |targets: &[String]| -> BTreeSet<std::path::PathBuf> {
+        table
+            .resolve(targets)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| table.entries.get(n))
+            .map(|e| (*e.inst.config).clone())
+            .collect()
+    };
+    match req {
+        Request::Start { config: Some(c), .. }
+        | Request::Restart { config: Some(c), .. }
+        | Request::Reload { config: Some(c), .. } => [c.file.path.clone()].into(),
+        Request::Start { targets, .. }
+        | Request::Restart { targets, .. }
+        | Request::Reload { targets, .. }
+        | Request::Stop { targets }
+        | Request::Signal { targets, .. } => of_targets(targets),
+        Request::Scale { process, .. } => table.config_of(process).cloned().into_iter().collect(),
+        // Every file: what is managed and what the dump holds.
+        Request::Resurrect => {
+            let mut keys: BTreeSet<std::path::PathBuf> =
+                table.entries.values().map(|e| (*e.inst.config).clone()).collect();
+            if let Some(saved) = super::state::read(&d.ctx.paths.dump_file()) {
+                keys.extend(saved.instances.into_iter().map(|i| i.config));
+            }
+            keys
+        }
+        _ => BTreeSet::new(),
+    }
+}
+
+async fn run(d: &Rc<Daemon>, req: Request) -> Result<Response> {
+    match req {
         Request::Ping => Ok(Response::Pong { version: VERSION, pid: std::process::id() }),
         Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
         Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
@@ -38,9 +99,8 @@ pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
         Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
         Request::Save => super::dump::save(d).map(Response::Done),
         Request::Resurrect => super::dump::resurrect(d).await.map(Response::Done),
-        Request::Kill => Ok(Response::Done(kill(d).await)),
-    };
-    result.unwrap_or_else(Response::Error)
+        Request::Kill => Ok(Response::Done(shutdown(d).await)),
+    }
 }
 
 async fn send_signal(
@@ -100,10 +160,35 @@ pub async fn start(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[Str
     Ok(report)
 }
 
+/// Stop then start. Running dependents of what restarts are stopped first and started again
+/// once it is back online (systemd's `Requires=`): nothing keeps running against the old one.
 async fn restart(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
+    let dependents = running_dependents(d, &names);
+    // Their answers are not reported: they restart, which the last step reports.
+    stop_names(d, &dependents, |reply| Cmd::Stop { reply }).await;
     report.processes.extend(start_names(d, &names, true).await);
+    report.processes.extend(start_names(d, &dependents, true).await);
     Ok(report)
+}
+
+/// Every running (or waiting) dependent of `names`, transitively, not among `names`, in
+/// dependency order.
+pub(super) fn running_dependents(d: &Rc<Daemon>, names: &[String]) -> Vec<String> {
+    let table = d.table.borrow();
+    let wanted = table.closure(names, |p| {
+        table
+            .entries
+            .values()
+            .filter(|e| e.inst.def.depends_on.iter().any(|d| d == p))
+            .filter(|e| {
+                let status = e.handle.snapshot.borrow().status;
+                status.is_running() || status == Status::Waiting
+            })
+            .collect()
+    });
+    let extra: BTreeSet<String> = wanted.into_iter().filter(|n| !names.contains(n)).collect();
+    in_dependency_order(&table, &extra)
 }
 
 /// Resolves the targets (against the config when one is given, else against what is managed),
@@ -171,6 +256,10 @@ pub(super) async fn reconcile(
     config: &Rc<std::path::PathBuf>,
     drop_missing: bool,
 ) -> Vec<Outcome> {
+    // Nothing new may appear once shutdown has collected what it stops.
+    if d.closing.get() {
+        return Vec::new();
+    }
     let mut surplus: Vec<(String, u32)> = Vec::new();
     {
         let mut table = d.table.borrow_mut();
@@ -243,14 +332,17 @@ fn sync_watchers(d: &Rc<Daemon>) {
     }
 }
 
-/// Stops and forgets instances, highest index first.
+/// Stops and forgets instances (reported highest index first). All are stopped at once, each
+/// with its own escalation and `post_stop`; an entry leaves the table only once its process
+/// group is gone, so `list` shows it `stopping` until then and `pm3 kill` still reaches it.
 async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome> {
     victims.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let mut out = Vec::new();
-    for (name, _) in victims {
-        let rxs = dispatch(&d.table.borrow(), std::slice::from_ref(&name), |_, reply| Cmd::Remove { reply });
-        out.extend(collect(rxs).await);
-        d.table.borrow_mut().entries.remove(&name);
+    let names: Vec<String> = victims.into_iter().map(|(n, _)| n).collect();
+    let rxs = dispatch(&d.table.borrow(), &names, |_, reply| Cmd::Remove { reply });
+    let out = collect(rxs).await;
+    let mut table = d.table.borrow_mut();
+    for name in &names {
+        table.entries.remove(name);
     }
     out
 }
@@ -258,6 +350,9 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
 /// Starts (or restarts) `names` and, for a start, the dependencies they need, in dependency
 /// order. Each dependent waits inside its own supervisor until its dependencies are online.
 pub(super) async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
+    if d.closing.get() {
+        return Vec::new();
+    }
     let rxs = {
         let table = d.table.borrow();
         // Dependencies of what is started, transitively, start too (spec §5).
@@ -306,10 +401,12 @@ pub(super) fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Ve
 /// Stops the targets and, first, every running dependent of them.
 async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let names = d.table.borrow().resolve(targets)?;
-    Ok(Report { processes: stop_names(d, &names).await })
+    Ok(Report { processes: stop_names(d, &names, |reply| Cmd::Stop { reply }).await })
 }
 
-async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
+/// Sends `make`'s command (a stop, or the daemon's shutdown) to `names` and every running
+/// dependent of them, dependents first, layer by layer; returns once all have answered.
+async fn stop_names(d: &Rc<Daemon>, names: &[String], make: fn(Reply) -> Cmd) -> Vec<Outcome> {
     let layers = {
         let table = d.table.borrow();
         // Running (or waiting) dependents of what is stopped, transitively, stop first.
@@ -344,7 +441,7 @@ async fn stop_names(d: &Rc<Daemon>, names: &[String]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for layer in layers {
         // Every instance of a layer is signalled at once; the next layer waits for them all.
-        let rxs = dispatch(&d.table.borrow(), &layer, |_, reply| Cmd::Stop { reply });
+        let rxs = dispatch(&d.table.borrow(), &layer, |_, reply| make(reply));
         out.extend(collect(rxs).await);
     }
     out
@@ -439,16 +536,22 @@ fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     Ok(Report { processes: out })
 }
 
-/// Stops everything (dependents first) and removes the socket and pid file; the server lets the
-/// daemon exit once this reply is sent.
-async fn kill(d: &Rc<Daemon>) -> Report {
-    let report = stop_all(d).await;
+/// The daemon's one way out (`pm3 kill`, SIGTERM, SIGINT): from now on mutations are refused,
+/// every supervisor stops its process (dependents first, `kill_signal` then SIGKILL after
+/// `kill_timeout`, `post_stop`), and only once every group is gone are the state file, the
+/// socket and the pid file removed. A second `kill` during the shutdown waits for the same end.
+pub async fn shutdown(d: &Rc<Daemon>) -> Report {
+    if !d.closing.replace(true) {
+        tracing::info!("shutting down: stopping everything");
+    }
+    let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
+    let report = Report { processes: stop_names(d, &names, |reply| Cmd::Shutdown { reply }).await };
     d.cleanup_files();
     report
 }
 
-/// Stops every managed instance, dependents first.
+/// Stops every managed instance, dependents first (`pm3 run` on its way out).
 pub async fn stop_all(d: &Rc<Daemon>) -> Report {
     let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
-    Report { processes: stop_names(d, &names).await }
+    Report { processes: stop_names(d, &names, |reply| Cmd::Shutdown { reply }).await }
 }

@@ -10,14 +10,19 @@ use crate::spec::ProcessDef;
 use crate::supervisor::{self, Cmd};
 
 use super::Daemon;
-use super::ops::{Result, collect, dispatch, in_dependency_order, prepare};
+use super::ops::{Result, collect, dispatch, in_dependency_order, prepare, running_dependents};
 
 /// Rolling restart: one instance at a time, each replacement online (health check passed, or up
-/// for `min_uptime` without one) before the next is touched. A replacement that fails stops the
-/// rollout; the instances after it are left as they were.
+/// for `min_uptime` without one) before the next is touched, then the running dependents the
+/// same way. A replacement that fails stops the rollout; the instances after it are left as
+/// they were.
 pub async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
-    let ordered = in_dependency_order(&d.table.borrow(), &names.iter().cloned().collect());
+    // Running dependents follow, once what they depend on has been rolled (dependency order
+    // puts them last): none keeps running against the old version.
+    let mut all: std::collections::BTreeSet<String> = names.iter().cloned().collect();
+    all.extend(running_dependents(d, &names));
+    let ordered = in_dependency_order(&d.table.borrow(), &all);
     for name in ordered {
         let (rxs, mut snap, def) = {
             let table = d.table.borrow();

@@ -35,7 +35,8 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
         Prior::Idle { status, error } => {
             snap.status = status;
             snap.error = error;
-            sup.machine = super::Machine::new(if status == Status::Errored { State::Errored } else { State::Stopped });
+            sup.machine =
+                super::Machine::new(if status == Status::Errored { State::Errored } else { State::Stopped });
         }
         Prior::Alive { pid, start_time, started_at, status } => {
             match sup.take_over(pid, start_time, started_at, status) {

@@ -50,7 +50,10 @@ pub enum State {
     Unhealthy,
     /// The group is being stopped: `kill_signal` sent (SIGKILL once `killed`). `leader_gone`
     /// once the main process exited while other members of its group still run.
-    Stopping { killed: bool, leader_gone: bool },
+    Stopping {
+        killed: bool,
+        leader_gone: bool,
+    },
     /// `post_stop` runs after the run ended.
     PostStop,
     /// Waiting out a restart delay.
@@ -97,7 +100,11 @@ pub enum Event {
     HookDone(Result<(), String>),
     Spawned(Result<(), String>),
     /// The main process exited; `group_alive` when other members of its group still run.
-    Exited { status: ExitStatus, ran_for: Duration, group_alive: bool },
+    Exited {
+        status: ExitStatus,
+        ran_for: Duration,
+        group_alive: bool,
+    },
     /// The rest of the group of an exited leader is gone.
     GroupGone,
     ProbePassed,
@@ -203,7 +210,9 @@ impl Machine {
                 Waiting => fx.push(Effect::AwaitDeps),
                 // Answered once the spawn is done.
                 PreStart | Spawning => {}
-                Starting | Online | Unhealthy => fx.push(Effect::Reply(Waiter::Start, Answer::AlreadyRunning)),
+                Starting | Online | Unhealthy => {
+                    fx.push(Effect::Reply(Waiter::Start, Answer::AlreadyRunning))
+                }
                 Stopping { .. } | PostStop => self.start_after_stop(&mut fx, Waiter::Start),
                 Removed => fx.push(Effect::Refuse(Waiter::Start)),
             },
@@ -534,9 +543,9 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use Effect::*;
     use State::*;
+    use std::path::PathBuf;
 
     const SHORT: Duration = Duration::from_millis(10);
     const LONG: Duration = Duration::from_secs(60);
@@ -564,7 +573,8 @@ mod tests {
 
     fn all_states() -> Vec<State> {
         let mut v = vec![
-            Stopped, Errored, Waiting, PreStart, Spawning, Starting, Online, Unhealthy, PostStop, Backoff, Removed,
+            Stopped, Errored, Waiting, PreStart, Spawning, Starting, Online, Unhealthy, PostStop, Backoff,
+            Removed,
         ];
         for killed in [false, true] {
             for leader_gone in [false, true] {
@@ -627,7 +637,10 @@ mod tests {
                             m.then = then;
                             m.closed = closed;
                             let fx = m.step(&d, event.clone());
-                            let row = format!("{state:?} then={then:?} closed={closed} + {event:?} -> {:?} {fx:?}", m.state);
+                            let row = format!(
+                                "{state:?} then={then:?} closed={closed} + {event:?} -> {:?} {fx:?}",
+                                m.state
+                            );
                             check(state, &event, closed, &m, &fx, &row);
                             rows += 1;
                         }
@@ -663,7 +676,10 @@ mod tests {
         }
         // Nothing starts once removed or shutting down.
         if closed || matches!(event, Event::Remove | Event::Shutdown) {
-            assert!(!fx.iter().any(|f| matches!(f, Spawn | RunPreStart | AwaitDeps | ArmBackoff(_))), "{row}");
+            assert!(
+                !fx.iter().any(|f| matches!(f, Spawn | RunPreStart | AwaitDeps | ArmBackoff(_))),
+                "{row}"
+            );
         }
         // A spawn is asked for exactly when entering Spawning.
         assert_eq!(fx.contains(&Spawn), to == Spawning && from != Spawning, "{row}");
@@ -697,38 +713,214 @@ mod tests {
         let rows: Vec<(&str, &ProcessDef, State, Vec<Event>, State, Vec<Effect>)> = vec![
             ("start: look at the dependencies", &d, Stopped, vec![Event::Start], Waiting, vec![AwaitDeps]),
             ("dependencies ready: spawn", &d, Waiting, vec![Event::DepsReady], Spawning, vec![Spawn]),
-            ("dependencies pending: answer waiting", &d, Waiting, vec![Event::DepsPending], Waiting,
-                vec![Publish(Status::Waiting), Reply(Waiter::Start, Answer::Waiting), Reply(Waiter::Restart, Answer::Waiting)]),
-            ("pre_start first", &f, Waiting, vec![Event::DepsReady], PreStart, vec![Publish(Status::Starting), RunPreStart]),
-            ("pre_start fails: errored", &f, PreStart, vec![Event::HookDone(Err("x".into()))], Errored,
-                vec![Fail("pre_start failed: x".into()), Reply(Waiter::Start, Answer::Failed), Reply(Waiter::Restart, Answer::Failed), Reply(Waiter::Stop, Answer::Stopped)]),
-            ("spawned without health check: online", &d, Spawning, vec![Event::Spawned(Ok(()))], Online,
-                vec![Publish(Status::Online), Reply(Waiter::Start, Answer::Started), Reply(Waiter::Restart, Answer::Restarted)]),
-            ("spawned with health check: starting", &f, Spawning, vec![Event::Spawned(Ok(()))], Starting,
-                vec![Publish(Status::Starting), Reply(Waiter::Start, Answer::Started), Reply(Waiter::Restart, Answer::Restarted)]),
-            ("start while running", &d, Online, vec![Event::Start], Online, vec![Reply(Waiter::Start, Answer::AlreadyRunning)]),
-            ("stop while running: signal, stopping", &d, Online, vec![Event::Stop], stopping(), vec![Signal, Publish(Status::Stopping)]),
-            ("kill timeout: SIGKILL", &d, stopping(), vec![Event::KillTimeout], Stopping { killed: true, leader_gone: false }, vec![Kill]),
-            ("exit during stop, group alive: watch it", &d, stopping(), vec![exited(true)], Stopping { killed: false, leader_gone: true }, vec![WatchGroup]),
-            ("stop of a stopped process", &d, Stopped, vec![Event::Stop], Stopped, vec![Reply(Waiter::Stop, Answer::AlreadyStopped)]),
+            (
+                "dependencies pending: answer waiting",
+                &d,
+                Waiting,
+                vec![Event::DepsPending],
+                Waiting,
+                vec![
+                    Publish(Status::Waiting),
+                    Reply(Waiter::Start, Answer::Waiting),
+                    Reply(Waiter::Restart, Answer::Waiting),
+                ],
+            ),
+            (
+                "pre_start first",
+                &f,
+                Waiting,
+                vec![Event::DepsReady],
+                PreStart,
+                vec![Publish(Status::Starting), RunPreStart],
+            ),
+            (
+                "pre_start fails: errored",
+                &f,
+                PreStart,
+                vec![Event::HookDone(Err("x".into()))],
+                Errored,
+                vec![
+                    Fail("pre_start failed: x".into()),
+                    Reply(Waiter::Start, Answer::Failed),
+                    Reply(Waiter::Restart, Answer::Failed),
+                    Reply(Waiter::Stop, Answer::Stopped),
+                ],
+            ),
+            (
+                "spawned without health check: online",
+                &d,
+                Spawning,
+                vec![Event::Spawned(Ok(()))],
+                Online,
+                vec![
+                    Publish(Status::Online),
+                    Reply(Waiter::Start, Answer::Started),
+                    Reply(Waiter::Restart, Answer::Restarted),
+                ],
+            ),
+            (
+                "spawned with health check: starting",
+                &f,
+                Spawning,
+                vec![Event::Spawned(Ok(()))],
+                Starting,
+                vec![
+                    Publish(Status::Starting),
+                    Reply(Waiter::Start, Answer::Started),
+                    Reply(Waiter::Restart, Answer::Restarted),
+                ],
+            ),
+            (
+                "start while running",
+                &d,
+                Online,
+                vec![Event::Start],
+                Online,
+                vec![Reply(Waiter::Start, Answer::AlreadyRunning)],
+            ),
+            (
+                "stop while running: signal, stopping",
+                &d,
+                Online,
+                vec![Event::Stop],
+                stopping(),
+                vec![Signal, Publish(Status::Stopping)],
+            ),
+            (
+                "kill timeout: SIGKILL",
+                &d,
+                stopping(),
+                vec![Event::KillTimeout],
+                Stopping { killed: true, leader_gone: false },
+                vec![Kill],
+            ),
+            (
+                "exit during stop, group alive: watch it",
+                &d,
+                stopping(),
+                vec![exited(true)],
+                Stopping { killed: false, leader_gone: true },
+                vec![WatchGroup],
+            ),
+            (
+                "stop of a stopped process",
+                &d,
+                Stopped,
+                vec![Event::Stop],
+                Stopped,
+                vec![Reply(Waiter::Stop, Answer::AlreadyStopped)],
+            ),
             ("health passes", &f, Starting, vec![Event::ProbePassed], Online, vec![Publish(Status::Online)]),
-            ("health times out", &f, Starting, vec![Event::HealthTimeout], Unhealthy, vec![Publish(Status::Unhealthy)]),
-            ("a trigger restarts a running process", &d, Online, vec![Event::Trigger(ExitCause::Cron)], stopping(), vec![Signal, Publish(Status::Stopping)]),
-            ("a trigger does nothing while stopped", &d, Stopped, vec![Event::Trigger(ExitCause::Cron)], Stopped, vec![]),
-            ("crash after a long run: restart at once", &d, Online, vec![exited(false)], Spawning,
-                vec![RecordExit(ExitCause::Exited), Spawn]),
-            ("crash, rest of the group alive: stop it first", &d, Online, vec![exited(true)], Stopping { killed: false, leader_gone: true },
-                vec![Signal, Publish(Status::Stopping), WatchGroup]),
-            ("short run: back off", &d, Online, vec![Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false }], Backoff,
-                vec![RecordExit(ExitCause::Exited), ArmBackoff(Duration::from_millis(100)), Publish(Status::Waiting)]),
-            ("restart during backoff: at once", &d, Backoff, vec![Event::Restart], Waiting, vec![CancelBackoff, AwaitDeps]),
-            ("stop during backoff", &d, Backoff, vec![Event::Stop], Stopped,
-                vec![CancelBackoff, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
-            ("stop during pre_start kills the hook", &f, PreStart, vec![Event::Stop], PreStart, vec![AbortHook]),
-            ("... and the aborted hook leaves it stopped, never spawned", &f, PreStart, vec![Event::Stop, Event::HookDone(Err("killed".into()))], Stopped,
-                vec![AbortHook, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
-            ("stop during pre_start even if the hook succeeds", &f, PreStart, vec![Event::Stop, Event::HookDone(Ok(()))], Stopped,
-                vec![AbortHook, Publish(Status::Stopped), Reply(Waiter::Stop, Answer::Stopped), Reply(Waiter::Start, Answer::Stopped), Reply(Waiter::Restart, Answer::Stopped)]),
+            (
+                "health times out",
+                &f,
+                Starting,
+                vec![Event::HealthTimeout],
+                Unhealthy,
+                vec![Publish(Status::Unhealthy)],
+            ),
+            (
+                "a trigger restarts a running process",
+                &d,
+                Online,
+                vec![Event::Trigger(ExitCause::Cron)],
+                stopping(),
+                vec![Signal, Publish(Status::Stopping)],
+            ),
+            (
+                "a trigger does nothing while stopped",
+                &d,
+                Stopped,
+                vec![Event::Trigger(ExitCause::Cron)],
+                Stopped,
+                vec![],
+            ),
+            (
+                "crash after a long run: restart at once",
+                &d,
+                Online,
+                vec![exited(false)],
+                Spawning,
+                vec![RecordExit(ExitCause::Exited), Spawn],
+            ),
+            (
+                "crash, rest of the group alive: stop it first",
+                &d,
+                Online,
+                vec![exited(true)],
+                Stopping { killed: false, leader_gone: true },
+                vec![Signal, Publish(Status::Stopping), WatchGroup],
+            ),
+            (
+                "short run: back off",
+                &d,
+                Online,
+                vec![Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false }],
+                Backoff,
+                vec![
+                    RecordExit(ExitCause::Exited),
+                    ArmBackoff(Duration::from_millis(100)),
+                    Publish(Status::Waiting),
+                ],
+            ),
+            (
+                "restart during backoff: at once",
+                &d,
+                Backoff,
+                vec![Event::Restart],
+                Waiting,
+                vec![CancelBackoff, AwaitDeps],
+            ),
+            (
+                "stop during backoff",
+                &d,
+                Backoff,
+                vec![Event::Stop],
+                Stopped,
+                vec![
+                    CancelBackoff,
+                    Publish(Status::Stopped),
+                    Reply(Waiter::Stop, Answer::Stopped),
+                    Reply(Waiter::Start, Answer::Stopped),
+                    Reply(Waiter::Restart, Answer::Stopped),
+                ],
+            ),
+            (
+                "stop during pre_start kills the hook",
+                &f,
+                PreStart,
+                vec![Event::Stop],
+                PreStart,
+                vec![AbortHook],
+            ),
+            (
+                "... and the aborted hook leaves it stopped, never spawned",
+                &f,
+                PreStart,
+                vec![Event::Stop, Event::HookDone(Err("killed".into()))],
+                Stopped,
+                vec![
+                    AbortHook,
+                    Publish(Status::Stopped),
+                    Reply(Waiter::Stop, Answer::Stopped),
+                    Reply(Waiter::Start, Answer::Stopped),
+                    Reply(Waiter::Restart, Answer::Stopped),
+                ],
+            ),
+            (
+                "stop during pre_start even if the hook succeeds",
+                &f,
+                PreStart,
+                vec![Event::Stop, Event::HookDone(Ok(()))],
+                Stopped,
+                vec![
+                    AbortHook,
+                    Publish(Status::Stopped),
+                    Reply(Waiter::Stop, Answer::Stopped),
+                    Reply(Waiter::Start, Answer::Stopped),
+                    Reply(Waiter::Restart, Answer::Stopped),
+                ],
+            ),
         ];
         for (what, d, from, events, to, want) in rows {
             let (m, fx) = run(d, from, &events);
@@ -754,9 +946,13 @@ mod tests {
         for from in [Starting, Online, Unhealthy] {
             let (m, fx) = run(&f, from, &[Event::Remove]);
             assert_eq!(m.state, stopping());
-            assert!(!fx.contains(&Finish) && !fx.iter().any(|f| matches!(f, Reply(Waiter::Remove, _))), "{fx:?}");
+            assert!(
+                !fx.contains(&Finish) && !fx.iter().any(|f| matches!(f, Reply(Waiter::Remove, _))),
+                "{fx:?}"
+            );
             // A child that ignores SIGTERM: SIGKILL after kill_timeout, then it is gone.
-            let (m, fx) = run(&f, from, &[Event::Remove, Event::KillTimeout, exited(false), Event::HookDone(Ok(()))]);
+            let (m, fx) =
+                run(&f, from, &[Event::Remove, Event::KillTimeout, exited(false), Event::HookDone(Ok(()))]);
             assert_eq!(m.state, Removed);
             assert!(fx.contains(&Kill), "{fx:?}");
             assert!(fx.contains(&RecordExit(ExitCause::Stopped)), "{fx:?}");
@@ -804,7 +1000,8 @@ mod tests {
     fn shutdown_during_a_rolling_reload_stops_and_refuses_the_restart() {
         let f = full();
         // The reload restarted this instance; the daemon shuts down while it stops.
-        let (m, fx) = run(&f, Online, &[Event::Restart, Event::Shutdown, exited(false), Event::HookDone(Ok(()))]);
+        let (m, fx) =
+            run(&f, Online, &[Event::Restart, Event::Shutdown, exited(false), Event::HookDone(Ok(()))]);
         assert_eq!(m.state, Stopped);
         assert!(!fx.contains(&Spawn) && !fx.contains(&AwaitDeps), "{fx:?}");
         assert!(fx.contains(&Reply(Waiter::Restart, Answer::Stopped)), "{fx:?}");
@@ -823,7 +1020,8 @@ mod tests {
         let d = def();
         let (_, fx) = run(&d, Online, &[Event::Restart, exited(false)]);
         assert!(!fx.contains(&CountRestart), "counted before the new run: {fx:?}");
-        let (_, fx) = run(&d, Online, &[Event::Restart, exited(false), Event::DepsReady, Event::Spawned(Ok(()))]);
+        let (_, fx) =
+            run(&d, Online, &[Event::Restart, exited(false), Event::DepsReady, Event::Spawned(Ok(()))]);
         assert_eq!(fx.iter().filter(|f| **f == CountRestart).count(), 1, "{fx:?}");
         // Stopped during the restart delay: the restart never happened.
         let short = Event::Exited { status: ExitStatus::Code(1), ran_for: SHORT, group_alive: false };

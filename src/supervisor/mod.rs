@@ -578,7 +578,9 @@ impl Supervisor {
 
     /// Spawns a new run and records its pid.
     fn spawn_run(&mut self, env: Rc<BTreeMap<String, String>>) -> Result<(), String> {
-        let run = self.try_spawn(env).inspect_err(|e| tracing::warn!(name = %self.inst.name, "cannot start: {e}"))?;
+        let run = self
+            .try_spawn(env)
+            .inspect_err(|e| tracing::warn!(name = %self.inst.name, "cannot start: {e}"))?;
         let (pid, start_time) = (run.pid, run.start_time);
         self.run = Some(Box::new(run));
         self.snap.send_modify(|s| {
