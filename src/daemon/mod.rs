@@ -203,6 +203,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
 }
 
 /// Holds an exclusive lock for the daemon's whole life: at most one daemon per data directory.
+/// Taken before the socket is bound and released only at exit, after the socket is gone.
 fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
     let path = paths.lock_file();
     let file = OpenOptions::new()
@@ -211,9 +212,18 @@ fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
         .write(true)
         .open(&path)
         .map_err(|source| DaemonError::Io { what: "cannot open", path: path.clone(), source })?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(_) => Err(DaemonError::AlreadyRunning(paths.home.clone())),
+    // A daemon that holds the lock but no longer answers is shutting down: wait for it to
+    // finish (bounded), so that a client racing `pm3 kill` gets a fresh daemon, not a time-out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return Ok(file);
+        }
+        let serving = std::os::unix::net::UnixStream::connect(paths.socket()).is_ok();
+        if serving || std::time::Instant::now() > deadline {
+            return Err(DaemonError::AlreadyRunning(paths.home.clone()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
