@@ -85,7 +85,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
         tokio::task::spawn_local(reaper::reap_orphans());
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        let report = ops::start(&d, Some(config), &targets).await.map_err(|e| e.message)?;
+        let report = ops::start(&d, Some(config), &targets, None).await.map_err(|e| e.message)?;
         for o in report.processes.iter().filter(|o| o.action == Action::Failed) {
             announce(&printer, &o.name, &format!("failed: {}", o.detail.as_deref().unwrap_or("?")));
         }

@@ -8,7 +8,7 @@ use crate::protocol::{Action, ConfigPayload, ErrorKind, ErrorReply, Outcome, Rep
 use crate::spec::ProcessDef;
 
 use super::Daemon;
-use super::ops::{Result, check_conflicts, reconcile, start_names};
+use super::ops::{Result, check_conflicts, collect, reconcile, start_names};
 
 /// Writes the managed set, with which instances run, to `dump.json`.
 pub fn save(d: &Rc<Daemon>) -> Result<Report> {
@@ -37,7 +37,7 @@ pub fn save(d: &Rc<Daemon>) -> Result<Report> {
 }
 
 /// Applies every config of `dump.json` and starts what was running when it was saved.
-pub async fn resurrect(d: &Rc<Daemon>) -> Result<Report> {
+pub async fn resurrect(d: &Rc<Daemon>, hold: super::ops::Hold) -> Result<Report> {
     let path = d.ctx.paths.dump_file();
     let saved = super::state::read(&path).ok_or_else(|| {
         ErrorReply::new(
@@ -78,6 +78,8 @@ pub async fn resurrect(d: &Rc<Daemon>) -> Result<Report> {
         let defs: Vec<Rc<ProcessDef>> = p.file.processes.into_iter().map(Rc::new).collect();
         report.processes.extend(reconcile(d, &defs, &base_env, &config, false).await);
     }
-    report.processes.extend(start_names(d, &running, false).await);
+    let replies = start_names(d, &running, false);
+    drop(hold);
+    report.processes.extend(collect(replies).await);
     Ok(report)
 }

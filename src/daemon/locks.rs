@@ -5,6 +5,12 @@
 //! the smallest unit that also covers the dependencies a start brings in and the dependents a
 //! stop takes down. Requests on different files still run side by side, and reads (`list`,
 //! `info`, `log`) never wait.
+//!
+//! A request holds its keys while it plans and dispatches (resolving targets, reconciling the
+//! table, sending each supervisor its command) and while a next step depends on a previous
+//! one's outcome (stop layers, removals, a rollout). Once every command is sent it lets go:
+//! each supervisor handles its commands in the order they were sent, so a `stop` that follows
+//! a `start` still lands after it, and can interrupt a long `pre_start` instead of waiting.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;

@@ -22,7 +22,7 @@ pub(super) type Result<T> = std::result::Result<T, ErrorReply>;
 
 pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
     if !req.is_mutation() {
-        return run(d, req).await.unwrap_or_else(Response::Error);
+        return run(d, req, None).await.unwrap_or_else(Response::Error);
     }
     // Mutations of the same config file run one at a time; the keys are looked up again once
     // held, in case a name moved to another file meanwhile.
@@ -41,9 +41,7 @@ pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
     if let Err(e) = d.check_open() {
         return Response::Error(e);
     }
-    let response = run(d, req).await.unwrap_or_else(Response::Error);
-    drop(guard);
-    response
+    run(d, req, guard).await.unwrap_or_else(Response::Error)
 }
 
 /// The config files a mutation touches: its own, or those of the processes it names.
@@ -81,24 +79,28 @@ fn lock_keys(d: &Rc<Daemon>, req: &Request) -> BTreeSet<std::path::PathBuf> {
     }
 }
 
-async fn run(d: &Rc<Daemon>, req: Request) -> Result<Response> {
+/// Runs a request. `hold` is the mutation's lock: an operation releases it once every command
+/// is dispatched (each supervisor then sees commands in dispatch order) and keeps it only
+/// while its next step depends on the previous one's outcome (stop layers, removals, a
+/// rollout).
+async fn run(d: &Rc<Daemon>, req: Request, hold: Hold) -> Result<Response> {
     match req {
         Request::Ping => Ok(Response::Pong { version: VERSION, pid: std::process::id() }),
-        Request::Start { config, targets } => start(d, config, &targets).await.map(Response::Done),
+        Request::Start { config, targets } => start(d, config, &targets, hold).await.map(Response::Done),
         Request::Stop { targets } => stop(d, &targets).await.map(Response::Done),
-        Request::Restart { config, targets } => restart(d, config, &targets).await.map(Response::Done),
+        Request::Restart { config, targets } => restart(d, config, &targets, hold).await.map(Response::Done),
         Request::Reload { config, targets } => {
             super::rollout::reload(d, config, &targets).await.map(Response::Done)
         }
         Request::List => Ok(Response::List(views::list(d))),
         Request::Info { target } => info(d, &target),
         Request::Signal { targets, signal } => send_signal(d, &targets, signal).await.map(Response::Done),
-        Request::Scale { process, count } => scale(d, &process, count).await.map(Response::Done),
+        Request::Scale { process, count } => scale(d, &process, count, hold).await.map(Response::Done),
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
         Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
         Request::Save => super::dump::save(d).map(Response::Done),
-        Request::Resurrect => super::dump::resurrect(d).await.map(Response::Done),
+        Request::Resurrect => super::dump::resurrect(d, hold).await.map(Response::Done),
         Request::Kill => Ok(Response::Done(shutdown(d).await)),
     }
 }
@@ -154,21 +156,46 @@ pub(super) async fn collect(rxs: Vec<(String, oneshot::Receiver<Outcome>)>) -> V
 }
 
 /// Applies a config (when given), then starts the targets and what they depend on.
-pub async fn start(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
+pub async fn start(
+    d: &Rc<Daemon>,
+    config: Option<ConfigPayload>,
+    targets: &[String],
+    hold: Hold,
+) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
-    report.processes.extend(start_names(d, &names, false).await);
+    let replies = start_names(d, &names, false);
+    // A `stop` may now follow: it reaches each instance after this start (and interrupts a
+    // `pre_start` in progress) instead of waiting for every spawn.
+    drop(hold);
+    report.processes.extend(collect(replies).await);
     Ok(report)
 }
 
+/// The lock a mutation holds, if any (`pm3 run` takes none: it is the only client).
+pub type Hold = Option<super::locks::Guard>;
+
 /// Stop then start. Running dependents of what restarts are stopped first and started again
 /// once it is back online (systemd's `Requires=`): nothing keeps running against the old one.
-async fn restart(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
+async fn restart(
+    d: &Rc<Daemon>,
+    config: Option<ConfigPayload>,
+    targets: &[String],
+    hold: Hold,
+) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
     let dependents = running_dependents(d, &names);
-    // Their answers are not reported: they restart, which the last step reports.
+    if dependents.is_empty() {
+        let replies = start_names(d, &names, true);
+        drop(hold);
+        report.processes.extend(collect(replies).await);
+        return Ok(report);
+    }
+    // Their answers are not reported: they restart, which the last step reports. The lock is
+    // kept throughout: the dependents must start after the restart, not before it.
     stop_names(d, &dependents, |reply| Cmd::Stop { reply }).await;
-    report.processes.extend(start_names(d, &names, true).await);
-    report.processes.extend(start_names(d, &dependents, true).await);
+    report.processes.extend(collect(start_names(d, &names, true)).await);
+    report.processes.extend(collect(start_names(d, &dependents, true)).await);
+    drop(hold);
     Ok(report)
 }
 
@@ -349,11 +376,15 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
 
 /// Starts (or restarts) `names` and, for a start, the dependencies they need, in dependency
 /// order. Each dependent waits inside its own supervisor until its dependencies are online.
-pub(super) async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool) -> Vec<Outcome> {
+pub(super) fn start_names(
+    d: &Rc<Daemon>,
+    names: &[String],
+    restart: bool,
+) -> Vec<(String, oneshot::Receiver<Outcome>)> {
     if d.closing.get() {
         return Vec::new();
     }
-    let rxs = {
+    {
         let table = d.table.borrow();
         // Dependencies of what is started, transitively, start too (spec §5).
         let wanted = table.closure(names, |p| {
@@ -371,8 +402,7 @@ pub(super) async fn start_names(d: &Rc<Daemon>, names: &[String], restart: bool)
                 Cmd::Start { deps, reply }
             }
         })
-    };
-    collect(rxs).await
+    }
 }
 
 /// After a restore: starts what was waiting, and gives watched processes their watchers.
@@ -380,7 +410,7 @@ pub async fn resume(d: &Rc<Daemon>) {
     let names = std::mem::take(&mut *d.resume.borrow_mut());
     sync_watchers(d);
     if !names.is_empty() {
-        start_names(d, &names, false).await;
+        collect(start_names(d, &names, false)).await;
     }
 }
 
@@ -456,7 +486,7 @@ fn info(d: &Rc<Daemon>, target: &str) -> Result<Response> {
 }
 
 /// Changes the number of instances of a managed process at runtime.
-async fn scale(d: &Rc<Daemon>, process: &str, count: u32) -> Result<Report> {
+async fn scale(d: &Rc<Daemon>, process: &str, count: u32, hold: Hold) -> Result<Report> {
     if count == 0 {
         return Err(ErrorReply::new(
             ErrorKind::BadRequest,
@@ -494,7 +524,9 @@ async fn scale(d: &Rc<Daemon>, process: &str, count: u32) -> Result<Report> {
         Report { processes: reconcile(d, std::slice::from_ref(&new_def), &base_env, &config, false).await };
     if was_running {
         let names: Vec<String> = (0..count).map(|i| instance_name(process, i, count)).collect();
-        report.processes.extend(start_names(d, &names, false).await);
+        let replies = start_names(d, &names, false);
+        drop(hold);
+        report.processes.extend(collect(replies).await);
     }
     Ok(report)
 }

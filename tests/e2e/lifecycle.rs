@@ -441,3 +441,25 @@ fn info_json_has_everything_about_a_process() {
     assert!(info["error"].is_null(), "{info}");
     assert_eq!(info["config"], pm3.config_path().display().to_string().as_str());
 }
+
+#[test]
+fn a_stop_during_pre_start_kills_the_hook_and_never_spawns() {
+    let pm3 = Pm3::with_config(
+        "[slow]\ncommand = \"sh -c 'touch spawned; exec sleep 1000'\"\npre_start = \"echo hook-$$ > hook.pid; exec sleep 30\"\n",
+    );
+    let start = pm3.spawn(&["start"]);
+    pm3.wait_for("pre_start running", || pm3.project.join("hook.pid").exists());
+    let hook: i32 =
+        read_lossy(&pm3.project.join("hook.pid")).trim().trim_start_matches("hook-").parse().unwrap();
+    pm3.remember(hook);
+    assert_eq!(pm3.row("slow")["status"], "starting");
+    let t = Instant::now();
+    pm3.ok(&["stop", "slow"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "stop waited for the hook: {:?}", t.elapsed());
+    let out = start.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("stopped"), "the interrupted start says it was stopped: {said}");
+    pm3.wait_for("the hook is killed", || !alive(hook));
+    assert_eq!(pm3.row("slow")["status"], "stopped");
+    assert!(!pm3.project.join("spawned").exists(), "the process was spawned after its stop");
+}
