@@ -1,0 +1,108 @@
+//! Property tests: the config loader and the protocol decoder, fed generated input, never panic,
+//! and every config error names its place (`PATH:LINE:COL: message`).
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use pm3::protocol::{Envelope, Request};
+
+/// Keys the loader knows, plus some it does not.
+const KEYS: &[&str] = &[
+    "command", "cwd", "env", "env_file", "env_production", "instances", "increment_var", "group",
+    "depends_on", "restart", "max_restarts", "min_uptime", "restart_delay", "stop_exit_codes",
+    "kill_signal", "kill_timeout", "health_check", "health_interval", "health_timeout", "pre_start",
+    "post_stop", "max_memory", "watch", "watch_ignore", "watch_debounce", "cron_restart",
+    "log_date_format", "log_max_size", "log_max_files", "restrat", "", "a.b", "\u{0}",
+];
+
+/// TOML values of every type, with absurd ones among them.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("4294967295".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-1".to_string()),
+        Just("0".to_string()),
+        Just("\"max\"".to_string()),
+        Just("true".to_string()),
+        Just("1.5e308".to_string()),
+        Just("\"\\u0000\"".to_string()),
+        Just("\"1B\"".to_string()),
+        Just("\"0K\"".to_string()),
+        Just("\"99999999999G\"".to_string()),
+        Just("\"SIGNOPE\"".to_string()),
+        Just("\"*/0 * * * *\"".to_string()),
+        Just("\"http://localhost:${PORT}/\"".to_string()),
+        Just("\"${\"".to_string()),
+        Just("[\"a\", \"a\", \"zzz\"]".to_string()),
+        Just("{ PORT = \"x\", A = 1 }".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        "[ -~]{0,40}".prop_map(|s| format!("{s:?}")),
+        "[ -~]{0,12}",
+    ]
+}
+
+/// A config file: tables with keys and values, or any printable text.
+fn config_text() -> impl Strategy<Value = String> {
+    let entry = (prop::sample::select(KEYS), value()).prop_map(|(k, v)| format!("{k} = {v}\n"));
+    let table = ("[a-z\\.:/ ]{0,10}", prop::collection::vec(entry, 0..8))
+        .prop_map(|(name, entries)| format!("[{name}]\n{}", entries.concat()));
+    prop_oneof![
+        prop::collection::vec(table, 0..4).prop_map(|t| t.concat()),
+        "(?s).{0,200}",
+    ]
+}
+
+fn assert_located(err: &str, path: &Path) {
+    let prefix = format!("{}:", path.display());
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("error without its file: {line:?}"));
+        let mut parts = rest.splitn(3, ':');
+        let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        assert!(
+            l.parse::<u32>().is_ok_and(|n| n > 0) && c.parse::<u32>().is_ok_and(|n| n > 0),
+            "error without line:col: {line:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_config_loader_never_panics_and_locates_every_error(text in config_text()) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().canonicalize().expect("canonical").join("pm3.toml");
+        std::fs::write(&path, &text).expect("write config");
+        if let Err(e) = pm3::config::load(&path, None) {
+            assert_located(&e.to_string(), &path);
+        }
+    }
+
+    #[test]
+    fn the_protocol_decoder_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = serde_json::from_slice::<Envelope>(&bytes);
+    }
+
+    #[test]
+    fn the_protocol_decoder_never_panics_on_json(
+        cmd in prop::sample::select(vec!["start", "stop", "scale", "signal", "kill", "list", "info", "wait", "nope"]),
+        count in any::<i64>(),
+        name in "(?s).{0,30}",
+        signal in any::<i32>(),
+    ) {
+        let line = serde_json::json!({"v": 1, "req": {
+            "cmd": cmd, "process": name, "count": count, "targets": [name], "target": name,
+            "signal": signal, "names": [name], "config": null
+        }});
+        if let Ok(env) = serde_json::from_value::<Envelope>(line) {
+            // What decodes encodes back to the same request.
+            let again = serde_json::to_vec(&env).expect("encode");
+            let back: Envelope = serde_json::from_slice(&again).expect("decode what was encoded");
+            prop_assert_eq!(format!("{:?}", back.req), format!("{:?}", env.req));
+            let _ = matches!(env.req, Request::Kill);
+        }
+    }
+}
