@@ -2,7 +2,9 @@
 //! `PM3_HOME` (`<tmp>/home`, left for pm3 to create) and project directory (`<tmp>/project`, where
 //! the test writes `pm3.toml`). It runs the real `pm3` binary with `NO_COLOR=1`, polls with
 //! deadlines instead of sleeping, and on drop runs `pm3 kill`, then SIGKILLs every process this
-//! test saw (in `list --json`, `info --json` or `pm3.pid`) that is still alive.
+//! test saw (in `list --json`, `info --json` or `pm3.pid`) that is still alive, any daemon still
+//! running for its `PM3_HOME`, and every process still found in its directory
+//! ([`Pm3::test_processes`]).
 //!
 //! Every failure message carries the command's output, the last `pm3 list --json` and
 //! `daemon.log`, so a red test explains itself.
@@ -11,6 +13,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -396,6 +399,28 @@ impl Drop for Pm3 {
     fn drop(&mut self) {
         let _ = self.daemon_pid();
         let _ = run_with_timeout(self.command(&["kill"]), Duration::from_secs(20));
+        // After `pm3 kill`, a daemon still running for this home, or a process still running in
+        // this test's directory, is a leak: the test failed, but it leaves nothing behind.
+        for pid in daemons_for(&self.home) {
+            send_signal(pid, libc::SIGKILL);
+        }
+        for _ in 0..3 {
+            let left = self.test_processes();
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                let Some(stat) = proc_stat(pid) else { continue };
+                // SAFETY: kill/killpg only read their integer arguments.
+                unsafe {
+                    if stat.pgrp == pid {
+                        libc::killpg(pid, libc::SIGKILL);
+                    }
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            thread::sleep(POLL);
+        }
         let seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
         for (pid, start) in seen {
             let Some(stat) = proc_stat(pid) else { continue };
@@ -562,7 +587,10 @@ pub struct ProcStat {
 }
 
 pub fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(text: &str) -> Option<ProcStat> {
     let after = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = after.split_whitespace().collect();
     Some(ProcStat {
@@ -575,6 +603,19 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
 /// True when `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     proc_stat(pid).is_some_and(|s| s.state != 'Z')
+}
+
+/// True once every thread of `pid` has exited. A SIGKILLed process whose main thread is already
+/// a zombie (so [`alive`] is false) still holds its files and sockets until its last thread is
+/// gone: wait for this before expecting its socket to be closed.
+pub fn exited(pid: i32) -> bool {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).all(|tid| {
+        fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+            .ok()
+            .and_then(|text| parse_stat(&text))
+            .is_none_or(|s| matches!(s.state, 'Z' | 'X'))
+    })
 }
 
 /// Every live (non-zombie) process whose process group is `pgid`.
@@ -706,6 +747,46 @@ pub fn outcome<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 impl Pm3 {
+    /// Every live process of this test found without asking pm3: its command line mentions the
+    /// test's temp directory, or its working directory is inside it. pm3 itself (the CLI and the
+    /// daemon run the pm3 binary) and the test binary are left out. Put the project's absolute
+    /// path in a command (`sh /abs/project/loop.sh`) and its processes are found, children
+    /// included (they inherit the cwd).
+    pub fn test_processes(&self) -> Vec<i32> {
+        // The root and a slash: a sibling temp dir whose name merely starts the same is not ours.
+        let mut root = self.root.as_os_str().as_bytes().to_vec();
+        root.push(b'/');
+        let skip: Vec<PathBuf> =
+            [fs::canonicalize(BIN).ok(), std::env::current_exe().ok()].into_iter().flatten().collect();
+        let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+        let mut found: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| pid != std::process::id() as i32 && alive(pid))
+            .filter(|&pid| !fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| skip.contains(&exe)))
+            .filter(|&pid| {
+                let in_cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.windows(root.len()).any(|w| w == root.as_slice()));
+                in_cmdline
+                    || fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d.starts_with(&self.root))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Polls [`Pm3::test_processes`] until none is left or `within` has passed; returns what is
+    /// left (empty when everything is gone).
+    pub fn survivors(&self, within: Duration) -> Vec<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.test_processes();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            thread::sleep(POLL);
+        }
+    }
+
     /// Polls `list --json` for `dur` and fails as soon as `cond` does not hold: for what must
     /// *not* happen (a restart after a user's stop, a second restart for one burst of writes).
     /// Returns the last list.
@@ -726,4 +807,28 @@ impl Pm3 {
             thread::sleep(POLL);
         }
     }
+}
+
+/// One line per pid (the first 30): pid, process group, state and command line, for failure
+/// messages.
+pub fn describe_processes(pids: &[i32]) -> String {
+    const SHOWN: usize = 30;
+    let more = match pids.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("\n  … and {n} more"),
+    };
+    pids.iter()
+        .take(SHOWN)
+        .map(|&pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim_end().to_string())
+                .unwrap_or_else(|_| "(gone)".to_string());
+            match proc_stat(pid) {
+                Some(s) => format!("  pid {pid} pgrp {} state {}: {cmdline}", s.pgrp, s.state),
+                None => format!("  pid {pid} (gone): {cmdline}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + &more
 }

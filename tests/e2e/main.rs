@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod chaos;
 mod cli;
 mod cluster;
 mod config_errors;
