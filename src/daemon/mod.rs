@@ -11,6 +11,7 @@ pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod table;
+pub mod validate;
 pub mod views;
 pub mod watch;
 
