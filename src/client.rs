@@ -40,7 +40,7 @@ pub struct Client {
 impl Client {
     /// Connects to a running daemon; `Ok(None)` when none runs.
     pub fn connect(paths: &Paths) -> Result<Option<Client>, ClientError> {
-        paths.check_owner()?;
+        paths.check()?;
         let socket = paths.socket();
         if let Ok(meta) = std::fs::symlink_metadata(&socket)
             && meta.uid() != rustix::process::geteuid().as_raw()
@@ -134,13 +134,11 @@ fn start_daemon(paths: &Paths) -> Result<(), ClientError> {
     let log_path = paths.daemon_log();
     // Keep the daemon log from growing forever: start afresh past 1 MiB.
     let too_big = std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 1 << 20);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(!too_big)
-        .write(true)
-        .truncate(too_big)
-        .open(&log_path)
-        .map_err(|e| ClientError::Start(format!("cannot open {}: {e}", log_path.display())))?;
+    let log = crate::paths::open_private(
+        &log_path,
+        OpenOptions::new().create(true).append(!too_big).write(true).truncate(too_big),
+    )
+    .map_err(|e| ClientError::Start(format!("cannot open {}: {e}", log_path.display())))?;
     let log2 = log.try_clone().map_err(|e| ClientError::Start(e.to_string()))?;
     Command::new(exe)
         .arg("daemon")

@@ -152,11 +152,9 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| DaemonError::Io { what: "cannot chmod", path: socket.clone(), source })?;
     let pid_file = paths.pid_file();
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| DaemonError::Io {
-        what: "cannot write",
-        path: pid_file.clone(),
-        source,
-    })?;
+    crate::paths::open_private(&pid_file, OpenOptions::new().write(true).create(true).truncate(true))
+        .and_then(|mut f| io::Write::write_all(&mut f, format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(|source| DaemonError::Io { what: "cannot write", path: pid_file.clone(), source })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
     let writer = state::Writer::start(paths.state_file());
@@ -207,11 +205,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
 /// Taken before the socket is bound and released only at exit, after the socket is gone.
 fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
     let path = paths.lock_file();
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let file = crate::paths::open_private(&path, OpenOptions::new().create(true).truncate(false).write(true))
         .map_err(|source| DaemonError::Io { what: "cannot open", path: path.clone(), source })?;
     // A daemon that holds the lock but no longer answers is shutting down: wait for it to
     // finish (bounded), so that a client racing `pm3 kill` gets a fresh daemon, not a time-out.
