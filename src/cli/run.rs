@@ -63,6 +63,8 @@ pub fn use_color() -> bool {
 /// Returns the exit code: 0 after a clean stop, 1 if a process ended `errored`.
 pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<i32, String> {
     paths.ensure().map_err(|e| e.to_string())?;
+    // Log files private to the user, as under the daemon; children keep the caller's umask.
+    crate::process::limits::enter(false);
     crate::process::cloexec_inherited_fds();
     reaper::become_subreaper();
     let names: Vec<String> = config

@@ -119,7 +119,8 @@ pub fn main(paths: Paths) -> i32 {
     // Own session: no terminal, no signals from the shell that started us.
     let _ = rustix::process::setsid();
     let _ = std::env::set_current_dir("/");
-    raise_fd_limit();
+    // Private files, room for many descriptors; children get the caller's values back.
+    crate::process::limits::enter(true);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -219,17 +220,5 @@ fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
             return Err(DaemonError::AlreadyRunning(paths.home.clone()));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-/// Each process costs the daemon a few descriptors (two pipes, a pidfd, two log files); raise
-/// the soft limit so a few hundred processes fit.
-fn raise_fd_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    let want = lim.maximum.map_or(65536, |max| max.min(65536));
-    if lim.current.is_some_and(|cur| cur < want) {
-        lim.current = Some(want);
-        let _ = setrlimit(Resource::Nofile, lim);
     }
 }

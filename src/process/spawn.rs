@@ -136,8 +136,10 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     let entered = std::env::set_current_dir(launch.cwd);
     // `cmd` owns the child's ends; they are closed when it is dropped, right after the spawn,
     // so only the child holds the write side of its pipes.
+    // The umask and descriptor limit of the command that started the daemon, not the
+    // daemon's own (see `limits`), without leaving the vfork path.
     let child = match entered {
-        Ok(()) => cmd.spawn(),
+        Ok(()) => super::limits::as_caller(|| cmd.spawn()),
         Err(e) => Err(e),
     };
     let _ = std::env::set_current_dir("/");
@@ -160,6 +162,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
 pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).process_group(0);
+    super::limits::restore_in_child(&mut cmd);
     cmd
 }
 
