@@ -11,13 +11,18 @@
 //! what it would see when started by hand.
 //!
 //! How: a spawn goes through `posix_spawn` (vfork), which cannot be given a umask or a limit,
-//! and a `pre_exec` hook would force std back to a full fork of the daemon. So the daemon sets
-//! its own umask and soft limit back for the instant of the spawn ([`as_caller`]): the vforked
-//! child inherits them at exec, and the daemon restores its own right after. That is safe
-//! because the daemon runs on one thread; its only other thread (the state writer) opens its
-//! files with explicit modes and holds no more than a couple of descriptors. Four syscalls per
-//! spawn, and the vfork path is kept. Hooks and `exec:` probes are started by std with a
-//! working directory and get the values through [`restore_in_child`] instead.
+//! and a `pre_exec` hook would force a full fork of the daemon; `prlimit` on the child after
+//! the spawn would race with the program, which already runs by then. So the daemon sets its
+//! own umask and soft limit back for the instant of the `posix_spawn` call ([`as_caller`]):
+//! the vforked child inherits them, and the daemon restores its own right after. Everything
+//! else of the spawn (pipes, `/dev/null`, the file actions, which glibc checks against the soft
+//! limit in force when they are added) is prepared before, with the daemon's limit, so a daemon
+//! holding more descriptors than the caller's limit still starts processes (`process::spawn`
+//! calls `posix_spawn` itself for that reason). That is safe because the daemon runs on one
+//! thread; its only other thread (the state writer) opens its file with an explicit mode and
+//! needs one descriptor. Six syscalls per spawn (about 2 µs), and the vfork path is kept.
+//! Hooks and `exec:` probes are started by std (a fork, with their working directory) and get
+//! the values through [`restore_in_child`] before they execute.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
