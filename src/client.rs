@@ -23,6 +23,11 @@ pub enum ClientError {
     Connect { path: std::path::PathBuf, source: io::Error },
     #[error("refusing socket {path}: it is owned by uid {owner}, not by you")]
     SocketOwner { path: std::path::PathBuf, owner: u32 },
+    #[error(
+        "the request is {bytes} bytes, more than the {} bytes (8 MiB) the daemon accepts",
+        protocol::MAX_REQUEST_BYTES
+    )]
+    TooLarge { bytes: usize },
     #[error("cannot start the daemon: {0}")]
     Start(String),
     #[error("lost the connection to the daemon: {0}")]
@@ -113,7 +118,20 @@ impl Client {
         let mut line = serde_json::to_vec(&Envelope { v: protocol::VERSION, req })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        self.reader.get_mut().write_all(&line)?;
+        if line.len() > protocol::MAX_REQUEST_BYTES {
+            return Err(ClientError::TooLarge { bytes: line.len() });
+        }
+        if let Err(e) = self.reader.get_mut().write_all(&line) {
+            // A daemon that refused us (another user) wrote why before closing: read that.
+            if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+                return Err(e.into());
+            }
+            let mut buf = Vec::new();
+            return match self.reader.read_until(b'\n', &mut buf) {
+                Ok(n) if n > 0 => Ok(buf),
+                _ => Err(e.into()),
+            };
+        }
         let mut buf = Vec::new();
         let n = self.reader.read_until(b'\n', &mut buf)?;
         if n == 0 {

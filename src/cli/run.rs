@@ -109,7 +109,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
                 }
             }
         }
-        eprintln!("pm3: stopping (press Ctrl-C again to kill)");
+        super::to_stderr("pm3: stopping (press Ctrl-C again to kill)\n");
         let stopping = tokio::task::spawn_local({
             let d = d.clone();
             async move { ops::stop_all(&d).await }
@@ -134,7 +134,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
 
 /// Prints `name | [pm3] message` on stderr.
 fn announce(p: &Printer, name: &str, message: &str) {
-    eprintln!("{}[pm3] {message}", p.prefix(name));
+    super::to_stderr(&format!("{}[pm3] {message}\n", p.prefix(name)));
 }
 
 /// Reports each instance whose status or pid changed since last time.
@@ -183,7 +183,7 @@ fn exit_code(d: &Daemon) -> i32 {
 
 /// Second Ctrl-C: SIGKILL every process group still running.
 fn kill_all(d: &Daemon) {
-    eprintln!("pm3: killing");
+    super::to_stderr("pm3: killing\n");
     for e in d.table.borrow().entries.values() {
         if let Some(pid) = e.handle.snapshot.borrow().pid {
             let _ = sig::signal_group(pid, Signal::KILL);
