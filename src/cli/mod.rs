@@ -615,3 +615,43 @@ impl Out {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ConfigFile, ProcessDef};
+
+    fn payload(value_len: usize) -> ConfigPayload {
+        let mut def = ProcessDef::new("web", "sleep 1", PathBuf::from("/p"));
+        def.env = vec![("SMALL".into(), "1".into()), ("BIG".into(), "x".repeat(value_len))];
+        ConfigPayload {
+            file: ConfigFile { path: PathBuf::from("/p/pm3.toml"), processes: vec![def] },
+            env: BTreeMap::from([("HOME".to_string(), "/root".to_string())]),
+        }
+    }
+
+    #[test]
+    fn a_request_too_large_names_the_file_the_limit_and_the_value() {
+        let ok = sized(Request::Start { config: Some(payload(1 << 20)), targets: vec![] });
+        assert!(ok.is_ok());
+        let err = sized(Request::Start { config: Some(payload(9 << 20)), targets: vec![] })
+            .expect_err("too large")
+            .to_string();
+        assert!(err.starts_with("/p/pm3.toml: too large to send to the daemon: 9.0MiB"), "{err}");
+        assert!(
+            err.ends_with(
+                "more than the 8.0MiB a request may have; its largest value is `env.BIG` of [web] (9.0MiB)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_closed_pipe_is_quiet_other_write_errors_are_not() {
+        let closed = CliError::from_stdout(std::io::ErrorKind::BrokenPipe.into());
+        assert!(matches!(closed, CliError::ClosedPipe));
+        assert_eq!(report_error(&closed, false), 0);
+        let full = CliError::from_stdout(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.to_string().starts_with("cannot write to stdout: No space left on device"), "{full}");
+    }
+}

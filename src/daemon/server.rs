@@ -165,3 +165,19 @@ async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> 
     bytes.push(b'\n');
     w.write_all(&bytes).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_one_json_line_naming_both_uids() {
+        let me = rustix::process::geteuid().as_raw();
+        let line = serde_json::to_string(&refusal(Some(4242))).expect("encode");
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["error"]["kind"], "permission_denied");
+        let msg = v["error"]["message"].as_str().expect("message");
+        assert!(msg.contains(&format!("runs as uid {me}")) && msg.contains("not uid 4242"), "{msg}");
+    }
+}
