@@ -1,6 +1,7 @@
 //! Where pm3 keeps its files: the data directory (`$PM3_HOME`, else `$XDG_DATA_HOME/pm3`, else
-//! `~/.local/share/pm3`) and everything inside it. Creating it 0700 and refusing one owned by
-//! another user happens here, once, for the CLI and the daemon alike.
+//! `~/.local/share/pm3`) and everything inside it. Creating it 0700, refusing one another user
+//! owns or could write to (symlinks resolved, and a symlink someone else owns), and creating
+//! files in it 0600 happen here, for the CLI and the daemon alike.
 
 use std::fs;
 use std::io;
