@@ -23,6 +23,11 @@ pub enum ClientError {
     Connect { path: std::path::PathBuf, source: io::Error },
     #[error("refusing socket {path}: it is owned by uid {owner}, not by you")]
     SocketOwner { path: std::path::PathBuf, owner: u32 },
+    #[error(
+        "the request is {bytes} bytes, more than the {} bytes (8 MiB) the daemon accepts",
+        protocol::MAX_REQUEST_BYTES
+    )]
+    TooLarge { bytes: usize },
     #[error("cannot start the daemon: {0}")]
     Start(String),
     #[error("lost the connection to the daemon: {0}")]
@@ -40,7 +45,7 @@ pub struct Client {
 impl Client {
     /// Connects to a running daemon; `Ok(None)` when none runs.
     pub fn connect(paths: &Paths) -> Result<Option<Client>, ClientError> {
-        paths.check_owner()?;
+        paths.check()?;
         let socket = paths.socket();
         if let Ok(meta) = std::fs::symlink_metadata(&socket)
             && meta.uid() != rustix::process::geteuid().as_raw()
@@ -113,7 +118,20 @@ impl Client {
         let mut line = serde_json::to_vec(&Envelope { v: protocol::VERSION, req })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        self.reader.get_mut().write_all(&line)?;
+        if line.len() > protocol::MAX_REQUEST_BYTES {
+            return Err(ClientError::TooLarge { bytes: line.len() });
+        }
+        if let Err(e) = self.reader.get_mut().write_all(&line) {
+            // A daemon that refused us (another user) wrote why before closing: read that.
+            if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+                return Err(e.into());
+            }
+            let mut buf = Vec::new();
+            return match self.reader.read_until(b'\n', &mut buf) {
+                Ok(n) if n > 0 => Ok(buf),
+                _ => Err(e.into()),
+            };
+        }
         let mut buf = Vec::new();
         let n = self.reader.read_until(b'\n', &mut buf)?;
         if n == 0 {
@@ -134,13 +152,11 @@ fn start_daemon(paths: &Paths) -> Result<(), ClientError> {
     let log_path = paths.daemon_log();
     // Keep the daemon log from growing forever: start afresh past 1 MiB.
     let too_big = std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 1 << 20);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(!too_big)
-        .write(true)
-        .truncate(too_big)
-        .open(&log_path)
-        .map_err(|e| ClientError::Start(format!("cannot open {}: {e}", log_path.display())))?;
+    let log = crate::paths::open_private(
+        &log_path,
+        OpenOptions::new().create(true).append(!too_big).write(true).truncate(too_big),
+    )
+    .map_err(|e| ClientError::Start(format!("cannot open {}: {e}", log_path.display())))?;
     let log2 = log.try_clone().map_err(|e| ClientError::Start(e.to_string()))?;
     Command::new(exe)
         .arg("daemon")

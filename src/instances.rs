@@ -45,7 +45,7 @@ pub fn environment(
     if let Some(var) = &def.increment_var {
         let current = own.get(var.as_str()).cloned().or_else(|| base.get(var).cloned());
         if let Some(n) = current.and_then(|v| v.trim().parse::<i64>().ok()) {
-            own.insert(var, (n + i64::from(index)).to_string());
+            own.insert(var, n.saturating_add(i64::from(index)).to_string());
         }
     }
 

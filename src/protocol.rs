@@ -312,6 +312,8 @@ pub enum ErrorKind {
     Internal,
     /// The daemon is stopping everything and will exit; it takes no more changes.
     ShuttingDown,
+    /// The client runs as another user than the daemon (checked with SO_PEERCRED).
+    PermissionDenied,
 }
 
 impl ErrorReply {

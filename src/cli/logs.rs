@@ -40,7 +40,7 @@ pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, js
             print_line(&mut w, s, &line, prefixed, json)?;
         }
     }
-    w.flush()?;
+    w.flush().map_err(stdout_error)?;
     if !follow {
         return Ok(());
     }
@@ -60,7 +60,7 @@ pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, js
             }
         }
         if any {
-            w.flush()?;
+            w.flush().map_err(stdout_error)?;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -76,9 +76,14 @@ fn print_line(w: &mut impl Write, s: &Source, line: &[u8], prefixed: bool, json:
     } else {
         w.write_all(line).and_then(|()| w.write_all(b"\n"))
     };
-    match result {
-        // Reader gone (`pm3 log | head`): stop quietly.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
-        r => r,
+    result.map_err(stdout_error)
+}
+
+/// A failed write to stdout: a reader that has gone (`pm3 log | head`) ends the command
+/// quietly; anything else (`> /dev/full`) is an error that names stdout.
+fn stdout_error(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
     }
+    io::Error::new(e.kind(), format!("cannot write to stdout: {e}"))
 }

@@ -97,8 +97,8 @@ enum Command {
     Flush { targets: Vec<String> },
     /// Send a signal (HUP, SIGUSR1, 10…) to processes.
     Signal { target: String, signal: String },
-    /// Change the number of instances of a process at runtime.
-    Scale { process: String, count: u32 },
+    /// Change the number of instances of a process at runtime (at most 1024).
+    Scale { process: String, count: u64 },
     /// Write the managed processes (with absolute paths) to dump.json.
     Save,
     /// Start again what `pm3 save` wrote, from any directory.
@@ -147,6 +147,27 @@ enum CliError {
     /// Already reported on the way (e.g. a failed outcome in a report).
     #[error("")]
     Reported,
+    /// Whoever read our output has gone (`pm3 … | head`): stop quietly, as Unix tools do.
+    #[error("")]
+    ClosedPipe,
+    /// Our output cannot be written (`> /dev/full`).
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl CliError {
+    /// A failed write to stdout: a closed pipe ends quietly, anything else is an error.
+    fn from_stdout(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe { CliError::ClosedPipe } else { CliError::Stdout(e) }
+    }
+}
+
+/// Writes to stderr, ignoring failure: with stderr gone there is nowhere left to report to, and
+/// `eprintln!` would panic.
+pub(crate) fn to_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -158,7 +179,7 @@ pub fn main() -> i32 {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        eprintln!("error: internal error: {msg} (please report this)");
+        to_stderr(&format!("error: internal error: {msg} (please report this)\n"));
     }));
     if let Some(code) = fast_list() {
         return code;
@@ -182,13 +203,31 @@ pub fn main() -> i32 {
     let json = cli.json;
     match run(cli) {
         Ok(()) => 0,
-        Err(CliError::Reported) => 1,
-        Err(e) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": e.to_string() }));
-            } else {
-                eprintln!("error: {e}");
+        Err(e) => report_error(&e, json),
+    }
+}
+
+/// Prints `e` (as `{"error": …}` on stdout with `--json`, else on stderr) and returns the exit
+/// code: 1, or 0 for a closed pipe.
+fn report_error(e: &CliError, json: bool) -> i32 {
+    match e {
+        CliError::ClosedPipe => 0,
+        CliError::Reported => 1,
+        // stdout is what failed: say so where it can still be read.
+        CliError::Stdout(_) => {
+            to_stderr(&format!("error: {e}\n"));
+            1
+        }
+        _ if json => {
+            let line = format!("{}\n", serde_json::json!({ "error": e.to_string() }));
+            let mut out = std::io::stdout().lock();
+            if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                to_stderr(&format!("error: {e}\n"));
             }
+            1
+        }
+        _ => {
+            to_stderr(&format!("error: {e}\n"));
             1
         }
     }
@@ -211,13 +250,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out.print(&String::from_utf8_lossy(&buf))
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "pm3", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer: clap_complete panics when its writer fails (`| head -1`).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pm3", &mut buf);
+            out.print(&String::from_utf8_lossy(&buf))
         }
         Command::Start { targets, env, wait } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let req = sized(Request::Start { config, targets })?;
             let mut client = Client::connect_or_start(&paths)?;
-            let report = expect_done(client.request(Request::Start { config, targets })?)?;
+            let report = expect_done(client.request(req)?)?;
             out.report("start", &report)?;
             if wait {
                 drop(client);
@@ -227,14 +269,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Restart { targets, env } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let req = sized(Request::Restart { config, targets })?;
             let mut client = Client::connect_or_start(&paths)?;
-            let report = expect_done(client.request(Request::Restart { config, targets })?)?;
+            let report = expect_done(client.request(req)?)?;
             out.report("restart", &report)
         }
         Command::Reload { targets, env } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
+            let req = sized(Request::Reload { config, targets })?;
             let mut client = Client::connect_or_start(&paths)?;
-            let report = expect_done(client.request(Request::Reload { config, targets })?)?;
+            let report = expect_done(client.request(req)?)?;
             out.report("reload", &report)
         }
         Command::Run { targets, env } => {
@@ -283,7 +327,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|e: crate::process::signal::UnknownSignal| CliError::Other(e.to_string()))?;
             simple(&paths, &out, "signal", Request::Signal { targets: vec![target], signal })
         }
-        Command::Scale { process, count } => simple(&paths, &out, "scale", Request::Scale { process, count }),
+        Command::Scale { process, count } => {
+            let count =
+                u32::try_from(count).ok().filter(|&n| n <= crate::spec::MAX_INSTANCES).ok_or_else(|| {
+                    CliError::Other(format!(
+                        "cannot scale `{process}` to {count} instances: the maximum is {}",
+                        crate::spec::MAX_INSTANCES
+                    ))
+                })?;
+            simple(&paths, &out, "scale", Request::Scale { process, count })
+        }
         Command::List => {
             let rows = list(&mut Client::connect_or_start(&paths)?)?;
             if out.json { out.print_json(&rows) } else { out.print(&output::table(&rows, run::use_color())) }
@@ -372,10 +425,7 @@ fn fast_list() -> Option<i32> {
         .and_then(|rows| out.print(&format!("{rows}\n")));
     Some(match result {
         Ok(()) => 0,
-        Err(e) => {
-            println!("{}", serde_json::json!({ "error": e.to_string() }));
-            1
-        }
+        Err(e) => report_error(&e, true),
     })
 }
 
@@ -410,6 +460,49 @@ fn load_config(
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     Ok(Some(ConfigPayload { file, env }))
+}
+
+/// `req` when it fits in one request line; otherwise an error naming the config file and its
+/// largest value (a 50 MB `env` value), before any daemon is started or reached.
+fn sized(req: Request) -> Result<Request, CliError> {
+    let envelope = crate::protocol::Envelope { v: crate::protocol::VERSION, req };
+    let bytes = serde_json::to_vec(&envelope).map_or(0, |b| b.len() + 1);
+    if bytes <= crate::protocol::MAX_REQUEST_BYTES {
+        return Ok(envelope.req);
+    }
+    let config = match &envelope.req {
+        Request::Start { config, .. } | Request::Restart { config, .. } | Request::Reload { config, .. } => {
+            config.as_ref()
+        }
+        _ => None,
+    };
+    let limit = crate::protocol::MAX_REQUEST_BYTES;
+    let Some(c) = config else {
+        return Err(CliError::Client(ClientError::TooLarge { bytes }));
+    };
+    let largest = largest_value(c)
+        .map(|(what, len)| format!("; its largest value is {what} ({})", output::size(len as u64)))
+        .unwrap_or_default();
+    Err(CliError::Other(format!(
+        "{}: too large to send to the daemon: {} of definitions and environment, more than the {} a request may have{largest}",
+        c.file.path.display(),
+        output::size(bytes as u64),
+        output::size(limit as u64),
+    )))
+}
+
+/// The largest string a config payload carries, and where it comes from.
+fn largest_value(c: &ConfigPayload) -> Option<(String, usize)> {
+    let mut all: Vec<(String, usize)> = Vec::new();
+    for d in &c.file.processes {
+        all.push((format!("`command` of [{}]", d.name), d.command.len()));
+        all.extend(d.env.iter().map(|(k, v)| (format!("`env.{k}` of [{}]", d.name), v.len())));
+        for (key, hook) in [("pre_start", &d.pre_start), ("post_stop", &d.post_stop)] {
+            all.extend(hook.iter().map(|h| (format!("`{key}` of [{}]", d.name), h.len())));
+        }
+    }
+    all.extend(c.env.iter().map(|(k, v)| (format!("environment variable `{k}`"), v.len())));
+    all.into_iter().max_by_key(|(_, len)| *len)
 }
 
 fn simple(paths: &Paths, out: &Out, name: &str, req: Request) -> Result<(), CliError> {
@@ -456,11 +549,11 @@ fn wait_online(paths: &Paths, report: &Report, out: &Out) -> Result<(), CliError
                         .filter(|r| names.contains(&r.name) && r.status != Status::Online)
                         .map(|r| format!("{} {}", r.name, r.status.as_str()))
                         .collect();
-                    eprint!("\r\x1b[Kwaiting for {}: {}", pending.len(), pending.join(", "));
+                    to_stderr(&format!("\r\x1b[Kwaiting for {}: {}", pending.len(), pending.join(", ")));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprint!("\r\x1b[K");
+            to_stderr("\r\x1b[K");
         })
     });
     let waited =
@@ -491,12 +584,11 @@ struct Out {
 }
 
 impl Out {
+    /// Writes `text` to stdout. A closed pipe (`pm3 list | head`) ends the command quietly
+    /// (exit 0); any other failure (`> /dev/full`) is an error naming stdout.
     fn print(&self, text: &str) -> Result<(), CliError> {
         let mut stdout = std::io::stdout().lock();
-        // A closed pipe (`pm3 list | head`) is not an error worth reporting.
-        let _ = stdout.write_all(text.as_bytes());
-        let _ = stdout.flush();
-        Ok(())
+        stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(CliError::from_stdout)
     }
 
     fn print_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
@@ -504,16 +596,62 @@ impl Out {
         self.print(&format!("{text}\n"))
     }
 
-    /// Prints what a command did; fails (exit 1) if any process failed.
+    /// Prints what a command did; fails (exit 1) if any process failed, with the reasons on
+    /// stderr (spec §8) and what went well on stdout.
     fn report(&self, command: &str, report: &Report) -> Result<(), CliError> {
+        let (failed, done): (Vec<_>, Vec<_>) =
+            report.processes.iter().cloned().partition(|o| o.action == Action::Failed);
         if self.json {
             self.print_json(&serde_json::json!({ "command": command, "processes": report.processes }))?;
         } else {
-            self.print(&output::report(report))?;
+            self.print(&output::report(&Report { processes: done }))?;
+            for line in output::report(&Report { processes: failed.clone() }).lines() {
+                to_stderr(&format!("error: {line}\n"));
+            }
         }
-        if report.processes.iter().any(|o| o.action == Action::Failed) {
+        if !failed.is_empty() {
             return Err(CliError::Reported);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ConfigFile, ProcessDef};
+
+    fn payload(value_len: usize) -> ConfigPayload {
+        let mut def = ProcessDef::new("web", "sleep 1", PathBuf::from("/p"));
+        def.env = vec![("SMALL".into(), "1".into()), ("BIG".into(), "x".repeat(value_len))];
+        ConfigPayload {
+            file: ConfigFile { path: PathBuf::from("/p/pm3.toml"), processes: vec![def] },
+            env: BTreeMap::from([("HOME".to_string(), "/root".to_string())]),
+        }
+    }
+
+    #[test]
+    fn a_request_too_large_names_the_file_the_limit_and_the_value() {
+        let ok = sized(Request::Start { config: Some(payload(1 << 20)), targets: vec![] });
+        assert!(ok.is_ok());
+        let err = sized(Request::Start { config: Some(payload(9 << 20)), targets: vec![] })
+            .expect_err("too large")
+            .to_string();
+        assert!(err.starts_with("/p/pm3.toml: too large to send to the daemon: 9.0MiB"), "{err}");
+        assert!(
+            err.ends_with(
+                "more than the 8.0MiB a request may have; its largest value is `env.BIG` of [web] (9.0MiB)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_closed_pipe_is_quiet_other_write_errors_are_not() {
+        let closed = CliError::from_stdout(std::io::ErrorKind::BrokenPipe.into());
+        assert!(matches!(closed, CliError::ClosedPipe));
+        assert_eq!(report_error(&closed, false), 0);
+        let full = CliError::from_stdout(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.to_string().starts_with("cannot write to stdout: No space left on device"), "{full}");
     }
 }

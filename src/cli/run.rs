@@ -63,6 +63,8 @@ pub fn use_color() -> bool {
 /// Returns the exit code: 0 after a clean stop, 1 if a process ended `errored`.
 pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<i32, String> {
     paths.ensure().map_err(|e| e.to_string())?;
+    // Log files private to the user, as under the daemon; children keep the caller's umask.
+    crate::process::limits::enter(false);
     crate::process::cloexec_inherited_fds();
     reaper::become_subreaper();
     let names: Vec<String> = config
@@ -107,7 +109,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
                 }
             }
         }
-        eprintln!("pm3: stopping (press Ctrl-C again to kill)");
+        super::to_stderr("pm3: stopping (press Ctrl-C again to kill)\n");
         let stopping = tokio::task::spawn_local({
             let d = d.clone();
             async move { ops::stop_all(&d).await }
@@ -132,7 +134,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
 
 /// Prints `name | [pm3] message` on stderr.
 fn announce(p: &Printer, name: &str, message: &str) {
-    eprintln!("{}[pm3] {message}", p.prefix(name));
+    super::to_stderr(&format!("{}[pm3] {message}\n", p.prefix(name)));
 }
 
 /// Reports each instance whose status or pid changed since last time.
@@ -181,7 +183,7 @@ fn exit_code(d: &Daemon) -> i32 {
 
 /// Second Ctrl-C: SIGKILL every process group still running.
 fn kill_all(d: &Daemon) {
-    eprintln!("pm3: killing");
+    super::to_stderr("pm3: killing\n");
     for e in d.table.borrow().entries.values() {
         if let Some(pid) = e.handle.snapshot.borrow().pid {
             let _ = sig::signal_group(pid, Signal::KILL);

@@ -72,6 +72,9 @@ pub enum ErrorKind {
     BadValue { key: String, reason: String },
     #[error("`watch` directory `{given}` does not exist ({resolved})")]
     WatchMissing { given: String, resolved: String },
+    /// A rule of [`crate::spec`], already worded.
+    #[error("{0}")]
+    Rule(String),
 }
 
 /// A 1-based line and column (in characters).
@@ -147,6 +150,11 @@ impl<'a> Problems<'a> {
         self.list.push((usize::MAX, located));
     }
 
+    /// True when a problem is already recorded at byte `offset` (one problem per location).
+    pub fn has_at(&self, offset: usize) -> bool {
+        self.list.iter().any(|(o, _)| *o == offset)
+    }
+
     /// `Ok(())` when nothing was recorded, else every problem in file order, one per line.
     pub fn finish(mut self) -> Result<(), ConfigError> {
         if self.list.is_empty() {
@@ -158,24 +166,7 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// A user-written string made safe for a one-line message: control characters escaped, long
-/// strings cut.
-pub fn show(s: &str) -> String {
-    const MAX: usize = 80;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::spec::show;
 
 #[cfg(test)]
 mod tests {

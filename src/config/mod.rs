@@ -11,11 +11,12 @@
 //!
 //! Every problem is reported as `PATH:LINE:COL: message`, one per line, in file order.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
-use crate::spec::ConfigFile;
+use crate::spec::{ConfigFile, MAX_FILE_INSTANCES, ProcessDef};
 
 mod envfile;
 mod error;
@@ -57,7 +58,14 @@ pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigErr
         Ok(root) => {
             let raw = parse::processes(root.get_ref(), &mut problems);
             validate::check(&raw, env_name, &mut problems);
-            raw.into_iter().map(|p| resolve::process(p, &dir, env_name, &mut problems)).collect()
+            raw.into_iter()
+                .map(|p| {
+                    let (header, spans) = (p.header.clone(), p.spans.clone());
+                    let def = resolve::process(p, &dir, env_name, &mut problems);
+                    rules(&def, &header, &spans, &mut problems);
+                    def
+                })
+                .collect::<Vec<_>>()
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
@@ -65,8 +73,31 @@ pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigErr
             Vec::new()
         }
     };
+    let total: u64 = processes.iter().map(|d| u64::from(d.instances)).sum();
+    if total > u64::from(MAX_FILE_INSTANCES) {
+        problems.at_end(ErrorKind::Rule(format!(
+            "{total} instances in all, more than the {MAX_FILE_INSTANCES} one config file may have"
+        )));
+    }
     problems.finish()?;
     Ok(ConfigFile { path, processes })
+}
+
+/// The rules on a finished definition ([`ProcessDef::problems`], shared with the daemon), each
+/// at the value of its key (the table header when the key is not in the file), unless a
+/// problem is already reported there.
+fn rules(
+    def: &ProcessDef,
+    header: &Range<usize>,
+    spans: &[(String, Range<usize>)],
+    problems: &mut Problems<'_>,
+) {
+    for invalid in def.problems() {
+        let span = spans.iter().find(|(k, _)| *k == invalid.key).map_or(header, |(_, s)| s);
+        if !problems.has_at(span.start) {
+            problems.at(span.clone(), ErrorKind::Rule(invalid.message));
+        }
+    }
 }
 
 /// The parser's message on one line, with the source line it is about.
@@ -288,6 +319,54 @@ kill_signal = "SIGUSR2"
         let path = fx.dir().join("missing.toml");
         let err = load(&path, None).expect_err("missing file").to_string();
         assert!(err.starts_with(&format!("{}: cannot read config file: ", path.display())), "{err}");
+    }
+
+    #[test]
+    fn limits_and_nul_bytes_are_located() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[w]\ncommand = \"x\"\ninstances = 4294967295\n",
+                &["3:13: `instances` must be at most 1024, got 4294967295"],
+            ),
+            (
+                "[w]\ncommand = \"x\"\ninstances = 1025\n",
+                &["3:13: `instances` must be at most 1024, got 1025"],
+            ),
+            (
+                "[w]\ncommand = \"x\"\nlog_max_size = \"1B\"\n",
+                &["3:16: `log_max_size` must be at least 4K (4096 bytes), got 1 bytes"],
+            ),
+            (
+                "[w]\ncommand = \"x\"\nlog_max_size = 0\n",
+                &[
+                    "3:16: `log_max_size`: `integer `0`` is not a size (use a number with K, M or G, like \"200M\")",
+                ],
+            ),
+            (
+                "[w]\nkill_timeout = 1\ncommand = \"sleep\\u0000 1\"\n",
+                &["3:11: `command` must not contain a NUL character"],
+            ),
+            (
+                "[w]\ncommand = \"x\"\npre_start = \"a\\u0000\"\nenv = { A = \"\\u0000\" }\n",
+                &[
+                    "3:13: `pre_start` must not contain a NUL character",
+                    "4:13: `env.A` must not contain a NUL character",
+                ],
+            ),
+            (
+                "[a]\ncommand = \"x\"\ninstances = 1024\n[b]\ncommand = \"x\"\ninstances = 1024\n\
+                 [c]\ncommand = \"x\"\ninstances = 1024\n[d]\ncommand = \"x\"\ninstances = 1024\n\
+                 [e]\ncommand = \"x\"\n",
+                &["1:1: 4097 instances in all, more than the 4096 one config file may have"],
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+        // At the limits, fine.
+        let fx = Fixture::new();
+        let cfg = fx.load("[w]\ncommand = \"x\"\ninstances = 1024\nlog_max_size = \"4K\"\n", None);
+        assert_eq!((cfg.processes[0].instances, cfg.processes[0].log_max_size), (1024, 4096));
     }
 
     #[test]

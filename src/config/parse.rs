@@ -13,7 +13,7 @@ use toml::de::{DeInteger, DeString, DeTable, DeValue};
 use super::error::{ErrorKind, Problems, show};
 use super::validate;
 use crate::process::signal::{Signal, UnknownSignal};
-use crate::spec::RestartPolicy;
+use crate::spec::{MAX_INSTANCES, MAX_LOG_FILES, RestartPolicy};
 
 /// The `instances` key as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,9 @@ pub struct RawProcess {
     pub log_date_format: Option<String>,
     pub log_max_size: Option<u64>,
     pub log_max_files: Option<u32>,
+    /// Where the value of each key is (`command`, `env.PORT`, …), for the rules checked on the
+    /// finished definition ([`crate::spec::ProcessDef::problems`]).
+    pub spans: Vec<(String, Range<usize>)>,
 }
 
 /// The `watch` key as written.
@@ -130,10 +133,18 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         log_date_format: None,
         log_max_size: None,
         log_max_files: None,
+        spans: Vec::new(),
     };
     let mut has_command = false;
     for (k, v) in table.iter() {
         let k_str: &str = k.get_ref();
+        p.spans.push((k_str.to_string(), v.span()));
+        if let (Some(prefix), DeValue::Table(vars)) = (k_str.strip_prefix("env"), v.get_ref())
+            && (prefix.is_empty() || prefix.starts_with('_'))
+        {
+            p.spans
+                .extend(vars.iter().map(|(name, value)| (format!("env.{}", name.get_ref()), value.span())));
+        }
         match k_str {
             "command" => {
                 has_command = true;
@@ -213,7 +224,8 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "log_max_files" => {
                 p.log_max_files = match v.get_ref() {
                     DeValue::Integer(i) => {
-                        in_range("log_max_files", v, i, 0, 1000, problems).and_then(|n| u32::try_from(n).ok())
+                        in_range("log_max_files", v, i, 0, i64::from(MAX_LOG_FILES), problems)
+                            .and_then(|n| u32::try_from(n).ok())
                     }
                     _ => {
                         wrong_type("log_max_files", "an integer", v, problems);
@@ -330,7 +342,7 @@ fn env_files(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>>
 fn instances(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Instances> {
     match v.get_ref() {
         DeValue::String(s) if s.as_ref() == "max" => Some(Instances::Max),
-        DeValue::Integer(i) => in_range("instances", v, i, 1, i64::from(u32::MAX), problems)
+        DeValue::Integer(i) => in_range("instances", v, i, 1, i64::from(MAX_INSTANCES), problems)
             .and_then(|n| u32::try_from(n).ok())
             .map(Instances::Count),
         _ => {
@@ -626,7 +638,7 @@ mod tests {
             ),
             (
                 "[web]\ncommand = \"x\"\ninstances = 5000000000\n",
-                &["3:13: `instances` must be at most 4294967295, got 5000000000"],
+                &["3:13: `instances` must be at most 1024, got 5000000000"],
             ),
             (
                 "[web]\ncommand = \"x\"\nincrement_var = 3000\n",

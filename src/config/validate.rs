@@ -8,28 +8,7 @@ use std::ops::Range;
 use super::error::{ErrorKind, Problems, show};
 use super::parse::RawProcess;
 
-/// Longest process or group name.
-pub const MAX_NAME_LEN: usize = 64;
-
-/// Why `name` is not a valid process (or group) name, `None` when it is: 1 to 64 characters of
-/// `A-Z a-z 0-9 _ - .`, not starting with `.`; `:` is reserved for instance names.
-pub fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("it must not be empty".into());
-    }
-    if name.chars().count() > MAX_NAME_LEN {
-        return Some(format!("it is longer than {MAX_NAME_LEN} characters"));
-    }
-    if name.starts_with('.') {
-        return Some("it must not start with `.`".into());
-    }
-    if name.contains(':') {
-        return Some("`:` is reserved for instance names like `worker:0`".into());
-    }
-    name.chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        .map(|c| format!("character `{}` is not allowed (use `A-Z a-z 0-9 _ - .`)", show(&c.to_string())))
-}
+pub use crate::spec::name_problem;
 
 /// Runs every cross-process rule.
 pub fn check(processes: &[RawProcess], env_name: Option<&str>, problems: &mut Problems<'_>) {

@@ -69,6 +69,10 @@ pub async fn resurrect(d: &Rc<Daemon>, hold: super::ops::Hold) -> Result<Report>
         }
     }
     for p in &payloads {
+        // The dump is a file a user may have edited: the same rules as a request.
+        p.file.validate().map_err(|e| {
+            ErrorReply::new(ErrorKind::BadRequest, format!("cannot resurrect from {}: {e}", path.display()))
+        })?;
         check_conflicts(&d.table.borrow(), p)?;
     }
     let mut report = Report::default();

@@ -11,6 +11,7 @@ pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod table;
+pub mod validate;
 pub mod views;
 pub mod watch;
 
@@ -118,7 +119,8 @@ pub fn main(paths: Paths) -> i32 {
     // Own session: no terminal, no signals from the shell that started us.
     let _ = rustix::process::setsid();
     let _ = std::env::set_current_dir("/");
-    raise_fd_limit();
+    // Private files, room for many descriptors; children get the caller's values back.
+    crate::process::limits::enter(true);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -151,11 +153,9 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| DaemonError::Io { what: "cannot chmod", path: socket.clone(), source })?;
     let pid_file = paths.pid_file();
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| DaemonError::Io {
-        what: "cannot write",
-        path: pid_file.clone(),
-        source,
-    })?;
+    crate::paths::open_private(&pid_file, OpenOptions::new().write(true).create(true).truncate(true))
+        .and_then(|mut f| io::Write::write_all(&mut f, format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(|source| DaemonError::Io { what: "cannot write", path: pid_file.clone(), source })?;
     tracing::info!(pid = std::process::id(), home = %paths.home.display(), "daemon started");
 
     let writer = state::Writer::start(paths.state_file());
@@ -206,11 +206,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
 /// Taken before the socket is bound and released only at exit, after the socket is gone.
 fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
     let path = paths.lock_file();
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let file = crate::paths::open_private(&path, OpenOptions::new().create(true).truncate(false).write(true))
         .map_err(|source| DaemonError::Io { what: "cannot open", path: path.clone(), source })?;
     // A daemon that holds the lock but no longer answers is shutting down: wait for it to
     // finish (bounded), so that a client racing `pm3 kill` gets a fresh daemon, not a time-out.
@@ -224,17 +220,5 @@ fn take_lock(paths: &Paths) -> Result<File, DaemonError> {
             return Err(DaemonError::AlreadyRunning(paths.home.clone()));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-/// Each process costs the daemon a few descriptors (two pipes, a pidfd, two log files); raise
-/// the soft limit so a few hundred processes fit.
-fn raise_fd_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    let want = lim.maximum.map_or(65536, |max| max.min(65536));
-    if lim.current.is_some_and(|cur| cur < want) {
-        lim.current = Some(want);
-        let _ = setrlimit(Resource::Nofile, lim);
     }
 }

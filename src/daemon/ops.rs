@@ -21,6 +21,10 @@ use super::{Daemon, views};
 pub(super) type Result<T> = std::result::Result<T, ErrorReply>;
 
 pub async fn handle(d: &Rc<Daemon>, req: Request) -> Response {
+    // Every field again: the socket is an API, a raw request skips the CLI's checks.
+    if let Err(e) = super::validate::request(d, &req) {
+        return Response::Error(e);
+    }
     if !req.is_mutation() {
         return run(d, req, None).await.unwrap_or_else(Response::Error);
     }

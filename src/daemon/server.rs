@@ -14,10 +14,15 @@ use super::Daemon;
 /// Accepts clients until the daemon shuts down; each client gets its own task.
 pub async fn serve(listener: UnixListener, daemon: Rc<Daemon>) {
     let mut shutdown = daemon.shutdown.subscribe();
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    if let Err(uid) = same_user(&stream) {
+                        refuse(&stream, uid, &mut last_refusal_log);
+                        continue;
+                    }
                     tokio::task::spawn_local(connection(stream, daemon.clone()));
                 }
                 Err(e) => {
@@ -28,6 +33,45 @@ pub async fn serve(listener: UnixListener, daemon: Rc<Daemon>) {
             },
             _ = shutdown.wait_for(|&down| down) => break,
         }
+    }
+}
+
+/// `Ok` when the peer of `stream` runs as our own user (SO_PEERCRED, as the kernel recorded it
+/// at connect time); otherwise its uid (`None` when the kernel cannot tell).
+fn same_user(stream: &UnixStream) -> Result<(), Option<u32>> {
+    let me = rustix::process::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me => Ok(()),
+        Ok(cred) => Err(Some(cred.uid())),
+        Err(_) => Err(None),
+    }
+}
+
+/// The one line another user gets before the connection is closed: nothing is read from it.
+pub fn refusal(uid: Option<u32>) -> Response {
+    let me = rustix::process::geteuid().as_raw();
+    let who = uid.map_or_else(|| "a client whose uid is unknown".to_string(), |u| format!("uid {u}"));
+    Response::Error(ErrorReply::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "permission denied: this pm3 daemon runs as uid {me} and answers only its own user, not {who}; \
+             use your own data directory (PM3_HOME)"
+        ),
+    ))
+}
+
+/// Answers a connection of another user with [`refusal`] and closes it, without waiting: the
+/// line fits in the empty socket buffer of a fresh connection, and a peer that does not read
+/// costs nothing. Logged at most once a second, so a flood cannot fill the daemon log.
+fn refuse(stream: &UnixStream, uid: Option<u32>, last_log: &mut Option<std::time::Instant>) {
+    if let Ok(mut line) = serde_json::to_vec(&refusal(uid)) {
+        line.push(b'\n');
+        let _ = stream.try_write(&line);
+    }
+    let now = std::time::Instant::now();
+    if last_log.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1)) {
+        *last_log = Some(now);
+        tracing::warn!(uid = ?uid, "refused a connection from another user");
     }
 }
 
@@ -120,4 +164,20 @@ async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> 
     });
     bytes.push(b'\n');
     w.write_all(&bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_one_json_line_naming_both_uids() {
+        let me = rustix::process::geteuid().as_raw();
+        let line = serde_json::to_string(&refusal(Some(4242))).expect("encode");
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["error"]["kind"], "permission_denied");
+        let msg = v["error"]["message"].as_str().expect("message");
+        assert!(msg.contains(&format!("runs as uid {me}")) && msg.contains("not uid 4242"), "{msg}");
+    }
 }

@@ -96,7 +96,7 @@ pub fn capture(d: &Daemon) -> SavedState {
 /// Writes `bytes` to `path` atomically: a reader sees the old file or the new one, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f = crate::paths::open_private(&tmp, File::options().write(true).create(true).truncate(true))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

@@ -40,15 +40,24 @@ pub fn start(d: &Rc<Daemon>, def: &ProcessDef) -> Result<Watcher, String> {
     let (dir, ignore, debounce_ms) = key.clone();
     let ignore = globset(&ignore)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
-        {
-            for p in ev.paths {
-                let _ = tx.send(p);
+    let home = d.ctx.paths.home.clone();
+    // Ignored paths are dropped here, on notify's thread: only a change that would restart the
+    // process reaches the daemon, starts the quiet period or extends it. A process writing its
+    // own `*.log` (ignored) all the time neither wakes the daemon nor postpones a restart.
+    let mut inner = {
+        let dir = dir.clone();
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
+            {
+                for p in ev.paths {
+                    if !ignored(&p, &dir, &ignore, &home) {
+                        let _ = tx.send(p);
+                    }
+                }
             }
-        }
-    })
+        })
+    }
     .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     inner
         .watch(&dir, RecursiveMode::Recursive)
@@ -56,14 +65,10 @@ pub fn start(d: &Rc<Daemon>, def: &ProcessDef) -> Result<Watcher, String> {
 
     let daemon = Rc::downgrade(d);
     let process = def.name.clone();
-    let home = d.ctx.paths.home.clone();
     let debounce = Duration::from_millis(debounce_ms);
     let task = tokio::task::spawn_local(async move {
         while let Some(first) = rx.recv().await {
-            if ignored(&first, &dir, &ignore, &home) {
-                continue;
-            }
-            // Quiet period: every further change pushes the restart back.
+            // Quiet period: every further watched change pushes the restart back.
             loop {
                 match tokio::time::timeout(debounce, rx.recv()).await {
                     Ok(Some(_)) => continue,

@@ -11,9 +11,10 @@
 //! cost no file-system inode: creating named pipes made a start of 100 processes 4× slower.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -107,51 +108,169 @@ pub enum SpawnError {
 }
 
 /// Starts the process described by `launch`.
+///
+/// Through `posix_spawn(3)` (a vfork: nothing of the daemon is copied), called directly rather
+/// than through `std::process::Command` so that every descriptor is opened and checked before
+/// the call and only the call itself runs with the umask and descriptor limit of the command
+/// that started the daemon (see `limits`): glibc checks the descriptors of the file actions
+/// against the soft limit in force when they are added, and a daemon with more descriptors
+/// open than that limit could not otherwise start anything.
 pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     let (out_read, out_child) = pipe_pair().map_err(SpawnError::Pipe)?;
     let (err_read, err_child) = pipe_pair().map_err(SpawnError::Pipe)?;
-    let (program, args) = launch.argv.split_first().map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
-    // With an absolute path std can use posix_spawn (vfork); a bare name under a replaced
-    // environment makes it fall back to a full fork, which costs the daemon ~0.1 ms and a
-    // hundred copy-on-write faults per start.
-    let mut cmd = match find_program(program, launch.env) {
-        Some(path) => {
-            let mut c = Command::new(path);
-            c.arg0(program);
-            c
-        }
-        None => Command::new(program),
+    let (program, _) = launch.argv.split_first().map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
+    let exec_error =
+        |source| SpawnError::Exec { program: program.to_string(), cwd: launch.cwd.to_path_buf(), source };
+    // A bare name is looked up on the child's `PATH`; a path (`./server`) is used as written,
+    // relative to the working directory.
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        find_program(program, launch.env).ok_or_else(|| exec_error(io::ErrorKind::NotFound.into()))?
     };
-    cmd.args(args)
-        .env_clear()
-        .envs(launch.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_child))
-        .stderr(Stdio::from(err_child))
-        .process_group(0);
-    // The child inherits our working directory instead of being given one: with a working
-    // directory std can only use posix_spawn through a libc symbol a static binary cannot look
-    // up, and falls back to a full fork of the daemon. The daemon itself only uses absolute
-    // paths, and returns to `/` right after.
-    let entered = std::env::set_current_dir(launch.cwd);
-    // `cmd` owns the child's ends; they are closed when it is dropped, right after the spawn,
-    // so only the child holds the write side of its pipes.
-    let child = match entered {
-        Ok(()) => cmd.spawn(),
-        Err(e) => Err(e),
-    };
+    let null = File::open("/dev/null").map_err(exec_error)?;
+    let stdio = [null.as_raw_fd(), out_child.as_raw_fd(), err_child.as_raw_fd()];
+    let prepared = Prepared::new(&path, launch.argv, launch.env, stdio).map_err(exec_error)?;
+    // The child inherits our working directory instead of being given one (a `chdir` file
+    // action needs a libc symbol a static binary may not have). The daemon itself only uses
+    // absolute paths, and returns to `/` right after.
+    let spawned =
+        std::env::set_current_dir(launch.cwd).and_then(|()| super::limits::as_caller(|| prepared.spawn()));
     let _ = std::env::set_current_dir("/");
-    drop(cmd);
-    match child {
-        Ok(child) => {
-            let pid = child.id();
-            // The Child is dropped without waiting: exits are collected through pidfds by the
-            // supervisor, never through std.
-            Ok(Spawned { pid, start_time: start_time(pid), out: out_read, err: err_read })
+    // Only the child holds the write side of its pipes from now on.
+    drop((null, out_child, err_child));
+    let pid = spawned.map_err(exec_error)?;
+    // Exits are collected through pidfds by the supervisor.
+    Ok(Spawned { pid, start_time: start_time(pid), out: out_read, err: err_read })
+}
+
+/// Everything `posix_spawn` needs, allocated and checked up front, so that the call is all
+/// that remains.
+struct Prepared {
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    actions: FileActions,
+    attr: SpawnAttr,
+}
+
+impl Prepared {
+    /// `argv[0]` stays the name as written (`sleep`), the program is `path`; `stdio` are the
+    /// descriptors that become the child's 0, 1 and 2. The child gets its own process group,
+    /// an empty signal mask and SIGPIPE back to its default (Rust ignores it), as std does.
+    fn new(
+        path: &Path,
+        argv: &[String],
+        env: &BTreeMap<String, String>,
+        stdio: [RawFd; 3],
+    ) -> io::Result<Prepared> {
+        use std::os::unix::ffi::OsStrExt;
+        let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the command or environment");
+        let path = CString::new(path.as_os_str().as_bytes()).map_err(nul)?;
+        let args: Vec<CString> =
+            argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(nul)?;
+        let vars: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<Result<_, _>>()
+            .map_err(nul)?;
+        // The pointers stay valid: a CString's buffer does not move when the CString does.
+        let pointers = |list: &[CString]| -> Vec<*const libc::c_char> {
+            list.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        let (argv, envp) = (pointers(&args), pointers(&vars));
+        let mut actions = FileActions::new()?;
+        for (target, fd) in stdio.into_iter().enumerate() {
+            actions.dup2(fd, target as RawFd)?;
         }
-        Err(source) => {
-            Err(SpawnError::Exec { program: program.to_string(), cwd: launch.cwd.to_path_buf(), source })
+        let attr = SpawnAttr::new()?;
+        let mut strings = args;
+        strings.extend(vars);
+        Ok(Prepared { path, _strings: strings, argv, envp, actions, attr })
+    }
+
+    /// The call: the pid of the child, or why it could not be executed.
+    fn spawn(&self) -> io::Result<u32> {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer refers to memory `self` owns for the duration of the call: a
+        // NUL-terminated path, NULL-terminated arrays of NUL-terminated strings, initialized
+        // file actions and attributes.
+        let ret = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.path.as_ptr(),
+                &*self.actions.0,
+                &*self.attr.0,
+                self.argv.as_ptr().cast(),
+                self.envp.as_ptr().cast(),
+            )
+        };
+        check(ret)?;
+        u32::try_from(pid).map_err(|_| io::Error::other("posix_spawn returned no pid"))
+    }
+}
+
+/// `posix_spawn`'s way of reporting: 0, or an errno value.
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(ret)) }
+}
+
+/// Initialized `posix_spawn_file_actions_t`, destroyed on drop (boxed: it must not move).
+struct FileActions(Box<libc::posix_spawn_file_actions_t>);
+
+impl FileActions {
+    fn new() -> io::Result<FileActions> {
+        // SAFETY: all-zero is a valid value of this plain C struct, which init then sets up.
+        let mut raw: Box<libc::posix_spawn_file_actions_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: init on memory we own.
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut *raw) })?;
+        Ok(FileActions(raw))
+    }
+
+    fn dup2(&mut self, fd: RawFd, target: RawFd) -> io::Result<()> {
+        // SAFETY: adds one action to initialized file actions.
+        check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut *self.0, fd, target) })
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: destroys what `new` initialized, once.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut *self.0) };
+    }
+}
+
+/// Initialized `posix_spawnattr_t`: own process group, empty signal mask, SIGPIPE default.
+struct SpawnAttr(Box<libc::posix_spawnattr_t>);
+
+impl SpawnAttr {
+    fn new() -> io::Result<SpawnAttr> {
+        // SAFETY: all-zero is a valid value of this plain C struct, which init then sets up.
+        let mut raw: Box<libc::posix_spawnattr_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: init on memory we own.
+        check(unsafe { libc::posix_spawnattr_init(&mut *raw) })?;
+        let mut attr = SpawnAttr(raw);
+        // SAFETY: sigset_t is a plain bit set; sigemptyset initializes it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        // SAFETY: each call sets one field of initialized attributes from values we own.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            check(libc::posix_spawnattr_setsigmask(&mut *attr.0, &set))?;
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            check(libc::posix_spawnattr_setsigdefault(&mut *attr.0, &set))?;
+            check(libc::posix_spawnattr_setpgroup(&mut *attr.0, 0))?;
+            check(libc::posix_spawnattr_setflags(&mut *attr.0, flags as libc::c_short))?;
         }
+        Ok(attr)
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: destroys what `new` initialized, once.
+        unsafe { libc::posix_spawnattr_destroy(&mut *self.0) };
     }
 }
 
@@ -160,6 +279,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
 pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).process_group(0);
+    super::limits::restore_in_child(&mut cmd);
     cmd
 }
 

@@ -15,6 +15,7 @@ mod deps;
 mod durability;
 mod foreground;
 mod health;
+mod hostile;
 mod init;
 mod lifecycle;
 mod logs;
