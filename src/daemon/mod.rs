@@ -123,6 +123,10 @@ pub fn main(paths: Paths) -> i32 {
 pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     paths.ensure()?;
     let _lock = take_lock(&paths)?;
+    // Every process started from here on carries the data directory, resolved, so the next
+    // daemon recognises it whichever spelling of the path it is given.
+    let home = std::fs::canonicalize(&paths.home).unwrap_or_else(|_| paths.home.clone());
+    crate::process::marker::mark_children(&home);
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|source| DaemonError::Io {

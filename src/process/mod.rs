@@ -2,6 +2,7 @@
 //! how it ended, and measuring it. No policy lives here; the supervisor decides.
 
 pub mod exit;
+pub mod marker;
 pub mod reaper;
 pub mod signal;
 pub mod spawn;

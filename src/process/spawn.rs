@@ -19,6 +19,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::marker;
+
 /// Capacity asked for each output pipe.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -122,13 +124,15 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
         }
         None => Command::new(program),
     };
-    cmd.args(args)
-        .env_clear()
-        .envs(launch.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_child))
-        .stderr(Stdio::from(err_child))
-        .process_group(0);
+    cmd.args(args).env_clear().envs(launch.env);
+    // Under a daemon the process carries its markers (`process::marker`), whatever the starting
+    // environment said; elsewhere (`pm3 run`) it carries none, so no daemon ever takes it for one
+    // of its own.
+    match marker::home() {
+        Some(home) => cmd.env(marker::HOME_VAR, home),
+        None => cmd.env_remove(marker::NAME_VAR),
+    };
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(out_child)).stderr(Stdio::from(err_child)).process_group(0);
     // The child inherits our working directory instead of being given one: with a working
     // directory std can only use posix_spawn through a libc symbol a static binary cannot look
     // up, and falls back to a full fork of the daemon. The daemon itself only uses absolute
@@ -155,11 +159,14 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     }
 }
 
-/// `/bin/sh -c command` in its own process group, with `cwd` and exactly `env`, stdin from
-/// /dev/null: how hooks and `exec:` health checks run.
+/// `/bin/sh -c command` in its own process group, with `cwd` and `env` (less `PM3_NAME`), stdin
+/// from /dev/null: how hooks and `exec:` health checks run.
 pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).process_group(0);
+    // Only an instance's own process carries its name: a hook left running by a daemon that
+    // died must not be taken for the instance by the next one.
+    cmd.env_remove(marker::NAME_VAR);
     cmd
 }
 
