@@ -107,6 +107,73 @@ fn a_sigkilled_daemon_is_replaced_without_duplicates_or_lost_lines() {
     }
 }
 
+/// Live process-group leaders whose command line mentions `dir`, with their arguments: the
+/// test's own processes (every process pm3 starts leads its group; a script's `sleep` children
+/// do not mention the project path).
+fn leaders_mentioning(dir: &Path) -> Vec<(i32, Vec<String>)> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| alive(pid) && proc_stat(pid).is_some_and(|s| s.pgrp == pid))
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            cmdline.windows(needle.len()).any(|w| w == needle).then(|| {
+                let args = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty());
+                (pid, args.map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs the daemon of `pm3` and waits until it is gone with all its threads: a dead
+/// leader shows as a zombie while its other threads still hold the socket and the lock.
+fn kill_daemon(pm3: &Pm3) {
+    let daemon = pm3.daemon_pid().expect("pm3.pid");
+    send_signal(daemon, libc::SIGKILL);
+    let leader = daemon.to_string();
+    pm3.wait_for("the daemon to die", || {
+        let threads_gone = fs::read_dir(format!("/proc/{daemon}/task"))
+            .map_or(true, |tasks| tasks.flatten().all(|t| t.file_name().to_str() == Some(leader.as_str())));
+        !alive(daemon) && threads_gone
+    });
+}
+
+/// 20 rounds of: `pm3 start` of a file with 2 new processes (the previous round's 2 leave with
+/// the file), SIGKILL of the daemon as soon as the command has returned, `pm3 list`. The new
+/// daemon lists exactly the 2, online, with the pids that run; no other process of the test runs.
+#[test]
+fn a_daemon_killed_right_after_start_answered_knows_every_process() {
+    let pm3 = Pm3::new();
+    let hold = pm3.write("hold.sh", "while :; do sleep 1; done\n");
+    for round in 0..20 {
+        let names = [format!("r{round}a"), format!("r{round}b")];
+        let config: String = names
+            .iter()
+            .map(|n| format!("[{n}]\ncommand = \"sh {} {n}\"\nkill_timeout = 1000\n\n", hold.display()))
+            .collect();
+        pm3.config(&config);
+        pm3.ok(&["start"]);
+        kill_daemon(&pm3);
+
+        let rows = pm3.list();
+        assert_eq!(rows.len(), 2, "round {round}: this round's two processes only: {rows:?}");
+        let mut listed = Vec::new();
+        for n in &names {
+            let r = row_in(&rows, n);
+            assert_eq!(r["status"], "online", "round {round}: {r}");
+            let pid = r["pid"].as_i64().unwrap_or_else(|| panic!("round {round}: no pid: {r}")) as i32;
+            assert!(alive(pid), "round {round}: {n}'s pid {pid} runs");
+            listed.push(pid);
+        }
+        let mut running: Vec<i32> =
+            leaders_mentioning(&pm3.project).into_iter().map(|(pid, _)| pid).collect();
+        running.sort();
+        listed.sort();
+        assert_eq!(running, listed, "round {round}: every process of the test is listed, none runs unlisted");
+    }
+}
+
 /// `save` writes `dump.json`; after `kill`, `resurrect` from a directory without any pm3.toml
 /// brings back the same names: those that were running online (new pids), the stopped one
 /// stopped.
