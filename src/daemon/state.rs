@@ -7,7 +7,8 @@
 //! Durable before acknowledged: a request that changes what runs (start, stop, restart,
 //! reload, scale, resurrect) is answered only once the state that reflects it is in the file
 //! ([`handle_durably`]). What changes without a request (a crashed process respawned) is
-//! written after the burst settles.
+//! written after the burst settles; a daemon killed in that window leaves a process the file
+//! does not name, which the next daemon finds by its markers (`super::recover`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,12 +23,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::process::spawn;
+use crate::process::marker;
 use crate::protocol::{Request, Response, Status};
 use crate::spec::ProcessDef;
 use crate::supervisor::{self, Instance, Prior};
 
 use super::Daemon;
+use super::recover::{self, Strays};
 use super::table::Entry;
 
 /// Bumped when the file's shape changes; a file of another version is ignored.
@@ -325,9 +327,14 @@ impl Writer {
     }
 }
 
-/// Rebuilds the table from the previous daemon's state file.
-pub fn restore(d: &Rc<Daemon>) {
-    let Some(saved) = read(&d.ctx.paths.state_file()) else { return };
+/// Rebuilds the table from the previous daemon's state file. `strays` are the marked processes
+/// found after an unclean end (`super::recover`): one whose instance's recorded run is gone, or
+/// was waiting, is adopted as that run; every other one is stopped.
+pub fn restore(d: &Rc<Daemon>, mut strays: Strays) {
+    let Some(saved) = read(&d.ctx.paths.state_file()) else {
+        strays.stop_the_rest();
+        return;
+    };
     let defs: Vec<Rc<ProcessDef>> = saved.defs.into_iter().map(Rc::new).collect();
     let envs: Vec<Rc<BTreeMap<String, String>>> = saved.envs.into_iter().map(Rc::new).collect();
     let mut configs: Vec<Rc<PathBuf>> = Vec::new();
@@ -342,25 +349,57 @@ pub fn restore(d: &Rc<Daemon>) {
             }
         };
         let started_at = s.started_at_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let prior = match (s.status.is_running(), s.pid, s.start_time) {
-            (true, Some(pid), Some(t)) if spawn::start_time(pid) == Some(t) => Prior::Alive {
-                pid,
-                start_time: t,
-                started_at: started_at.unwrap_or_else(SystemTime::now),
-                status: match s.status {
-                    // A stop was under way: it stays running until someone stops it again.
-                    Status::Stopping => Status::Online,
-                    other => other,
-                },
-            },
-            (true, _, _) => Prior::Gone { started_at },
-            // Waiting for dependencies or for a restart delay: start it again below.
-            (false, _, _) if s.status == Status::Waiting => {
-                Prior::Idle { status: Status::Stopped, error: None }
-            }
-            (false, _, _) => Prior::Idle { status: s.status, error: s.error },
+        let mut found = strays.take(&s.name);
+        let mut restarts = s.restarts;
+        let recorded_alive = match (s.status.is_running(), s.pid, s.start_time) {
+            (true, Some(pid), Some(t)) if marker::live_start_time(pid) == Some(t) => Some((pid, t)),
+            _ => None,
         };
-        let waiting = s.status == Status::Waiting;
+        let prior = match recorded_alive {
+            Some((pid, t)) => {
+                found.retain(|m| m.pid != pid);
+                Prior::Alive {
+                    pid,
+                    start_time: t,
+                    started_at: started_at.unwrap_or_else(SystemTime::now),
+                    status: match s.status {
+                        // A stop was under way: it stays running until someone stops it again.
+                        Status::Stopping => Status::Online,
+                        other => other,
+                    },
+                }
+            }
+            // The recorded run is gone (or there was none yet: waiting for dependencies or a
+            // restart delay), and a process started for this instance runs: that is its run.
+            None if (s.status.is_running() || s.status == Status::Waiting) && !found.is_empty() => {
+                let m = found.remove(0);
+                tracing::warn!(name = %s.name, pid = m.pid, "adopting a process the state file did not record");
+                // A recorded run that ended was followed by this one: a restart nobody counted.
+                if s.status.is_running() && s.pid.is_some() {
+                    restarts = restarts.saturating_add(1);
+                }
+                Prior::Alive {
+                    pid: m.pid,
+                    start_time: m.start_time,
+                    started_at: recover::started_at(m.start_time),
+                    // Whether a health check had passed is unknown: the probe runs again.
+                    status: if def.health_check.is_some() { Status::Starting } else { Status::Online },
+                }
+            }
+            None if s.status.is_running() => Prior::Gone { started_at },
+            // Waiting for dependencies or for a restart delay: start it again below.
+            None if s.status == Status::Waiting => Prior::Idle { status: Status::Stopped, error: None },
+            None => Prior::Idle { status: s.status, error: s.error },
+        };
+        let waiting = s.status == Status::Waiting && !matches!(prior, Prior::Alive { .. });
+        for m in found {
+            recover::stop(
+                m,
+                def.kill_signal,
+                def.kill_timeout(),
+                "its instance runs another process or is stopped",
+            );
+        }
         let inst = Rc::new(Instance {
             name: s.name.clone(),
             index: s.index,
@@ -368,11 +407,12 @@ pub fn restore(d: &Rc<Daemon>) {
             base_env: env.clone(),
             config,
         });
-        let handle = supervisor::adopt(inst.clone(), d.ctx.clone(), prior, s.restarts);
+        let handle = supervisor::adopt(inst.clone(), d.ctx.clone(), prior, restarts);
         table.entries.insert(s.name.clone(), Entry { inst, handle });
         if waiting {
             d.resume.borrow_mut().push(s.name);
         }
     }
+    strays.stop_the_rest();
     tracing::info!(count = table.entries.len(), "restored state");
 }
