@@ -161,6 +161,8 @@ fn start_daemon(paths: &Paths) -> Result<(), ClientError> {
     Command::new(exe)
         .arg("daemon")
         .env("PM3_HOME", &paths.home)
+        // A `pm3` run by a managed process must not pass that process's marker on to the daemon.
+        .env_remove(crate::process::marker::NAME_VAR)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)

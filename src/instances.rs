@@ -27,8 +27,9 @@ pub fn group_of(def: &ProcessDef) -> Option<String> {
 }
 
 /// The full environment of instance `index`: the starting environment `base`, then the config's
-/// variables (with `increment_var` offset and `${VAR}` expanded), then `PM3_INSTANCE_ID` and
-/// `PM3_INSTANCE_COUNT`, which nothing can override.
+/// variables (with `increment_var` offset and `${VAR}` expanded), then `PM3_INSTANCE_ID`,
+/// `PM3_INSTANCE_COUNT` and `PM3_NAME` (the instance name, one of the markers a daemon finds its
+/// processes by: see `process::marker`), which nothing can override.
 pub fn environment(
     def: &ProcessDef,
     base: &BTreeMap<String, String>,
@@ -36,6 +37,7 @@ pub fn environment(
 ) -> BTreeMap<String, String> {
     let id = index.to_string();
     let count = def.instances.to_string();
+    let full_name = instance_name(&def.name, index, def.instances);
 
     // The config's own variables, last one wins, before expansion.
     let mut own: BTreeMap<&str, String> = BTreeMap::new();
@@ -52,6 +54,7 @@ pub fn environment(
     let fixed = |name: &str| match name {
         "PM3_INSTANCE_ID" => Some(id.clone()),
         "PM3_INSTANCE_COUNT" => Some(count.clone()),
+        "PM3_NAME" => Some(full_name.clone()),
         _ => None,
     };
 
@@ -63,6 +66,7 @@ pub fn environment(
     }
     out.insert("PM3_INSTANCE_ID".into(), id.clone());
     out.insert("PM3_INSTANCE_COUNT".into(), count.clone());
+    out.insert("PM3_NAME".into(), full_name);
     out
 }
 
@@ -160,6 +164,7 @@ mod tests {
                 ("PORT", "3000"),
                 ("PATH", "${PATH}:/opt/bin"),
                 ("ID", "w-${PM3_INSTANCE_ID}-of-${PM3_INSTANCE_COUNT}"),
+                ("TAG", "${PM3_NAME}"),
                 ("LIT", "$$HOME $HOME ${HOME"),
                 ("A", "${B}"),
                 ("B", "${A}"),
@@ -172,6 +177,7 @@ mod tests {
         assert_eq!(env["URL"], "http://localhost:3002/x");
         assert_eq!(env["PATH"], "/bin:/opt/bin");
         assert_eq!(env["ID"], "w-2-of-3");
+        assert_eq!(env["TAG"], "web:2");
         assert_eq!(env["LIT"], "$HOME $HOME ${HOME");
         assert_eq!(env["PM3_INSTANCE_ID"], "2");
         assert_eq!(env["PM3_INSTANCE_COUNT"], "3");
@@ -182,7 +188,10 @@ mod tests {
 
     #[test]
     fn pm3_variables_cannot_be_overridden() {
-        let env = environment(&def(&[("PM3_INSTANCE_ID", "9")], 2), &BTreeMap::new(), 1);
+        let base: BTreeMap<String, String> = [("PM3_NAME".to_string(), "caller:0".to_string())].into();
+        let env = environment(&def(&[("PM3_INSTANCE_ID", "9"), ("PM3_NAME", "x")], 2), &base, 1);
         assert_eq!(env["PM3_INSTANCE_ID"], "1");
+        assert_eq!(env["PM3_NAME"], "web:1");
+        assert_eq!(environment(&def(&[], 1), &base, 0)["PM3_NAME"], "web");
     }
 }

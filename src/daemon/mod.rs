@@ -7,6 +7,7 @@
 pub mod dump;
 pub mod locks;
 pub mod ops;
+pub mod recover;
 pub mod rollout;
 pub mod server;
 pub mod state;
@@ -89,6 +90,8 @@ impl Daemon {
     /// that shut down cleanly leaves nothing to adopt; `pm3 save`/`resurrect` bring a set back).
     pub fn cleanup_files(&self) {
         self.closed.set(true);
+        // Unrecorded processes found at start-up and still in their grace period go too.
+        recover::kill_stopping();
         let _ = std::fs::remove_file(self.ctx.paths.socket());
         let _ = std::fs::remove_file(self.ctx.paths.pid_file());
         match &self.writer {
@@ -143,6 +146,12 @@ pub fn main(paths: Paths) -> i32 {
 pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     paths.ensure()?;
     let _lock = take_lock(&paths)?;
+    // A daemon that ended cleanly removed both; either one left means it died (SIGKILL, crash).
+    let unclean = paths.pid_file().exists() || paths.state_file().exists();
+    // Every process started from here on carries the data directory, resolved, so the next
+    // daemon recognises it whichever spelling of the path it is given.
+    let home = std::fs::canonicalize(&paths.home).unwrap_or_else(|_| paths.home.clone());
+    crate::process::marker::mark_children(&home);
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|source| DaemonError::Io {
@@ -178,8 +187,13 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         source,
     })?;
     tokio::task::spawn_local(crate::process::reaper::reap_orphans());
-    state::restore(&daemon);
+    // Processes the previous daemon started but never recorded are adopted or stopped before
+    // anything waiting is started again.
+    let strays = if unclean { recover::Strays::find(&home) } else { recover::Strays::none() };
+    state::restore(&daemon, strays);
     ops::resume(&daemon).await;
+    // What was restored, adopted and resumed is on disk before the first request is answered.
+    state::flush(&daemon).await;
     tokio::task::spawn_local(state::persist(daemon.clone(), writer));
     let served = tokio::task::spawn_local(server::serve(listener, daemon.clone()));
     // Start-up code (argument parsing, logging set-up) is not needed again.

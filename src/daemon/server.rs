@@ -103,7 +103,7 @@ async fn connection(stream: UnixStream, daemon: Rc<Daemon>) {
             )),
             Ok(env) => {
                 let is_kill = matches!(env.req, protocol::Request::Kill);
-                let response = super::ops::handle(&daemon, env.req).await;
+                let response = super::state::handle_durably(&daemon, env.req).await;
                 if is_kill {
                     // Answer first, then let the daemon exit.
                     let _ = send(&mut write, &response).await;

@@ -1,24 +1,35 @@
-//! `state.json`: what the daemon manages and which processes run, written atomically (temp
-//! file, fsync, rename) whenever it changes, and read back by the next daemon so that a daemon
+//! `state.json`: what the daemon manages and which processes run, replaced atomically (temp
+//! file, rename) whenever it changes, and read back by the next daemon so that a daemon
 //! killed even with SIGKILL costs nothing: live processes are adopted (matched by pid *and*
 //! kernel start time, never by pid alone), dead ones go through their restart policy, and
 //! nothing is started twice.
+//!
+//! Durable before acknowledged: a request that changes what runs (start, stop, restart,
+//! reload, scale, resurrect) is answered only once the state that reflects it is in the file
+//! ([`handle_durably`]). What changes without a request (a crashed process respawned) is
+//! written after the burst settles; a daemon killed in that window leaves a process the file
+//! does not name, which the next daemon finds by its markers (`super::recover`).
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
-use crate::process::spawn;
-use crate::protocol::Status;
+use crate::process::marker;
+use crate::protocol::{Request, Response, Status};
 use crate::spec::ProcessDef;
 use crate::supervisor::{self, Instance, Prior};
 
 use super::Daemon;
+use super::recover::{self, Strays};
 use super::table::Entry;
 
 /// Bumped when the file's shape changes; a file of another version is ignored.
@@ -93,12 +104,21 @@ pub fn capture(d: &Daemon) -> SavedState {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a reader sees the old file or the new one, never half.
+/// Writes `bytes` to `path` atomically and durably (fsync before the rename): a reader sees the
+/// old file or the new one, never half, also after a power loss (`dump.json`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Writes `bytes` to a temp file next to `path` and renames it over `path`, with or without an
+/// fsync of the data first.
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut f = crate::paths::open_private(&tmp, File::options().write(true).create(true).truncate(true))?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path)
 }
@@ -123,10 +143,9 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 
 /// Keeps `state.json` in step with the table: after every burst of changes (quiet for a few
 /// ms, or at most 50 ms later), if what would be saved differs from what was saved, hand it to
-/// the writer thread, so the 5–10 ms of an fsync never stall the daemon's only thread.
+/// the writer thread, so file system latency never stalls the daemon's only thread.
 pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     let mut bus = d.ctx.bus.subscribe();
-    let mut last: Vec<u8> = std::fs::read(d.ctx.paths.state_file()).unwrap_or_default();
     loop {
         if bus.changed().await.is_err() {
             return;
@@ -144,10 +163,7 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
             return;
         }
         let Ok(bytes) = serde_json::to_vec(&capture(&d)) else { continue };
-        if bytes != last {
-            writer.submit(bytes.clone());
-            last = bytes;
-        }
+        writer.submit(bytes);
         // A burst (start or stop of many processes) leaves freed heap behind: give it back, so
         // the daemon's footprint returns to its idle size.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -158,43 +174,148 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     }
 }
 
-/// The thread that writes `state.json` (atomically, with fsync), always the newest version.
+/// Which requests change what runs, and so are answered only once `state.json` reflects them.
+pub fn changes_state(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Start { .. }
+            | Request::Stop { .. }
+            | Request::Restart { .. }
+            | Request::Reload { .. }
+            | Request::Scale { .. }
+            | Request::Resurrect
+    )
+}
+
+/// Handles a request (`ops::handle`); one that changes what runs is answered only once the
+/// state that reflects it is in `state.json`, so a daemon killed right after it answered leaves
+/// the next one a file that names every process it started.
+pub async fn handle_durably(d: &Rc<Daemon>, req: Request) -> Response {
+    let durable = changes_state(&req);
+    let response = super::ops::handle(d, req).await;
+    if durable {
+        flush(d).await;
+    }
+    response
+}
+
+/// Waits until `state.json` holds the table as it is now: hands the state to the writer thread
+/// (unless it was handed over already) and waits for that write, or for the one in progress,
+/// to land. Returns at once when the daemon keeps no state or has closed it.
+pub async fn flush(d: &Daemon) {
+    let Some(writer) = &d.writer else { return };
+    if d.closed.get() {
+        return;
+    }
+    let Ok(bytes) = serde_json::to_vec(&capture(d)) else { return };
+    if let Some(done) = writer.write_and_wait(bytes) {
+        // An error means the thread is gone (closed, or never started): nothing to wait for.
+        let _ = done.await;
+    }
+}
+
+/// One hand-over to the writer thread: a new state (numbered), and/or someone to tell once
+/// everything handed over before is written.
+struct Job {
+    seq: u64,
+    bytes: Option<Vec<u8>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// The thread that replaces `state.json`, always with the newest version it was handed.
+///
+/// No fsync. The file is for the next daemon *on the same boot*: a daemon that dies in any way
+/// (SIGKILL, a crash) leaves the kernel's page cache as it was, and the rename makes each new
+/// version visible atomically, so the next daemon reads what was last written — whatever was
+/// acknowledged. Only a crash of the whole machine can lose a write that was not synced, and
+/// that kills every process the file describes as well: nothing is left to adopt or to
+/// duplicate. The file read after such a reboot is then at worst older (what it says was
+/// running goes through the restart policy, as after any reboot) or unreadable (ignored: a
+/// fresh start). Bringing a set back after a reboot is `pm3 save` / `resurrect`, whose
+/// `dump.json` is fsynced. An fsync costs 5–25 ms on the machine this was measured on, and
+/// every acknowledged start and stop would wait for it.
 #[derive(Clone)]
 pub struct Writer {
-    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Job>,
     /// Held while writing; `close` takes it so no write lands after the file is removed.
-    lock: std::sync::Arc<std::sync::Mutex<bool>>,
+    lock: Arc<Mutex<bool>>,
+    /// The last state handed to the thread (the daemon's thread only).
+    last: Rc<RefCell<Vec<u8>>>,
+    /// Number of the last state handed over, and of the last one written.
+    sent: Rc<Cell<u64>>,
+    written: Arc<AtomicU64>,
 }
 
 impl Writer {
     pub fn start(path: PathBuf) -> Writer {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let lock = std::sync::Arc::new(std::sync::Mutex::new(false));
-        let thread_lock = lock.clone();
+        let (tx, rx) = mpsc::channel::<Job>();
+        let lock = Arc::new(Mutex::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let last = std::fs::read(&path).unwrap_or_default();
+        let (thread_lock, thread_written) = (lock.clone(), written.clone());
         let spawned =
             std::thread::Builder::new().name("pm3-state".into()).stack_size(64 * 1024).spawn(move || {
-                while let Ok(mut bytes) = rx.recv() {
-                    // Only the newest state matters.
-                    while let Ok(newer) = rx.try_recv() {
-                        bytes = newer;
+                while let Ok(first) = rx.recv() {
+                    // Only the newest state matters; everyone waiting is told after it is written.
+                    let mut newest: Option<(u64, Vec<u8>)> = None;
+                    let mut waiting = Vec::new();
+                    for job in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                        if let Some(bytes) = job.bytes {
+                            newest = Some((job.seq, bytes));
+                        }
+                        waiting.extend(job.done);
                     }
                     let Ok(closed) = thread_lock.lock() else { return };
                     if *closed {
                         return;
                     }
-                    if let Err(e) = write_atomic(&path, &bytes) {
-                        tracing::warn!(path = %path.display(), "cannot save state: {e}");
+                    if let Some((seq, bytes)) = newest {
+                        if let Err(e) = replace(&path, &bytes, false) {
+                            tracing::warn!(path = %path.display(), "cannot save state: {e}");
+                        }
+                        thread_written.store(seq, Ordering::Release);
+                    }
+                    drop(closed);
+                    for w in waiting {
+                        let _ = w.send(());
                     }
                 }
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start the state writer: {e}");
         }
-        Writer { tx, lock }
+        Writer { tx, lock, last: Rc::new(RefCell::new(last)), sent: Rc::new(Cell::new(0)), written }
     }
 
+    /// Hands `bytes` over unless they are what was handed over last.
     fn submit(&self, bytes: Vec<u8>) {
-        let _ = self.tx.send(bytes);
+        let _ = self.hand_over(bytes, None);
+    }
+
+    /// Hands `bytes` over (unless they were already) and returns what resolves once they are
+    /// written; `None` when they already are.
+    fn write_and_wait(&self, bytes: Vec<u8>) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.hand_over(bytes, Some(tx)).then_some(rx)
+    }
+
+    /// True when a job was sent that `done` (if any) will be told about.
+    fn hand_over(&self, bytes: Vec<u8>, done: Option<oneshot::Sender<()>>) -> bool {
+        let changed = *self.last.borrow() != bytes;
+        let job = if changed {
+            let seq = self.sent.get() + 1;
+            self.sent.set(seq);
+            Job { seq, bytes: Some(bytes.clone()), done }
+        } else if done.is_some() && self.written.load(Ordering::Acquire) < self.sent.get() {
+            // Already handed over but not written yet: wait for that write.
+            Job { seq: 0, bytes: None, done }
+        } else {
+            return false;
+        };
+        if changed {
+            *self.last.borrow_mut() = bytes;
+        }
+        self.tx.send(job).is_ok()
     }
 
     /// Stops writing for good (waiting for a write in progress) and removes the state file.
@@ -206,9 +327,14 @@ impl Writer {
     }
 }
 
-/// Rebuilds the table from the previous daemon's state file.
-pub fn restore(d: &Rc<Daemon>) {
-    let Some(saved) = read(&d.ctx.paths.state_file()) else { return };
+/// Rebuilds the table from the previous daemon's state file. `strays` are the marked processes
+/// found after an unclean end (`super::recover`): one whose instance's recorded run is gone, or
+/// was waiting, is adopted as that run; every other one is stopped.
+pub fn restore(d: &Rc<Daemon>, mut strays: Strays) {
+    let Some(saved) = read(&d.ctx.paths.state_file()) else {
+        strays.stop_the_rest();
+        return;
+    };
     let defs: Vec<Rc<ProcessDef>> = saved.defs.into_iter().map(Rc::new).collect();
     let envs: Vec<Rc<BTreeMap<String, String>>> = saved.envs.into_iter().map(Rc::new).collect();
     let mut configs: Vec<Rc<PathBuf>> = Vec::new();
@@ -223,25 +349,57 @@ pub fn restore(d: &Rc<Daemon>) {
             }
         };
         let started_at = s.started_at_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let prior = match (s.status.is_running(), s.pid, s.start_time) {
-            (true, Some(pid), Some(t)) if spawn::start_time(pid) == Some(t) => Prior::Alive {
-                pid,
-                start_time: t,
-                started_at: started_at.unwrap_or_else(SystemTime::now),
-                status: match s.status {
-                    // A stop was under way: it stays running until someone stops it again.
-                    Status::Stopping => Status::Online,
-                    other => other,
-                },
-            },
-            (true, _, _) => Prior::Gone { started_at },
-            // Waiting for dependencies or for a restart delay: start it again below.
-            (false, _, _) if s.status == Status::Waiting => {
-                Prior::Idle { status: Status::Stopped, error: None }
-            }
-            (false, _, _) => Prior::Idle { status: s.status, error: s.error },
+        let mut found = strays.take(&s.name);
+        let mut restarts = s.restarts;
+        let recorded_alive = match (s.status.is_running(), s.pid, s.start_time) {
+            (true, Some(pid), Some(t)) if marker::live_start_time(pid) == Some(t) => Some((pid, t)),
+            _ => None,
         };
-        let waiting = s.status == Status::Waiting;
+        let prior = match recorded_alive {
+            Some((pid, t)) => {
+                found.retain(|m| m.pid != pid);
+                Prior::Alive {
+                    pid,
+                    start_time: t,
+                    started_at: started_at.unwrap_or_else(SystemTime::now),
+                    status: match s.status {
+                        // A stop was under way: it stays running until someone stops it again.
+                        Status::Stopping => Status::Online,
+                        other => other,
+                    },
+                }
+            }
+            // The recorded run is gone (or there was none yet: waiting for dependencies or a
+            // restart delay), and a process started for this instance runs: that is its run.
+            None if (s.status.is_running() || s.status == Status::Waiting) && !found.is_empty() => {
+                let m = found.remove(0);
+                tracing::warn!(name = %s.name, pid = m.pid, "adopting a process the state file did not record");
+                // A recorded run that ended was followed by this one: a restart nobody counted.
+                if s.status.is_running() && s.pid.is_some() {
+                    restarts = restarts.saturating_add(1);
+                }
+                Prior::Alive {
+                    pid: m.pid,
+                    start_time: m.start_time,
+                    started_at: recover::started_at(m.start_time),
+                    // Whether a health check had passed is unknown: the probe runs again.
+                    status: if def.health_check.is_some() { Status::Starting } else { Status::Online },
+                }
+            }
+            None if s.status.is_running() => Prior::Gone { started_at },
+            // Waiting for dependencies or for a restart delay: start it again below.
+            None if s.status == Status::Waiting => Prior::Idle { status: Status::Stopped, error: None },
+            None => Prior::Idle { status: s.status, error: s.error },
+        };
+        let waiting = s.status == Status::Waiting && !matches!(prior, Prior::Alive { .. });
+        for m in found {
+            recover::stop(
+                m,
+                def.kill_signal,
+                def.kill_timeout(),
+                "its instance runs another process or is stopped",
+            );
+        }
         let inst = Rc::new(Instance {
             name: s.name.clone(),
             index: s.index,
@@ -249,11 +407,12 @@ pub fn restore(d: &Rc<Daemon>) {
             base_env: env.clone(),
             config,
         });
-        let handle = supervisor::adopt(inst.clone(), d.ctx.clone(), prior, s.restarts);
+        let handle = supervisor::adopt(inst.clone(), d.ctx.clone(), prior, restarts);
         table.entries.insert(s.name.clone(), Entry { inst, handle });
         if waiting {
             d.resume.borrow_mut().push(s.name);
         }
     }
+    strays.stop_the_rest();
     tracing::info!(count = table.entries.len(), "restored state");
 }

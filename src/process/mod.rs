@@ -3,6 +3,7 @@
 
 pub mod exit;
 pub mod limits;
+pub mod marker;
 pub mod reaper;
 pub mod signal;
 pub mod spawn;

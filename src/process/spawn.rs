@@ -20,6 +20,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::marker;
+
 /// Capacity asked for each output pipe.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -130,7 +132,21 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     };
     let null = File::open("/dev/null").map_err(exec_error)?;
     let stdio = [null.as_raw_fd(), out_child.as_raw_fd(), err_child.as_raw_fd()];
-    let prepared = Prepared::new(&path, launch.argv, launch.env, stdio).map_err(exec_error)?;
+    // Under a daemon the process carries its markers (`process::marker`), whatever the starting
+    // environment said; elsewhere (`pm3 run`) it carries none, so no daemon ever takes it for one
+    // of its own.
+    let mut env = std::borrow::Cow::Borrowed(launch.env);
+    match marker::home().and_then(|h| h.to_str()) {
+        Some(home) => {
+            env.to_mut().insert(marker::HOME_VAR.to_string(), home.to_string());
+        }
+        None => {
+            if env.contains_key(marker::NAME_VAR) {
+                env.to_mut().remove(marker::NAME_VAR);
+            }
+        }
+    }
+    let prepared = Prepared::new(&path, launch.argv, &env, stdio).map_err(exec_error)?;
     // The child inherits our working directory instead of being given one (a `chdir` file
     // action needs a libc symbol a static binary may not have). The daemon itself only uses
     // absolute paths, and returns to `/` right after.
@@ -274,12 +290,15 @@ impl Drop for SpawnAttr {
     }
 }
 
-/// `/bin/sh -c command` in its own process group, with `cwd` and exactly `env`, stdin from
-/// /dev/null: how hooks and `exec:` health checks run.
+/// `/bin/sh -c command` in its own process group, with `cwd` and `env` (less `PM3_NAME`), stdin
+/// from /dev/null: how hooks and `exec:` health checks run.
 pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).process_group(0);
     super::limits::restore_in_child(&mut cmd);
+    // Only an instance's own process carries its name: a hook left running by a daemon that
+    // died must not be taken for the instance by the next one.
+    cmd.env_remove(marker::NAME_VAR);
     cmd
 }
 

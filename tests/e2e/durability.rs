@@ -107,6 +107,200 @@ fn a_sigkilled_daemon_is_replaced_without_duplicates_or_lost_lines() {
     }
 }
 
+/// Live process-group leaders whose command line mentions `dir`, with their arguments: the
+/// test's own processes (every process pm3 starts leads its group; a script's `sleep` children
+/// do not mention the project path).
+fn leaders_mentioning(dir: &Path) -> Vec<(i32, Vec<String>)> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| alive(pid) && proc_stat(pid).is_some_and(|s| s.pgrp == pid))
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            cmdline.windows(needle.len()).any(|w| w == needle).then(|| {
+                let args = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty());
+                (pid, args.map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs the daemon of `pm3` and waits until it is gone with all its threads: a dead
+/// leader shows as a zombie while its other threads still hold the socket and the lock.
+fn kill_daemon(pm3: &Pm3) {
+    let daemon = pm3.daemon_pid().expect("pm3.pid");
+    send_signal(daemon, libc::SIGKILL);
+    let leader = daemon.to_string();
+    pm3.wait_for("the daemon to die", || {
+        let threads_gone = fs::read_dir(format!("/proc/{daemon}/task"))
+            .map_or(true, |tasks| tasks.flatten().all(|t| t.file_name().to_str() == Some(leader.as_str())));
+        !alive(daemon) && threads_gone
+    });
+}
+
+/// 20 rounds of: `pm3 start` of a file with 2 new processes (the previous round's 2 leave with
+/// the file), SIGKILL of the daemon as soon as the command has returned, `pm3 list`. The new
+/// daemon lists exactly the 2, online, with the pids that run; no other process of the test runs.
+#[test]
+fn a_daemon_killed_right_after_start_answered_knows_every_process() {
+    let pm3 = Pm3::new();
+    let hold = pm3.write("hold.sh", "while :; do sleep 1; done\n");
+    for round in 0..20 {
+        let names = [format!("r{round}a"), format!("r{round}b")];
+        let config: String = names
+            .iter()
+            .map(|n| format!("[{n}]\ncommand = \"sh {} {n}\"\nkill_timeout = 1000\n\n", hold.display()))
+            .collect();
+        pm3.config(&config);
+        pm3.ok(&["start"]);
+        kill_daemon(&pm3);
+
+        let rows = pm3.list();
+        assert_eq!(rows.len(), 2, "round {round}: this round's two processes only: {rows:?}");
+        let mut listed = Vec::new();
+        for n in &names {
+            let r = row_in(&rows, n);
+            assert_eq!(r["status"], "online", "round {round}: {r}");
+            let pid = r["pid"].as_i64().unwrap_or_else(|| panic!("round {round}: no pid: {r}")) as i32;
+            assert!(alive(pid), "round {round}: {n}'s pid {pid} runs");
+            listed.push(pid);
+        }
+        let mut running: Vec<i32> =
+            leaders_mentioning(&pm3.project).into_iter().map(|(pid, _)| pid).collect();
+        running.sort();
+        listed.sort();
+        assert_eq!(running, listed, "round {round}: every process of the test is listed, none runs unlisted");
+    }
+}
+
+/// Two processes crash-loop (`restart = "always"`, `min_uptime = 0`: each run lasts 0.4 s and is
+/// respawned at once, long enough to outlive the daemon's replacement). 20 times the test waits
+/// for a respawn in `/proc` and SIGKILLs the daemon right then or a few ms later (before or
+/// after it could record the new pid), and the next `pm3 list` replaces it. Each run takes a
+/// lock directory for its instance and notes a second copy if the lock is held; `/proc` is
+/// checked after every kill and every `list`. Never two live copies of one instance, and
+/// `pm3 kill` leaves none.
+#[test]
+fn daemons_killed_during_respawns_never_leave_two_copies_or_a_survivor() {
+    let pm3 = Pm3::new();
+    let crash = pm3.write(
+        "crash.sh",
+        "if ! mkdir \"$1.lock\" 2>/dev/null; then echo \"$1 $$\" >> dups; fi\n\
+         trap 'rmdir \"$1.lock\" 2>/dev/null; exit 0' TERM INT\n\
+         sleep 0.4\n\
+         rmdir \"$1.lock\" 2>/dev/null\n",
+    );
+    let config: String = ["a", "b"]
+        .iter()
+        .map(|n| {
+            format!(
+                "[{n}]\ncommand = \"sh {} {n}\"\nrestart = \"always\"\nmin_uptime = 0\nkill_timeout = 2000\n\n",
+                crash.display()
+            )
+        })
+        .collect();
+    pm3.config(&config);
+    let runs_of = |n: &str| -> Vec<i32> {
+        leaders_mentioning(&pm3.project)
+            .into_iter()
+            .filter(|(_, args)| args.last().is_some_and(|a| a == n))
+            .map(|(pid, _)| pid)
+            .collect()
+    };
+    let copies = |when: &str| {
+        for n in ["a", "b"] {
+            let pids = runs_of(n);
+            assert!(pids.len() <= 1, "{when}: two live copies of {n}: {pids:?}\n{}", pm3.daemon_log());
+        }
+    };
+    pm3.ok(&["start"]);
+    for round in 0..20u64 {
+        let n = if round % 2 == 0 { "a" } else { "b" };
+        let before = runs_of(n);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runs_of(n).iter().all(|p| before.contains(p)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: {n} was not respawned\n{}",
+                pm3.daemon_log()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Right at the respawn, or a few ms later: before and after the new pid is written down.
+        thread::sleep(Duration::from_millis([0, 0, 2, 5, 9][round as usize % 5]));
+        kill_daemon(&pm3);
+        copies(&format!("round {round}, daemon killed"));
+        pm3.list();
+        copies(&format!("round {round}, new daemon"));
+    }
+    let rows = pm3.list();
+    for n in ["a", "b"] {
+        row_in(&rows, n);
+    }
+    pm3.ok(&["kill"]);
+    assert_eq!(leaders_mentioning(&pm3.project), [], "pm3 kill leaves no process of the test");
+    let dups = pm3.project.join("dups");
+    assert!(!dups.exists(), "a run found its instance's lock held: {}", read_lossy(&dups));
+}
+
+/// What a daemon killed before recording leaves behind, made by hand: the run recorded for
+/// `api` has died and another process carrying `api`'s markers runs (a respawn nobody wrote
+/// down); processes marked `idle` (a stopped instance) and `ghost` (an unknown one) run too.
+/// The next daemon adopts the first as `api`'s run, stops the other two, and says so in
+/// `daemon.log`.
+#[test]
+fn unrecorded_processes_are_adopted_by_their_instance_or_stopped() {
+    let pm3 = Pm3::with_config(
+        "[api]\ncommand = \"sleep 1000\"\nkill_timeout = 1000\n\n[idle]\ncommand = \"sleep 1000\"\nkill_timeout = 1000\n",
+    );
+    pm3.ok(&["start", "api"]);
+    let recorded = pm3.pid_of("api");
+    assert_eq!(pm3.row("idle")["status"], "stopped");
+    kill_daemon(&pm3);
+
+    let marked = |name: &str| {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .env("PM3_HOME", &pm3.home)
+            .env("PM3_NAME", name)
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn a marked sleep");
+        pm3.remember(child.id() as i32);
+        child
+    };
+    let mut children = [marked("api"), marked("idle"), marked("ghost")];
+    let [respawned, idle, ghost] = [0, 1, 2].map(|i| children[i].id() as i32);
+    send_signal(recorded, libc::SIGKILL);
+    pm3.wait_for("the recorded run to end", || !alive(recorded));
+
+    let rows = pm3.list();
+    let api = row_in(&rows, "api");
+    assert_eq!(api["pid"], respawned, "the unrecorded run is adopted, not a third copy started: {api}");
+    assert_eq!(api["status"], "online", "{api}");
+    assert_eq!(row_in(&rows, "idle")["status"], "stopped", "a stopped instance stays stopped");
+    pm3.wait_for("the idle and ghost processes to be stopped", || !alive(idle) && !alive(ghost));
+    assert!(alive(respawned), "the adopted run keeps running");
+    let log = read_lossy(&pm3.home.join("daemon.log"));
+    for name in ["idle", "ghost"] {
+        assert!(
+            log.lines().any(|l| l.contains("no state file recorded") && l.contains(name)),
+            "daemon.log says why {name} was stopped:\n{log}"
+        );
+    }
+
+    pm3.ok(&["stop", "api"]);
+    assert!(!alive(respawned), "the adopted run is managed: stop ends it");
+    for c in &mut children {
+        let _ = c.wait();
+    }
+}
+
 /// `save` writes `dump.json`; after `kill`, `resurrect` from a directory without any pm3.toml
 /// brings back the same names: those that were running online (new pids), the stopped one
 /// stopped.
