@@ -213,6 +213,8 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     }
     tracing::info!("termination signal");
     ops::shutdown(&daemon).await;
+    daemon.shutdown.send_replace(true);
+    let _ = served.await;
     Ok(())
 }
 

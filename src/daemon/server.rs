@@ -12,29 +12,61 @@ use crate::protocol::{self, Envelope, ErrorKind, ErrorReply, Response};
 use super::Daemon;
 
 /// Accepts clients until the daemon shuts down; each client gets its own task.
+///
+/// At shutdown the socket file is already gone, so no new client can arrive; the ones that
+/// connected just before (still in the listen backlog) and the requests in flight are answered
+/// (a mutation with "daemon is shutting down") before the daemon exits, rather than reset.
 pub async fn serve(listener: UnixListener, daemon: Rc<Daemon>) {
     let mut shutdown = daemon.shutdown.subscribe();
     let mut last_refusal_log: Option<std::time::Instant> = None;
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    let mut closing = false;
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if let Err(uid) = same_user(&stream) {
-                        refuse(&stream, uid, &mut last_refusal_log);
-                        continue;
-                    }
-                    tokio::task::spawn_local(connection(stream, daemon.clone()));
+        let accepted = if closing {
+            match tokio::time::timeout(DRAIN_QUIET, listener.accept()).await {
+                Ok(accepted) => accepted,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|&down| down) => {
+                    closing = true;
+                    continue;
                 }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if let Err(uid) = same_user(&stream) {
+                    refuse(&stream, uid, &mut last_refusal_log);
+                    continue;
                 }
-            },
-            _ = shutdown.wait_for(|&down| down) => break,
+                let (daemon, open) = (daemon.clone(), open.clone());
+                open.set(open.get() + 1);
+                tokio::task::spawn_local(async move {
+                    connection(stream, daemon).await;
+                    open.set(open.get() - 1);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
+    // Requests in flight get their answer; an idle client (a TUI) is not waited for long.
+    let deadline = tokio::time::Instant::now() + DRAIN_MAX;
+    while open.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
+
+/// At shutdown: the backlog counts as empty once no client arrived for this long.
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+/// At shutdown: the longest wait for requests in flight to be answered.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `Ok` when the peer of `stream` runs as our own user (SO_PEERCRED, as the kernel recorded it
 /// at connect time); otherwise its uid (`None` when the kernel cannot tell).
