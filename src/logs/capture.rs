@@ -1,8 +1,15 @@
 //! Copying one output stream of a process (its pipe) into its log file.
 //!
-//! Reads go into one scratch buffer shared by every stream of the daemon (the daemon runs on a
-//! single thread), so an idle process costs no buffer memory. Bytes are written as read: no
-//! UTF-8 decoding, so nothing a process writes can stall or kill the copy; with
+//! A plain log is fed with `splice(2)`: the kernel moves the bytes from the pipe into the file,
+//! and takes them out of the pipe only once they are in the file, so a daemon killed at any
+//! moment (SIGKILL) loses nothing: what it had not copied is still in the pipe for the next
+//! daemon. Near a rotation the pipe is peeked at (`tee`) to find where the lines that fit end,
+//! and exactly those are spliced. Bytes that must pass through the daemon (timestamps with
+//! `log_date_format`, the tee of `pm3 run`, a file system that refuses splice) are read into one
+//! scratch buffer shared by every stream of the daemon (the daemon runs on a single thread, so
+//! an idle process costs no buffer memory) and written before the next read: at most one read
+//! ([`SCRATCH`] bytes) is ever out of the pipe and not yet in the file. Bytes are copied as they
+//! are: no UTF-8 decoding, so nothing a process writes can stall or kill the copy; with
 //! `log_date_format`, each line gets the time it was read in front.
 
 use std::cell::RefCell;
@@ -14,14 +21,24 @@ use tokio::io::unix::AsyncFd;
 
 use super::file::LogFile;
 
-/// One read takes up to this much from a pipe (which holds up to 1 MiB). Reading, rather than
-/// `splice`, keeps the pipe free for the writer while the file write happens.
-const SCRATCH: usize = 256 * 1024;
+/// One read takes up to this much from a pipe (which holds up to 1 MiB): the most a daemon
+/// killed between a read and its write can lose, when the bytes go through the buffer.
+pub const SCRATCH: usize = 256 * 1024;
+
+/// Most bytes one `splice` moves from a pipe into a file. The pipe stays locked while the kernel
+/// writes them into the file, so its writer waits meanwhile: 64 KiB kept that wait shortest of
+/// 32 KiB–1 MiB, for the same throughput (`bench/logs.sh`).
+const SPLICE_CHUNK: usize = 64 * 1024;
+
+/// Most bytes peeked at before a rotation cut (the lines that fit are found in them).
+const PEEK: usize = super::file::SPLICE_MARGIN as usize;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
     /// Output with timestamps inserted, when `log_date_format` is set.
     static STAMPED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where the bytes before a rotation cut are peeked at (`tee`), read and dropped.
+    static SCRATCH_PIPE: RefCell<Option<(OwnedFd, OwnedFd)>> = const { RefCell::new(None) };
 }
 
 /// One stream being copied: the daemon's read end of the pipe and the log it feeds.
@@ -135,46 +152,176 @@ impl Stream {
 
     /// Copies everything the pipe holds right now, without waiting.
     pub fn drain(&mut self) {
-        let Some(fd) = self.fd.as_ref().filter(|_| !self.eof) else { return };
+        if self.fd.is_none() || self.eof {
+            return;
+        }
         self.log.refresh();
-        BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            loop {
-                match rustix::io::read(fd.get_ref(), &mut buf[..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        if let Some(t) = &mut self.tee {
-                            t.finish();
-                        }
-                        break;
+        // Plain logs go from the pipe straight into the file, never through the daemon's memory.
+        let mut splice = self.date_format.is_none() && self.tee.is_none();
+        loop {
+            let step = if splice { self.splice_some() } else { self.copy_one_read() };
+            match step {
+                Step::Moved => {}
+                Step::Refused => splice = false,
+                Step::Empty => return,
+                Step::Eof => {
+                    self.eof = true;
+                    if let Some(t) = &mut self.tee {
+                        t.finish();
                     }
-                    Ok(n) => {
-                        if let Some(t) = &mut self.tee {
-                            t.feed(&buf[..n]);
-                        }
-                        let written = match &self.date_format {
-                            None => self.log.write(&buf[..n]),
-                            Some(fmt) => STAMPED.with(|out| {
-                                let mut out = out.borrow_mut();
-                                out.clear();
-                                stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
-                                self.log.write(&out)
-                            }),
-                        };
-                        if let Err(e) = written {
-                            tracing::warn!(log = %self.log.path().display(), "cannot write log: {e}");
-                        }
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(rustix::io::Errno::AGAIN) => break,
-                    Err(_) => {
-                        self.eof = true;
-                        break;
-                    }
+                    return;
                 }
             }
-        });
+        }
     }
+
+    /// One `splice` from the pipe into the log.
+    fn splice_some(&mut self) -> Step {
+        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
+        match self.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
+            Ok(Some(0)) => Step::Eof,
+            Ok(Some(_)) | Err(rustix::io::Errno::INTR) => Step::Moved,
+            Ok(None) => self.splice_to_cut(),
+            Err(e) => splice_failed(e),
+        }
+    }
+
+    /// Close to the rotation size: peeks at what the pipe holds (`tee` into a scratch pipe,
+    /// whose copy is read and dropped), splices the lines that fit, and rotates, as
+    /// [`LogFile::write`] would with those bytes, while the bytes themselves still only ever
+    /// go from the pipe to the file.
+    fn splice_to_cut(&mut self) -> Step {
+        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
+        let want = usize::try_from(self.log.room()).unwrap_or(usize::MAX).min(PEEK) + 1;
+        SCRATCH_PIPE.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.is_none() {
+                match rustix::pipe::pipe_with(
+                    rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+                ) {
+                    Ok(pair) => {
+                        // Room for a whole peek even in small pieces (`tee` copies whole pipe
+                        // buffers); at the default 16 buffers it may see less.
+                        let _ = rustix::pipe::fcntl_setpipe_size(&pair.1, 4 * PEEK);
+                        *scratch = Some(pair);
+                    }
+                    Err(_) => return Step::Refused,
+                }
+            }
+            let Some((peek_read, peek_write)) = scratch.as_ref() else { return Step::Refused };
+            let n = match rustix::pipe::tee(
+                fd.get_ref(),
+                peek_write,
+                want,
+                rustix::pipe::SpliceFlags::NONBLOCK,
+            ) {
+                Ok(0) => return Step::Eof,
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => return Step::Moved,
+                Err(e) => return splice_failed(e),
+            };
+            let step = BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let mut seen = 0;
+                while seen < n {
+                    match rustix::io::read(peek_read, &mut buf[seen..n]) {
+                        Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
+                        Ok(k) => seen += k,
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(_) => break,
+                    }
+                }
+                if seen < n {
+                    return None;
+                }
+                // Whether an unfinished last line may go in anyway: no one can finish it (every
+                // writer is gone), or the peek could not see as far as the pipe holds (so
+                // waiting could wait forever).
+                let finish_anyway = || {
+                    let mut pfd = [rustix::event::PollFd::new(fd.get_ref(), rustix::event::PollFlags::IN)];
+                    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+                    let hung_up = rustix::event::poll(&mut pfd, Some(&zero)).is_ok()
+                        && pfd[0].revents().contains(rustix::event::PollFlags::HUP);
+                    let unseen =
+                        n < want && rustix::io::ioctl_fionread(fd.get_ref()).is_ok_and(|q| q > n as u64);
+                    hung_up || unseen
+                };
+                let ends_a_line = buf[n - 1] == b'\n';
+                let (take, rotate) = self.log.cut_plan(&buf[..n], !ends_a_line && finish_anyway());
+                if take == 0 && !rotate {
+                    // An unfinished line: its end (or the writers' exit) wakes the pipe again.
+                    return Some(Step::Empty);
+                }
+                if let Err(e) = self.log.splice_exact(fd.get_ref(), take) {
+                    return Some(splice_failed(e));
+                }
+                if rotate && let Err(e) = self.log.rotate() {
+                    tracing::warn!(log = %self.log.path().display(), "cannot rotate log: {e}");
+                    return Some(Step::Refused);
+                }
+                Some(Step::Moved)
+            });
+            step.unwrap_or_else(|| {
+                // The copy could not be read back whole: never use this scratch pipe again.
+                *scratch = None;
+                Step::Refused
+            })
+        })
+    }
+
+    /// One read into the shared buffer, written (stamped, teed) before anything else happens.
+    fn copy_one_read(&mut self) -> Step {
+        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
+                Ok(0) => return Step::Eof,
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => return Step::Moved,
+                Err(rustix::io::Errno::AGAIN) => return Step::Empty,
+                Err(_) => return Step::Eof,
+            };
+            if let Some(t) = &mut self.tee {
+                t.feed(&buf[..n]);
+            }
+            let written = match &self.date_format {
+                None => self.log.write(&buf[..n]),
+                Some(fmt) => STAMPED.with(|out| {
+                    let mut out = out.borrow_mut();
+                    out.clear();
+                    stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
+                    self.log.write(&out)
+                }),
+            };
+            if let Err(e) = written {
+                tracing::warn!(log = %self.log.path().display(), "cannot write log: {e}");
+            }
+            Step::Moved
+        })
+    }
+}
+
+/// A `splice` or `tee` that failed for another reason than an empty pipe.
+fn splice_failed(e: rustix::io::Errno) -> Step {
+    match e {
+        rustix::io::Errno::AGAIN => Step::Empty,
+        rustix::io::Errno::INTR => Step::Moved,
+        // Refused (a file system without splice) or failed (a full disk): the buffer copies,
+        // or reports and drops, as for any log.
+        _ => Step::Refused,
+    }
+}
+
+/// What one copy step did.
+enum Step {
+    /// Bytes went from the pipe to the file (or a signal interrupted the call: try again).
+    Moved,
+    /// The pipe is empty for now.
+    Empty,
+    /// Every writer has closed the pipe and it is empty.
+    Eof,
+    /// `splice` cannot be used for this log (for the rest of this drain).
+    Refused,
 }
 
 /// Copies `bytes` to `out`, putting `now` formatted with `fmt` (and a space) before each line.

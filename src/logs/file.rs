@@ -4,7 +4,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+
+/// How far below `max_size` plain splicing stops: from there the pipe is peeked at before each
+/// splice, so the cut can be made at a line boundary.
+pub const SPLICE_MARGIN: u64 = 64 * 1024;
 
 /// Rotation limits of one log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,70 @@ impl LogFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Moves up to `len` bytes from `pipe` to the end of the file inside the kernel: the bytes
+    /// leave the pipe only as they land in the file, so no byte is ever held by the daemon alone
+    /// (a SIGKILL at any moment leaves each one either in the pipe, for the next daemon, or in
+    /// the file). Stops [`SPLICE_MARGIN`] short of `max_size`: near the cut, see
+    /// [`LogFile::cut_plan`]. `Ok(None)` when the file is that close to its limit; `Ok(Some(0))`
+    /// is end of file.
+    pub fn splice_from(&mut self, pipe: impl AsFd, len: usize) -> rustix::io::Result<Option<usize>> {
+        let room = self.room().saturating_sub(SPLICE_MARGIN);
+        let len = len.min(usize::try_from(room).unwrap_or(usize::MAX));
+        if len == 0 {
+            return Ok(None);
+        }
+        self.splice(pipe, len).map(Some)
+    }
+
+    /// Moves exactly `len` bytes, which `pipe` holds, to the end of the file, whatever the limit.
+    pub fn splice_exact(&mut self, pipe: impl AsFd, mut len: usize) -> rustix::io::Result<()> {
+        let pipe = pipe.as_fd();
+        while len > 0 {
+            match self.splice(pipe, len)? {
+                0 => break,
+                n => len -= n.min(len),
+            }
+        }
+        Ok(())
+    }
+
+    fn splice(&mut self, pipe: impl AsFd, len: usize) -> rustix::io::Result<usize> {
+        let mut off = self.size;
+        let flags = rustix::pipe::SpliceFlags::NONBLOCK;
+        let n = rustix::pipe::splice(pipe, None, &self.file, Some(&mut off), len, flags)?;
+        self.size = off;
+        Ok(n)
+    }
+
+    /// Bytes that still fit before `max_size`.
+    pub fn room(&self) -> u64 {
+        self.rotation.max_size.saturating_sub(self.size)
+    }
+
+    /// Near the cut, given `seen`, the first bytes waiting in the pipe (peeked, not taken): how
+    /// many of them go into this file, and whether the file is then rotated. The lines that fit
+    /// go in and the file is cut at the last line boundary within `max_size`, as
+    /// [`LogFile::write`] cuts; unlike it, an unfinished last line is left in the pipe (until
+    /// its end arrives, or `finish` says to take it anyway), so that a line is not split by a cut
+    /// because its end came later.
+    pub fn cut_plan(&self, seen: &[u8], finish: bool) -> (usize, bool) {
+        let room = usize::try_from(self.room()).unwrap_or(usize::MAX);
+        if seen.len() <= room {
+            if finish || seen.last().is_none_or(|&b| b == b'\n') {
+                return (seen.len(), false);
+            }
+            return (memchr::memrchr(b'\n', seen).map_or(0, |nl| nl + 1), false);
+        }
+        if let Some(nl) = memchr::memrchr(b'\n', &seen[..room]) {
+            (nl + 1, true)
+        } else if self.size > 0 {
+            (0, true)
+        } else {
+            // An empty file and a line longer than the limit: keep that line whole.
+            memchr::memchr(b'\n', seen).map_or((seen.len(), false), |nl| (nl + 1, true))
+        }
     }
 
     /// Appends `bytes`, rotating first at the last line boundary that keeps the file within
@@ -88,7 +157,7 @@ impl LogFile {
     }
 
     /// `x.log.{n-1}` → `x.log.{n}` …, `x.log` → `x.log.1`, then a fresh `x.log`.
-    fn rotate(&mut self) -> io::Result<()> {
+    pub fn rotate(&mut self) -> io::Result<()> {
         let n = self.rotation.max_files;
         if n == 0 {
             self.file.set_len(0)?;
@@ -146,6 +215,51 @@ mod tests {
         let nums: Vec<u32> = kept.lines().map(|l| l[5..].parse().expect("number")).collect();
         assert_eq!(*nums.last().expect("lines"), 99);
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "contiguous: {nums:?}");
+    }
+
+    #[test]
+    fn splice_moves_pipe_bytes_into_the_file_and_stops_short_of_the_rotation_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        rustix::io::write(&w, b"one\ntwo\n").expect("write");
+        let p = dir.path().join("s.log");
+        let mut f = LogFile::open(&p, Rotation { max_size: 1 << 20, max_files: 1 }).expect("open");
+        assert_eq!(f.splice_from(&r, 1 << 20), Ok(Some(8)));
+        assert_eq!(f.splice_from(&r, 1 << 20), Err(rustix::io::Errno::AGAIN), "the pipe is empty");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "one\ntwo\n");
+
+        // Within SPLICE_MARGIN of max_size the bytes are left for `write`, which cuts at lines.
+        let q = dir.path().join("t.log");
+        let mut g = LogFile::open(&q, Rotation { max_size: SPLICE_MARGIN + 4, max_files: 1 }).expect("open");
+        rustix::io::write(&w, b"three\nfour\n").expect("write");
+        assert_eq!(g.splice_from(&r, 1 << 20), Ok(Some(4)));
+        assert_eq!(g.splice_from(&r, 1 << 20), Ok(None));
+        let mut rest = [0u8; 16];
+        let n = rustix::io::read(&r, &mut rest).expect("read");
+        assert_eq!(&rest[..n], b"e\nfour\n", "what was not spliced is still in the pipe");
+        drop(w);
+        assert_eq!(f.splice_from(&r, 1 << 20), Ok(Some(0)), "end of file once every writer is gone");
+    }
+
+    #[test]
+    fn the_cut_plan_takes_the_lines_that_fit_like_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.log");
+        let mut f = LogFile::open(&p, Rotation { max_size: 10, max_files: 1 }).expect("open");
+        assert_eq!(f.cut_plan(b"", false), (0, false));
+        assert_eq!(f.cut_plan(b"abc\n", false), (4, false), "all of it fits");
+        f.write(b"abcd\n").expect("write");
+        // 5 bytes of room: the lines within them, then a rotation.
+        assert_eq!(f.cut_plan(b"ef\ng\nij\n", false), (5, true));
+        assert_eq!(f.cut_plan(b"ef\ngh\nij\n", false), (3, true));
+        assert_eq!(f.cut_plan(b"efghijk\n", false), (0, true), "no line fits: rotate first");
+        // An unfinished line waits for its end (it may not fit), unless no one can finish it.
+        assert_eq!(f.cut_plan(b"e\nfgh", false), (2, false));
+        assert_eq!(f.cut_plan(b"efgh", false), (0, false));
+        assert_eq!(f.cut_plan(b"efgh", true), (4, false));
+        f.rotate().expect("rotate");
+        assert_eq!(f.cut_plan(b"a line longer than ten\nnext\n", false), (23, true), "kept whole");
+        assert_eq!(f.cut_plan(b"a line longer than ten", false), (22, false));
     }
 
     #[test]

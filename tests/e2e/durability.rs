@@ -301,6 +301,88 @@ fn unrecorded_processes_are_adopted_by_their_instance_or_stopped() {
     }
 }
 
+/// Three writers each write numbered lines of 50 bytes, one `echo` (one write) per line, as
+/// fast as a shell loop goes, into logs that rotate every 2 MB, until the test tells them to
+/// stop (they then write `done N`). The daemon is SIGKILLed 3 times while they write and
+/// replaced by the next `pm3 list` (a writer cannot end while no daemon reads: it blocks once its
+/// pipe is full). Once they have exited, each writer's files (`.N` … `.1`, then the current one)
+/// hold every number from 1 to its last exactly once, in order, then `done` with that number.
+#[test]
+fn no_line_is_lost_or_doubled_when_the_daemon_is_sigkilled_during_fast_writes() {
+    const FILES: u32 = 60;
+    let pm3 = Pm3::new();
+    let pad = "x".repeat(40);
+    let writer = pm3.write(
+        "write.sh",
+        &format!(
+            "i=1\nwhile :; do\n  echo \"$i {pad}\"\n  \
+             if [ $((i % 1000)) -eq 0 ] && [ -e stop ]; then break; fi\n  i=$((i+1))\ndone\necho \"done $i\"\n"
+        ),
+    );
+    pm3.config(&format!(
+        "[w]\ncommand = \"sh {}\"\ninstances = 3\nrestart = \"never\"\nlog_max_size = \"2M\"\nlog_max_files = {FILES}\n",
+        writer.display()
+    ));
+    let names = ["w:0", "w:1", "w:2"];
+    let log_of = |n: &str| -> String {
+        let mut all = String::new();
+        for k in (1..=FILES).rev() {
+            let mut rotated = pm3.log_path(n, "out").into_os_string();
+            rotated.push(format!(".{k}"));
+            all.push_str(&read_lossy(Path::new(&rotated)));
+        }
+        all.push_str(&pm3.read_log(n, "out"));
+        all
+    };
+    pm3.ok(&["start"]);
+    for n in names {
+        pm3.wait_log(n, "out", "\n100 ");
+    }
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(80));
+        kill_daemon(&pm3);
+        // The writers fill their pipes meanwhile, then wait.
+        thread::sleep(Duration::from_millis(50));
+        pm3.list();
+    }
+    pm3.write("stop", "");
+    pm3.wait_until("the writers have exited", |rows| {
+        names.iter().all(|n| rows.iter().any(|r| r["name"] == *n && r["status"] == "stopped"))
+    });
+    let mut lost = 0;
+    let mut report = Vec::new();
+    for n in names {
+        let text = log_of(n);
+        let Some(body) = text.strip_suffix('\n') else { panic!("{n}: the log does not end with a line") };
+        let (lines, last) = body.rsplit_once('\n').unwrap_or(("", body));
+        let Some(total) = last.strip_prefix("done ").and_then(|t| t.parse::<u64>().ok()) else {
+            panic!("{n}: the last line is `{last}`, not `done N`\n{}", pm3.daemon_log())
+        };
+        let got = numbers_of(lines);
+        lost += total.saturating_sub(got.len() as u64);
+        report.push(format!("{n}: {} of {total} lines", got.len()));
+        if let Some((at, (g, w))) = got.iter().zip(1..).enumerate().find(|(_, (g, w))| **g != *w) {
+            panic!(
+                "{n}: line {} is {g}, not {w} ({} lines for {total})\n{}",
+                at + 1,
+                got.len(),
+                pm3.daemon_log()
+            );
+        }
+        assert_eq!(got.len() as u64, total, "{n}: every line up to {total}");
+    }
+    assert_eq!(lost, 0, "{}", report.join(", "));
+}
+
+/// The first number of every line of a log (`1234 xxx…`); fails on a line without one.
+fn numbers_of(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| {
+            l.split_whitespace().next().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("line `{l}`"))
+        })
+        .collect()
+}
+
 /// `save` writes `dump.json`; after `kill`, `resurrect` from a directory without any pm3.toml
 /// brings back the same names: those that were running online (new pids), the stopped one
 /// stopped.
