@@ -213,6 +213,22 @@ pub struct ProcessDetail {
     pub cron_restart: Option<String>,
     pub pre_start: Option<String>,
     pub post_stop: Option<String>,
+    /// Output dropped because a log could not be written (a full disk), per log.
+    #[serde(default)]
+    pub log_gaps: Vec<LogGapInfo>,
+}
+
+/// Output a log lost while it could not be written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogGapInfo {
+    pub log: PathBuf,
+    pub dropped_bytes: u64,
+    /// How many times writing failed and later resumed (or is still failing).
+    pub episodes: u32,
+    /// Why the last episode began (`no space left`).
+    pub reason: String,
+    /// True while output is still being dropped.
+    pub ongoing: bool,
 }
 
 /// How a run ended, for `info`.

@@ -198,6 +198,19 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv("kill", format!("{} then SIGKILL after {}ms", d.kill_signal, d.kill_timeout_ms));
     kv("out log", d.out_log.display().to_string());
     kv("err log", d.err_log.display().to_string());
+    for g in &d.log_gaps {
+        let now = if g.ongoing { ", still dropping" } else { "" };
+        kv(
+            "log gap",
+            format!(
+                "{}: {} dropped ({}, {} time(s){now})",
+                g.log.display(),
+                size(g.dropped_bytes),
+                g.reason,
+                g.episodes
+            ),
+        );
+    }
     out.push_str("env\n");
     for (k, v) in &d.env {
         let _ = writeln!(out, "  {k}={v}");

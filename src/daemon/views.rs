@@ -57,6 +57,19 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
         cron_restart: def.cron_restart.clone(),
         pre_start: def.pre_start.clone(),
         post_stop: def.post_stop.clone(),
+        log_gaps: [d.ctx.paths.out_log(&e.inst.name), d.ctx.paths.err_log(&e.inst.name)]
+            .into_iter()
+            .filter_map(|log| {
+                let g = crate::logs::capture::gaps_of(&log);
+                (g.episodes > 0).then_some(crate::protocol::LogGapInfo {
+                    log,
+                    dropped_bytes: g.dropped_bytes,
+                    episodes: g.episodes,
+                    reason: g.reason,
+                    ongoing: g.ongoing,
+                })
+            })
+            .collect(),
     }
 }
 

@@ -37,6 +37,8 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
     /// Output with timestamps inserted, when `log_date_format` is set.
     static STAMPED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Every log's gaps (full disk), by path, for `info`.
+    static GAPS: RefCell<std::collections::HashMap<std::path::PathBuf, GapRecord>> = RefCell::new(std::collections::HashMap::new());
     /// Where the bytes before a rotation cut are peeked at (`tee`), read and dropped.
     static SCRATCH_PIPE: RefCell<Option<(OwnedFd, OwnedFd)>> = const { RefCell::new(None) };
 }
@@ -44,7 +46,7 @@ thread_local! {
 /// One stream being copied: the daemon's read end of the pipe and the log it feeds.
 pub struct Stream {
     /// `None` when the pipe could not be reopened (an adopted process whose pipe is gone).
-    fd: Option<AsyncFd<OwnedFd>>,
+    fd: Option<Rc<AsyncFd<OwnedFd>>>,
     log: LogFile,
     eof: bool,
     /// strftime format prefixed to each line (`log_date_format`).
@@ -53,7 +55,41 @@ pub struct Stream {
     at_line_start: bool,
     /// Also hands complete lines to a sink (`pm3 run` prints them).
     tee: Option<Tee>,
+    /// Output being dropped because the log cannot be written (a full disk).
+    gap: Option<Gap>,
 }
+
+/// Output dropped while the log could not be written. The child is never blocked for it
+/// (availability first): its bytes are read and counted, and once a write succeeds again the
+/// log resumes at a line boundary after a line that says what was lost.
+struct Gap {
+    bytes: u64,
+    /// Whether the bytes still to come start a line (dropping continues to the next newline).
+    at_line_start: bool,
+    reason: String,
+}
+
+/// What `info` shows of an instance's log gaps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GapRecord {
+    /// Bytes dropped over the daemon's life.
+    pub dropped_bytes: u64,
+    /// Episodes: each began with a failed write and ended with a successful one.
+    pub episodes: u32,
+    /// Why the current (or last) episode began.
+    pub reason: String,
+    /// True while output is being dropped.
+    pub ongoing: bool,
+}
+
+/// Most bytes one wake-up of a stream copies: a writer faster than the copy can no longer keep
+/// the daemon's only thread to itself (the stream stays ready and is served again after
+/// everything else that is ready).
+pub const PUMP_BUDGET: usize = 256 * 1024;
+
+/// Most bytes copied when a process has exited: everything it wrote is in its pipe (at most the
+/// pipe's 1 MiB), while a descendant that keeps writing cannot hold the copy forever.
+pub const EXIT_BUDGET: usize = 4 << 20;
 
 /// Receives each complete line a process writes, besides its log file.
 pub trait LineSink {
@@ -102,8 +138,9 @@ impl Stream {
     }
 
     fn with_fd(fd: Option<AsyncFd<OwnedFd>>, log: LogFile) -> Stream {
+        let fd = fd.map(Rc::new);
         let eof = fd.is_none();
-        Stream { fd, log, eof, date_format: None, at_line_start: true, tee: None }
+        Stream { fd, log, eof, date_format: None, at_line_start: true, tee: None, gap: None }
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
@@ -138,41 +175,133 @@ impl Stream {
     /// Waits until the pipe has data (or hung up), then copies what is there. Cancel-safe: the
     /// copy happens after the only await point.
     pub async fn pump(&mut self) {
-        let Some(fd) = self.fd.as_ref().filter(|_| !self.eof) else {
+        let Some(fd) = self.fd.clone().filter(|_| !self.eof) else {
             return std::future::pending().await;
         };
-        match fd.readable().await {
-            Ok(mut guard) => {
-                guard.clear_ready();
-                self.drain();
+        let mut guard = match fd.readable().await {
+            Ok(guard) => guard,
+            Err(_) => {
+                self.eof = true;
+                return;
             }
-            Err(_) => self.eof = true,
+        };
+        // Readiness is cleared only once the pipe was seen empty. A stream stopped by its
+        // budget stays ready, and gives the rest of the daemon its turn first: waiting on a
+        // readiness that is already set would not yield by itself.
+        if self.drain_up_to(PUMP_BUDGET) {
+            drop(guard);
+            tokio::task::yield_now().await;
+        } else {
+            guard.clear_ready();
         }
     }
 
-    /// Copies everything the pipe holds right now, without waiting.
-    pub fn drain(&mut self) {
+    /// Copies what the pipe holds right now, up to `budget` bytes, without waiting. True when
+    /// it stopped at the budget with more in the pipe.
+    pub fn drain_up_to(&mut self, budget: usize) -> bool {
         if self.fd.is_none() || self.eof {
-            return;
+            return false;
         }
         self.log.refresh();
         // Plain logs go from the pipe straight into the file, never through the daemon's memory.
-        let mut splice = self.date_format.is_none() && self.tee.is_none();
-        loop {
+        let mut splice = self.date_format.is_none() && self.tee.is_none() && self.gap.is_none();
+        let mut moved = 0;
+        while moved < budget {
             let step = if splice { self.splice_some() } else { self.copy_one_read() };
             match step {
-                Step::Moved => {}
+                Step::Moved(n) => moved += n.max(1),
                 Step::Refused => splice = false,
-                Step::Empty => return,
+                Step::Empty => return false,
                 Step::Eof => {
                     self.eof = true;
                     if let Some(t) = &mut self.tee {
                         t.finish();
                     }
-                    return;
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Writes `bytes` to the log, or counts them as dropped while it cannot be written.
+    fn emit(&mut self, bytes: &[u8]) {
+        let mut bytes = bytes;
+        if let Some(gap) = &mut self.gap {
+            if !gap.at_line_start {
+                match memchr::memchr(b'\n', bytes) {
+                    None => {
+                        gap.bytes += bytes.len() as u64;
+                        self.record_gap(bytes.len() as u64);
+                        return;
+                    }
+                    Some(i) => {
+                        gap.bytes += i as u64 + 1;
+                        self.record_gap(i as u64 + 1);
+                        bytes = &bytes[i + 1..];
+                        if let Some(gap) = &mut self.gap {
+                            gap.at_line_start = true;
+                        }
+                    }
+                }
+            }
+            if bytes.is_empty() {
+                return;
+            }
+            let Some(gap) = &self.gap else { return };
+            let newline = if self.log.ends_mid_line() { "\n" } else { "" };
+            let marker = format!("{newline}[pm3: {} dropped: {}]\n", human_bytes(gap.bytes), gap.reason);
+            if self.log.write(marker.as_bytes()).is_err() {
+                let n = bytes.len() as u64;
+                if let Some(gap) = &mut self.gap {
+                    gap.bytes += n;
+                    gap.at_line_start = bytes.ends_with(b"\n");
+                }
+                self.record_gap(n);
+                return;
+            }
+            tracing::info!(log = %self.log.path().display(), dropped = gap.bytes, "log writable again");
+            self.gap = None;
+            GAPS.with(|g| {
+                if let Some(r) = g.borrow_mut().get_mut(self.log.path()) {
+                    r.ongoing = false;
+                }
+            });
+        }
+        if let Err(e) = self.log.write(bytes) {
+            let reason = if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                "no space left".to_string()
+            } else {
+                e.to_string()
+            };
+            // One warning per episode, not one per write.
+            tracing::warn!(log = %self.log.path().display(), "cannot write log ({reason}): dropping output until it can be written again");
+            // A line the failure (or an earlier splice) cut short goes too: the log keeps only
+            // whole lines, then says what is missing.
+            let cut = self.log.cut_partial_line();
+            self.gap = Some(Gap {
+                bytes: bytes.len() as u64 + cut,
+                at_line_start: bytes.ends_with(b"\n"),
+                reason: reason.clone(),
+            });
+            GAPS.with(|g| {
+                let mut g = g.borrow_mut();
+                let r = g.entry(self.log.path().to_path_buf()).or_default();
+                r.episodes += 1;
+                r.reason = reason;
+                r.ongoing = true;
+            });
+            self.record_gap(bytes.len() as u64 + cut);
+        }
+    }
+
+    /// Counts dropped bytes in the record `info` shows.
+    fn record_gap(&self, bytes: u64) {
+        GAPS.with(|g| {
+            if let Some(r) = g.borrow_mut().get_mut(self.log.path()) {
+                r.dropped_bytes += bytes;
+            }
+        });
     }
 
     /// One `splice` from the pipe into the log.
@@ -180,7 +309,8 @@ impl Stream {
         let Some(fd) = self.fd.as_ref() else { return Step::Eof };
         match self.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
             Ok(Some(0)) => Step::Eof,
-            Ok(Some(_)) | Err(rustix::io::Errno::INTR) => Step::Moved,
+            Ok(Some(n)) => Step::Moved(n),
+            Err(rustix::io::Errno::INTR) => Step::Moved(0),
             Ok(None) => self.splice_to_cut(),
             Err(e) => splice_failed(e),
         }
@@ -217,9 +347,10 @@ impl Stream {
             ) {
                 Ok(0) => return Step::Eof,
                 Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => return Step::Moved,
+                Err(rustix::io::Errno::INTR) => return Step::Moved(0),
                 Err(e) => return splice_failed(e),
             };
+            let taken = std::cell::Cell::new(0usize);
             let step = BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 let mut seen = 0;
@@ -255,11 +386,12 @@ impl Stream {
                 if let Err(e) = self.log.splice_exact(fd.get_ref(), take) {
                     return Some(splice_failed(e));
                 }
+                taken.set(take);
                 if rotate && let Err(e) = self.log.rotate() {
                     tracing::warn!(log = %self.log.path().display(), "cannot rotate log: {e}");
                     return Some(Step::Refused);
                 }
-                Some(Step::Moved)
+                Some(Step::Moved(taken.get()))
             });
             step.unwrap_or_else(|| {
                 // The copy could not be read back whole: never use this scratch pipe again.
@@ -271,32 +403,32 @@ impl Stream {
 
     /// One read into the shared buffer, written (stamped, teed) before anything else happens.
     fn copy_one_read(&mut self) -> Step {
-        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
+        let Some(fd) = self.fd.clone() else { return Step::Eof };
         BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
                 Ok(0) => return Step::Eof,
                 Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => return Step::Moved,
+                Err(rustix::io::Errno::INTR) => return Step::Moved(0),
                 Err(rustix::io::Errno::AGAIN) => return Step::Empty,
                 Err(_) => return Step::Eof,
             };
             if let Some(t) = &mut self.tee {
                 t.feed(&buf[..n]);
             }
-            let written = match &self.date_format {
-                None => self.log.write(&buf[..n]),
-                Some(fmt) => STAMPED.with(|out| {
-                    let mut out = out.borrow_mut();
-                    out.clear();
-                    stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
-                    self.log.write(&out)
-                }),
-            };
-            if let Err(e) = written {
-                tracing::warn!(log = %self.log.path().display(), "cannot write log: {e}");
+            match self.date_format.take() {
+                None => self.emit(&buf[..n]),
+                Some(fmt) => {
+                    STAMPED.with(|out| {
+                        let mut out = out.borrow_mut();
+                        out.clear();
+                        stamp(&buf[..n], &fmt, &mut self.at_line_start, &mut out);
+                        self.emit(&out);
+                    });
+                    self.date_format = Some(fmt);
+                }
             }
-            Step::Moved
+            Step::Moved(n)
         })
     }
 }
@@ -305,7 +437,7 @@ impl Stream {
 fn splice_failed(e: rustix::io::Errno) -> Step {
     match e {
         rustix::io::Errno::AGAIN => Step::Empty,
-        rustix::io::Errno::INTR => Step::Moved,
+        rustix::io::Errno::INTR => Step::Moved(0),
         // Refused (a file system without splice) or failed (a full disk): the buffer copies,
         // or reports and drops, as for any log.
         _ => Step::Refused,
@@ -314,14 +446,29 @@ fn splice_failed(e: rustix::io::Errno) -> Step {
 
 /// What one copy step did.
 enum Step {
-    /// Bytes went from the pipe to the file (or a signal interrupted the call: try again).
-    Moved,
+    /// This many bytes went from the pipe to the file (0: a signal interrupted the call).
+    Moved(usize),
     /// The pipe is empty for now.
     Empty,
     /// Every writer has closed the pipe and it is empty.
     Eof,
     /// `splice` cannot be used for this log (for the rest of this drain).
     Refused,
+}
+
+/// `52 KiB`, `3.1 MiB`: how much was dropped.
+fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    match n {
+        n if n < KIB => format!("{n} B"),
+        n if n < KIB * KIB => format!("{} KiB", n.div_ceil(KIB)),
+        n => format!("{:.1} MiB", n as f64 / (KIB * KIB) as f64),
+    }
+}
+
+/// What `info` shows of the log gaps of the log at `path`.
+pub fn gaps_of(path: &std::path::Path) -> GapRecord {
+    GAPS.with(|g| g.borrow().get(path).cloned().unwrap_or_default())
 }
 
 /// Copies `bytes` to `out`, putting `now` formatted with `fmt` (and a space) before each line.

@@ -35,7 +35,7 @@ impl LogFile {
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
         // `pm3 flush` or appended to by a hook is picked up where it really ends.
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
     }
@@ -151,9 +151,45 @@ impl LogFile {
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.write_all_at(bytes, self.size)?;
+        if let Err(e) = self.file.write_all_at(bytes, self.size) {
+            // A write cut short (a full disk) leaves no half chunk behind: the file ends where
+            // the last whole write ended.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Removes an unfinished last line (one a failed write cut short), so the file ends at a
+    /// line boundary; returns how many bytes went. Looks back at most 64 KiB: a longer line
+    /// is left as it is.
+    pub fn cut_partial_line(&mut self) -> u64 {
+        use std::os::unix::fs::FileExt;
+        self.refresh();
+        let back = self.size.min(64 * 1024);
+        let mut tail = vec![0u8; back as usize];
+        if back == 0 || self.file.read_exact_at(&mut tail, self.size - back).is_err() {
+            return 0;
+        }
+        let keep = match tail.iter().rposition(|&b| b == b'\n') {
+            Some(i) => self.size - back + i as u64 + 1,
+            None if back == self.size => 0,
+            None => return 0,
+        };
+        let cut = self.size - keep;
+        if cut > 0 && self.file.set_len(keep).is_ok() {
+            self.size = keep;
+            return cut;
+        }
+        0
+    }
+
+    /// True when the file's last byte is not a newline (a line was cut by a failed write).
+    pub fn ends_mid_line(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        self.size > 0 && self.file.read_at(&mut last, self.size - 1).is_ok_and(|n| n == 1 && last[0] != b'\n')
     }
 
     /// `x.log.{n-1}` → `x.log.{n}` …, `x.log` → `x.log.1`, then a fresh `x.log`.
@@ -172,7 +208,8 @@ impl LogFile {
             }
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).truncate(false).write(true).open(&self.path)?;
+        self.file =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&self.path)?;
         self.size = 0;
         Ok(())
     }

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::instances;
-use crate::logs::capture::{LineSink, Stream, Tee};
+use crate::logs::capture::{EXIT_BUDGET, LineSink, Stream, Tee};
 use crate::logs::file::LogFile;
 use crate::paths::Paths;
 use crate::process::exit::{ExitStatus, ExitWatch};
@@ -360,8 +360,6 @@ impl Supervisor {
         let io = tokio::select! {
             biased;
             status = async { match exit { Some(x) => x.exited().await, None => std::future::pending().await } }, if leader_up => Io::Exited(status),
-            _ = pump(out) => Io::Output,
-            _ = pump(err) => Io::Output,
             cmd = rx.recv(), if *rx_open => Io::Cmd(cmd),
             res = async { match hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if hook.is_some() => Io::HookDone(res),
             _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Io::KillTimeout,
@@ -373,6 +371,10 @@ impl Supervisor {
             _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if unhealthy_at.is_some() && state == State::Starting => Io::HealthTimeout,
             _ = sleep_until(memory_at.unwrap_or_else(far_future)), if memory_at.is_some() && calm => Io::MemoryCheck,
             _ = sleep_until(cron_at.unwrap_or_else(far_future)), if cron_at.is_some() && calm => Io::CronDue,
+            // Output last: a writer that never pauses still lets commands and timers through
+            // (each wake-up copies at most `PUMP_BUDGET` bytes per stream).
+            _ = pump(out) => Io::Output,
+            _ = pump(err) => Io::Output,
         };
         match io {
             Io::Output => None,
@@ -610,8 +612,8 @@ impl Supervisor {
     /// its group still runs.
     fn on_exit(&mut self, status: ExitStatus) -> Option<Event> {
         let r = self.run.as_mut()?;
-        r.out.drain();
-        r.err.drain();
+        r.out.drain_up_to(EXIT_BUDGET);
+        r.err.drain_up_to(EXIT_BUDGET);
         r.exited = Some(status);
         Some(Event::Exited { status, ran_for: r.started.elapsed(), group_alive: group_alive(r.pid) })
     }
@@ -622,8 +624,8 @@ impl Supervisor {
         self.group_poll = false;
         let status = match self.run.take() {
             Some(mut r) => {
-                r.out.drain();
-                r.err.drain();
+                r.out.drain_up_to(EXIT_BUDGET);
+                r.err.drain_up_to(EXIT_BUDGET);
                 let status = r.exited.unwrap_or(ExitStatus::Unknown);
                 tracing::info!(name = %self.inst.name, pid = r.pid, ?status, cause = cause.as_str(), "exited");
                 linger(r.out, r.err);
