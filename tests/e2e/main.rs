@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod abuse;
 mod chaos;
 mod cli;
 mod cluster;
