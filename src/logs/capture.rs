@@ -87,6 +87,10 @@ pub struct GapRecord {
 /// everything else that is ready).
 pub const PUMP_BUDGET: usize = 256 * 1024;
 
+/// Longest one wake-up of a stream copies: what bounds a log that rotates every few KiB
+/// (each rotation is a few file-system calls), where the byte budget would not.
+pub const PUMP_TIME: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// Most bytes copied when a process has exited: everything it wrote is in its pipe (at most the
 /// pipe's 1 MiB), while a descendant that keeps writing cannot hold the copy forever.
 pub const EXIT_BUDGET: usize = 4 << 20;
@@ -188,7 +192,7 @@ impl Stream {
         // Readiness is cleared only once the pipe was seen empty. A stream stopped by its
         // budget stays ready, and gives the rest of the daemon its turn first: waiting on a
         // readiness that is already set would not yield by itself.
-        if self.drain_up_to(PUMP_BUDGET) {
+        if self.drain_up_to(PUMP_BUDGET, Some(PUMP_TIME)) {
             drop(guard);
             tokio::task::yield_now().await;
         } else {
@@ -196,9 +200,10 @@ impl Stream {
         }
     }
 
-    /// Copies what the pipe holds right now, up to `budget` bytes, without waiting. True when
-    /// it stopped at the budget with more in the pipe.
-    pub fn drain_up_to(&mut self, budget: usize) -> bool {
+    /// Copies what the pipe holds right now, up to `budget` bytes (and, if given, for at most
+    /// `time`), without waiting. True when it stopped at a limit with more in the pipe.
+    pub fn drain_up_to(&mut self, budget: usize, time: Option<std::time::Duration>) -> bool {
+        let started = std::time::Instant::now();
         if self.fd.is_none() || self.eof {
             return false;
         }
@@ -206,7 +211,7 @@ impl Stream {
         // Plain logs go from the pipe straight into the file, never through the daemon's memory.
         let mut splice = self.date_format.is_none() && self.tee.is_none() && self.gap.is_none();
         let mut moved = 0;
-        while moved < budget {
+        while moved < budget && time.is_none_or(|t| started.elapsed() < t) {
             let step = if splice { self.splice_some() } else { self.copy_one_read() };
             match step {
                 Step::Moved(n) => moved += n.max(1),

@@ -35,7 +35,18 @@ impl LogFile {
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
         // `pm3 flush` or appended to by a hook is picked up where it really ends.
-        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        let open = || OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
+        let file = match open() {
+            // The log directory was removed under a running daemon: make it again (private).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                }
+                open()?
+            }
+            other => other?,
+        };
         let size = file.metadata()?.len();
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
     }

@@ -612,8 +612,8 @@ impl Supervisor {
     /// its group still runs.
     fn on_exit(&mut self, status: ExitStatus) -> Option<Event> {
         let r = self.run.as_mut()?;
-        r.out.drain_up_to(EXIT_BUDGET);
-        r.err.drain_up_to(EXIT_BUDGET);
+        r.out.drain_up_to(EXIT_BUDGET, None);
+        r.err.drain_up_to(EXIT_BUDGET, None);
         r.exited = Some(status);
         Some(Event::Exited { status, ran_for: r.started.elapsed(), group_alive: group_alive(r.pid) })
     }
@@ -624,8 +624,8 @@ impl Supervisor {
         self.group_poll = false;
         let status = match self.run.take() {
             Some(mut r) => {
-                r.out.drain_up_to(EXIT_BUDGET);
-                r.err.drain_up_to(EXIT_BUDGET);
+                r.out.drain_up_to(EXIT_BUDGET, None);
+                r.err.drain_up_to(EXIT_BUDGET, None);
                 let status = r.exited.unwrap_or(ExitStatus::Unknown);
                 tracing::info!(name = %self.inst.name, pid = r.pid, ?status, cause = cause.as_str(), "exited");
                 linger(r.out, r.err);
