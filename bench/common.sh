@@ -6,15 +6,19 @@ BENCH=$ROOT/bench
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Builds the binary ./install.sh installs (static, non-PIE on Linux/glibc) and sets PM3.
+# Builds the binary ./install.sh installs (static-pie on Linux/glibc) and sets PM3.
 build_pm3() {
   cd "$ROOT"
   local host
   host=$(rustc -vV | sed -n 's/^host: //p')
   case "$host" in
     *-linux-gnu)
-      log "building pm3 as install.sh does (static, --target $host)"
-      RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+      log "building pm3 as install.sh does (static-pie, --target $host)"
+      local flags="-C target-feature=+crt-static"
+      if ld --help 2>/dev/null | grep -q pack-relative-relocs; then
+        flags="$flags -C link-arg=-Wl,-z,pack-relative-relocs"
+      fi
+      RUSTFLAGS="${RUSTFLAGS:-} $flags" \
         cargo build --release --quiet --target "$host"
       PM3=$ROOT/target/$host/release/pm3 ;;
     *)

@@ -11,6 +11,13 @@
 //! - [`logs`] copies each process's output into its log files;
 //! - [`cli`] parses the command line, talks to the daemon, prints results.
 
+// pm3 supervises through Linux interfaces (pidfd for exits, /proc for identity and stats,
+// splice for logs, SO_PEERCRED for callers); see docs/architecture.md, "Platform".
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "pm3 runs on Linux (kernel 5.3 or later, for pidfd_open); other platforms are not supported yet"
+);
+
 pub mod cli;
 pub mod client;
 pub mod config;

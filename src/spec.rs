@@ -86,6 +86,17 @@ pub enum RestartPolicy {
     Never,
 }
 
+impl RestartPolicy {
+    /// The spelling of the config file (`on_failure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::OnFailure => "on_failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
 impl ProcessDef {
     /// Defaults for every optional key; the loader overwrites what the file sets.
     pub fn new(name: impl Into<String>, command: impl Into<String>, cwd: PathBuf) -> ProcessDef {

@@ -103,7 +103,7 @@ enum Command {
     Save,
     /// Start again what `pm3 save` wrote, from any directory.
     Resurrect,
-    /// Install a systemd user unit (launchd agent on macOS) that resurrects at boot.
+    /// Install a systemd user unit that resurrects the saved set at boot (with lingering).
     Startup {
         /// Show the unit without installing it.
         #[arg(long)]

@@ -17,6 +17,21 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// A duration the way a config file writes it: `5s` when whole seconds, else `1500ms`.
+pub fn config_ms(ms: u64) -> String {
+    if ms >= 1000 && ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
+/// A size the way a config file writes it: the largest unit that is exact (`512M`, `1G`,
+/// `1536K`), bytes otherwise.
+pub fn config_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
+        .map_or_else(|| format!("{bytes}B"), |(unit, suffix)| format!("{}{suffix}", bytes / unit))
+}
+
 /// Bytes in B, KiB, MiB or GiB with one decimal past KiB.
 pub fn size(bytes: u64) -> String {
     const K: f64 = 1024.0;
@@ -175,12 +190,15 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv(
         "restart",
         format!(
-            "{:?} (max {} short runs, min uptime {}ms, delay {}ms)",
-            d.restart, d.max_restarts, d.min_uptime_ms, d.restart_delay_ms
+            "{} (max_restarts {}, min_uptime {}, restart_delay {})",
+            d.restart.as_str(),
+            d.max_restarts,
+            config_ms(d.min_uptime_ms),
+            config_ms(d.restart_delay_ms)
         ),
     );
     if let Some(m) = d.max_memory {
-        kv("max memory", size(m));
+        kv("max_memory", config_size(m));
     }
     if let Some(w) = &d.watch {
         kv("watch", w.display().to_string());
@@ -195,7 +213,7 @@ pub fn detail(d: &ProcessDetail) -> String {
         kv("post_stop", h.clone());
     }
     kv("depends on", if d.depends_on.is_empty() { "-".into() } else { d.depends_on.join(", ") });
-    kv("kill", format!("{} then SIGKILL after {}ms", d.kill_signal, d.kill_timeout_ms));
+    kv("kill", format!("{} then SIGKILL after {}", d.kill_signal, config_ms(d.kill_timeout_ms)));
     kv("out log", d.out_log.display().to_string());
     kv("err log", d.err_log.display().to_string());
     for g in &d.log_gaps {
@@ -231,5 +249,16 @@ mod tests {
         assert_eq!(size(512), "512B");
         assert_eq!(size(10 * 1024), "10KiB");
         assert_eq!(size(10_502_144), "10.0MiB");
+    }
+
+    #[test]
+    fn config_spellings_read_like_the_file() {
+        assert_eq!(config_ms(5000), "5s");
+        assert_eq!(config_ms(1500), "1500ms");
+        assert_eq!(config_ms(0), "0ms");
+        assert_eq!(config_size(512 << 20), "512M");
+        assert_eq!(config_size(1 << 30), "1G");
+        assert_eq!(config_size(1536 << 10), "1536K");
+        assert_eq!(config_size(1000), "1000B");
     }
 }

@@ -1,5 +1,6 @@
-//! `pm3 startup` / `pm3 unstartup`: a systemd user unit (a launchd agent on macOS) that runs
-//! `pm3 resurrect` at boot, so the set saved with `pm3 save` comes back.
+//! `pm3 startup` / `pm3 unstartup`: a systemd user unit that runs `pm3 resurrect` when the user's
+//! service manager starts, so the set saved with `pm3 save` comes back. With lingering enabled
+//! (`loginctl enable-linger`), that is at boot; otherwise at the user's first login.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,7 +24,6 @@ fn exe() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("cannot find the pm3 binary: {e}"))
 }
 
-#[cfg(not(target_os = "macos"))]
 pub fn unit(paths: &Paths) -> Result<Unit, String> {
     let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x).join("systemd/user"),
@@ -34,7 +34,6 @@ pub fn unit(paths: &Paths) -> Result<Unit, String> {
     let text = format!(
         "[Unit]\n\
          Description=pm3 process manager (brings back the processes saved with `pm3 save`)\n\
-         After=network-online.target\n\
          \n\
          [Service]\n\
          Type=forking\n\
@@ -62,34 +61,6 @@ pub fn unit(paths: &Paths) -> Result<Unit, String> {
     })
 }
 
-#[cfg(target_os = "macos")]
-pub fn unit(paths: &Paths) -> Result<Unit, String> {
-    let path = home()?.join("Library/LaunchAgents/dev.pm3.resurrect.plist");
-    let exe = exe()?;
-    let text = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-  <key>Label</key><string>dev.pm3.resurrect</string>
-  <key>ProgramArguments</key><array><string>{}</string><string>resurrect</string></array>
-  <key>EnvironmentVariables</key><dict><key>PM3_HOME</key><string>{}</string></dict>
-  <key>RunAtLoad</key><true/>
-</dict>
-</plist>
-"#,
-        exe.display(),
-        paths.home.display()
-    );
-    let p = path.display().to_string();
-    Ok(Unit {
-        path,
-        text,
-        enable: vec![vec!["launchctl".into(), "load".into(), p.clone()]],
-        disable: vec![vec!["launchctl".into(), "unload".into(), p]],
-    })
-}
-
 /// Writes the unit and activates it. Returns lines to show the user.
 pub fn install(unit: &Unit) -> Result<Vec<String>, String> {
     if let Some(dir) = unit.path.parent() {
@@ -99,7 +70,20 @@ pub fn install(unit: &Unit) -> Result<Vec<String>, String> {
         .map_err(|e| format!("cannot write {}: {e}", unit.path.display()))?;
     let mut lines = vec![format!("wrote {}", unit.path.display())];
     lines.extend(run_all(&unit.enable));
+    // A user's service manager starts at their first login unless they linger.
+    if !lingering() {
+        let user = std::env::var("USER").unwrap_or_else(|_| "$USER".into());
+        lines.push(format!(
+            "note: it runs when your user service manager starts, i.e. at your first login; to start it at boot, run `loginctl enable-linger {user}`"
+        ));
+    }
     Ok(lines)
+}
+
+/// True when systemd keeps this user's service manager running from boot.
+fn lingering() -> bool {
+    let user = std::env::var("USER").unwrap_or_default();
+    !user.is_empty() && std::path::Path::new("/var/lib/systemd/linger").join(user).exists()
 }
 
 /// Deactivates and removes the unit.

@@ -41,6 +41,16 @@ impl ExitStatus {
     }
 }
 
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+            ExitStatus::Unknown => f.write_str("an unknown status"),
+        }
+    }
+}
+
 /// Readiness handle on one process's exit.
 pub struct ExitWatch {
     fd: AsyncFd<OwnedFd>,

@@ -181,7 +181,7 @@ async fn exec(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Resu
     let watch = ExitWatch::new(child.id()).map_err(|e| e.to_string())?;
     let status = watch.exited().await;
     std::mem::forget(guard);
-    if status.success() { Ok(()) } else { Err(format!("`{command}` ended with {status:?}")) }
+    if status.success() { Ok(()) } else { Err(format!("`{command}` ended with {status}")) }
 }
 
 /// Kills a probe's process group when the probe is abandoned (timeout, stop).

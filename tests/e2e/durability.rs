@@ -443,11 +443,14 @@ fn startup_prints_installs_and_removes_a_user_unit() {
     assert!(unit.contains(&format!("ExecStart={} resurrect", exe.display())), "{unit}");
     assert!(unit.lines().any(|l| l.starts_with("PIDFile=") && l.ends_with("pm3.pid")), "{unit}");
     assert!(unit.contains(&pm3.home.display().to_string()), "the unit points at this PM3_HOME:\n{unit}");
+    // The user manager has no network-online.target: ordering after it would never be met.
+    assert!(!unit.contains("network-online"), "{unit}");
     let path = xdg.join("systemd/user/pm3.service");
     assert!(!path.exists(), "--print writes nothing");
 
     let out = pm3.run_env(&["startup"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
+    assert!(stdout(&out).contains("loginctl enable-linger"), "the boot hint: {}", stdout(&out));
     assert_eq!(read_lossy(&path), unit, "startup writes the printed unit to {}", path.display());
 
     let out = pm3.run_env(&["unstartup"], &env);

@@ -20,6 +20,7 @@ mod hostile;
 mod init;
 mod lifecycle;
 mod logs;
+mod readme;
 mod reload;
 mod supervision;
 mod targets;
