@@ -1,8 +1,14 @@
 //! `pm3 run`: the same engine as the daemon, in the foreground and without a socket, for
 //! containers and development. Output of every process is printed with an aligned, colored name
 //! prefix (and still written to the log files); status changes are reported on stderr;
-//! SIGINT/SIGTERM stop everything gracefully in reverse dependency order, a second one kills.
-//! As PID 1 (or anywhere, as a subreaper) it also reaps orphaned zombies.
+//! SIGINT, SIGTERM and SIGHUP (a closed terminal) stop everything gracefully in reverse
+//! dependency order, a second one kills. A closed output pipe only stops the printing: the logs
+//! get everything and supervision goes on until a signal or the processes end. As PID 1 (or
+//! anywhere, as a subreaper) it also reaps orphaned zombies.
+//!
+//! It ends by itself, stopping whatever still runs, once a process ended `errored` (exit 1) or
+//! every process has ended for good (exit 0 when each ended with exit code 0 or was stopped,
+//! 1 otherwise), so a container whose service gave up exits and its orchestrator can act.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -87,6 +93,9 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
         tokio::task::spawn_local(reaper::reap_orphans());
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        // The terminal going away must not leave the processes behind (they run in their own
+        // process groups, so its hangup never reaches them).
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
         let report = ops::start(&d, Some(config), &targets, None).await.map_err(|e| e.message)?;
         for o in report.processes.iter().filter(|o| o.action == Action::Failed) {
             announce(&printer, &o.name, &format!("failed: {}", o.detail.as_deref().unwrap_or("?")));
@@ -94,22 +103,30 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
         let mut bus = d.ctx.bus.subscribe();
         let mut seen: BTreeMap<String, (Status, Option<u32>)> = BTreeMap::new();
         report_changes(&d, &printer, &mut seen);
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                changed = bus.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    report_changes(&d, &printer, &mut seen);
-                    if all_ended(&d) {
-                        return Ok(exit_code(&d));
+        let mut why = "stopping (press Ctrl-C again to kill)";
+        if !any_errored(&d) && !all_ended(&d) {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = hup.recv() => break,
+                    changed = bus.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        report_changes(&d, &printer, &mut seen);
+                        if any_errored(&d) {
+                            why = "a process is errored: stopping the rest";
+                            break;
+                        }
+                        if all_ended(&d) {
+                            return Ok(exit_code(&d));
+                        }
                     }
                 }
             }
         }
-        super::to_stderr("pm3: stopping (press Ctrl-C again to kill)\n");
+        super::to_stderr(&format!("pm3: {why}\n"));
         let stopping = tokio::task::spawn_local({
             let d = d.clone();
             async move { ops::stop_all(&d).await }
@@ -120,6 +137,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
                 _ = &mut stopping => break,
                 _ = int.recv() => kill_all(&d),
                 _ = term.recv() => kill_all(&d),
+                _ = hup.recv() => kill_all(&d),
                 changed = bus.changed() => {
                     if changed.is_ok() {
                         report_changes(&d, &printer, &mut seen);
@@ -175,10 +193,20 @@ fn all_ended(d: &Daemon) -> bool {
     })
 }
 
+fn any_errored(d: &Daemon) -> bool {
+    d.table.borrow().entries.values().any(|e| e.handle.snapshot.borrow().status == Status::Errored)
+}
+
+/// 0 when every process was stopped by a command or ended with exit code 0; 1 otherwise.
 fn exit_code(d: &Daemon) -> i32 {
-    let errored =
-        d.table.borrow().entries.values().any(|e| e.handle.snapshot.borrow().status == Status::Errored);
-    i32::from(errored)
+    let clean = d.table.borrow().entries.values().all(|e| {
+        let s = e.handle.snapshot.borrow();
+        s.status != Status::Errored
+            && s.last_exit
+                .as_ref()
+                .is_none_or(|l| l.cause != crate::supervisor::ExitCause::Exited || l.status.success())
+    });
+    i32::from(!clean)
 }
 
 /// Second Ctrl-C: SIGKILL every process group still running.

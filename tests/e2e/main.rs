@@ -15,6 +15,7 @@ mod daemon;
 mod deps;
 mod durability;
 mod foreground;
+mod hangup;
 mod health;
 mod hostile;
 mod init;

@@ -95,10 +95,13 @@ fn event_loop(screen: &mut Screen, app: &mut App, ch: Channels<'_>, paths: &Path
             screen.terminal.draw(|f| view::render(f, app))?;
             app.dirty = false;
         }
-        let mut timeout = TICK;
+        // Wait for input ourselves: on a terminal that is gone (EOF, EIO, hang-up) the terminal
+        // library's own wait would spin.
+        if term::terminal_gone(TICK) {
+            return Ok(());
+        }
         // Take every pending event before drawing again, so held keys do not lag behind.
-        while event::poll(timeout)? {
-            timeout = Duration::ZERO;
+        while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) => match app.on_key(key) {
                     Some(Effect::Quit) => return Ok(()),

@@ -8,6 +8,7 @@ use std::panic::{self, PanicHookInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::{self, ThreadId};
+use std::time::Duration;
 
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -56,6 +57,7 @@ impl Screen {
             // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
             .map(|&sig| (sig, unsafe { libc::signal(sig, handler) }))
             .collect();
+        watchdog();
         // From here on, dropping the screen undoes whatever part of the setup succeeded.
         let mut screen = Screen { terminal, previous_hook, previous_handlers };
         enable_raw_mode()?;
@@ -87,6 +89,40 @@ impl Drop for Screen {
 fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
+}
+
+/// How long the event loop has to act on a signal before the watchdog ends the process.
+const GRACE: Duration = Duration::from_millis(150);
+
+/// Ends the process if the event loop did not act on a signal within [`GRACE`]: a read from a
+/// terminal that is gone can keep the loop inside the terminal library, and a hung-up TUI must
+/// neither spin nor outlive its terminal.
+fn watchdog() {
+    let spawned = thread::Builder::new().name("tui-watchdog".into()).stack_size(32 * 1024).spawn(|| {
+        loop {
+            thread::sleep(Duration::from_millis(25));
+            if let Some(sig) = caught() {
+                thread::sleep(GRACE);
+                // Still here: the event loop is stuck. Put back what can be put back, and go.
+                if sig != libc::SIGHUP {
+                    restore();
+                }
+                die_of(sig);
+            }
+        }
+    });
+    // Without it a signal is still seen by the event loop, only without the guarantee.
+    drop(spawned);
+}
+
+/// Waits up to `timeout` for input on the terminal (fd 0); true when the terminal is gone
+/// (hung up, or in error), so the loop can leave before the terminal library reads from it.
+pub fn terminal_gone(timeout: Duration) -> bool {
+    let mut fds = [libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 }];
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is a valid array of one pollfd for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// The signal that asked the TUI to end, if one came.
