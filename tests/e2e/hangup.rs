@@ -136,7 +136,7 @@ fn the_tui_leaves_at_once_and_idle_when_its_terminal_goes() {
 #[test]
 fn the_tui_ends_quickly_on_sigterm_in_every_state() {
     let pm3 = Pm3::with_config(
-        "[a]\ncommand = \"sleep 1000\"\n\n[slow]\ncommand = \"sh -c 'trap \\\"\\\" TERM; while true; do sleep 0.1; done'\"\nkill_timeout = 3000\n",
+        "[a]\ncommand = \"sleep 1000\"\n\n[r]\ncommand = \"sleep 1000\"\nmin_uptime = 5000\n\n[slow]\ncommand = \"sh -c 'trap \\\"\\\" TERM; while true; do sleep 0.1; done'\"\nkill_timeout = 3000\n",
     );
     pm3.ok(&["start"]);
     let states: [(&str, &[&str]); 4] = [
@@ -251,7 +251,7 @@ fn log_follow_and_start_wait_leave_when_their_terminal_goes() {
     let pm3 = Pm3::new();
     pm3.write("slow.sh", "sleep 2\nexec sleep 1000\n");
     pm3.config(&format!(
-        "[a]\ncommand = \"sleep 1000\"\n\n[slow]\ncommand = \"sh {}/slow.sh\"\nhealth_check = \"exec:test -e {}/never\"\nhealth_timeout = 60000\n",
+        "[a]\ncommand = \"sleep 1000\"\n\n[r]\ncommand = \"sleep 1000\"\nmin_uptime = 5000\n\n[slow]\ncommand = \"sh {}/slow.sh\"\nhealth_check = \"exec:test -e {}/never\"\nhealth_timeout = 60000\n",
         pm3.project.display(),
         pm3.project.display()
     ));
@@ -276,6 +276,22 @@ fn log_follow_and_start_wait_leave_when_their_terminal_goes() {
         "`start --wait` after the hang-up: {gone:?}, {ticks} ticks"
     );
     assert_eq!(pm3.row("slow")["status"], "starting", "the daemon keeps the process it started");
+    // `reload` waits for each replacement (here 5 s of min_uptime); the rollout goes on.
+    pm3.ok(&["start", "r"]);
+    let before = pm3.pid_of("r");
+    let Some(reloading) = Pane::start(&pm3, &["reload", "r"]) else { return };
+    wait("the replacement", Duration::from_secs(10), || {
+        pm3.list()
+            .iter()
+            .any(|row| row["name"] == "r" && row["pid"].as_i64().is_some_and(|p| p != i64::from(before)))
+    });
+    reloading.hang_up();
+    let (gone, ticks) = gone_within(reloading.pid, Duration::from_secs(1));
+    assert!(
+        gone.is_some() && ticks <= TICKS_PER_100MS,
+        "`reload` after the hang-up: {gone:?}, {ticks} ticks"
+    );
+    assert_eq!(pm3.row("r")["status"], "online", "the replacement keeps running");
 }
 
 #[test]
