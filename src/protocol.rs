@@ -89,6 +89,11 @@ pub enum Request {
     Resurrect,
     /// Stop everything and exit.
     Kill,
+    /// The `--env` each process of a config file was last started with (processes started
+    /// without one are left out), so a command without `--env` keeps it.
+    EnvChoices {
+        config: PathBuf,
+    },
 }
 
 impl Request {
@@ -121,6 +126,8 @@ pub enum Response {
     /// One entry per instance the target names.
     Info(Vec<ProcessDetail>),
     Names(Vec<NameInfo>),
+    /// Process name → the `--env` it runs with.
+    EnvChoices(BTreeMap<String, String>),
     Error(ErrorReply),
 }
 
@@ -216,6 +223,16 @@ pub struct ProcessDetail {
     /// Output dropped because a log could not be written (a full disk), per log.
     #[serde(default)]
     pub log_gaps: Vec<LogGapInfo>,
+    /// The `--env` the process runs with.
+    #[serde(default)]
+    pub env_name: Option<String>,
+    /// While it runs: the keys the file now sets differently from what the run was started
+    /// with (`command`, `env`, …); `command`, `argv`, `cwd` and `env` above are the run's.
+    #[serde(default)]
+    pub config_changed: Vec<String>,
+    /// When the file changed: its command, to compare with the running one.
+    #[serde(default)]
+    pub file_command: Option<String>,
 }
 
 /// Output a log lost while it could not be written.

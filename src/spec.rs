@@ -73,6 +73,10 @@ pub struct ProcessDef {
     pub log_max_size: u64,
     /// Rotated log files kept.
     pub log_max_files: u32,
+    /// The `--env` this definition was loaded with (its `env_<name>` is in `env`): part of the
+    /// process's state, kept by restart, reload and resurrect until a command names another.
+    #[serde(default)]
+    pub env_name: Option<String>,
 }
 
 /// When a process that exits by itself is started again.
@@ -129,6 +133,7 @@ impl ProcessDef {
             log_date_format: None,
             log_max_size: 10 << 20,
             log_max_files: 3,
+            env_name: None,
         }
     }
 

@@ -257,8 +257,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Start { targets, env, wait } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
-            let req = sized(Request::Start { config, targets })?;
+            sized(Request::Start { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
+            let config = keep_env(config, env.as_deref(), &mut client);
+            let req = Request::Start { config, targets };
             let report = expect_done(client.request(req)?)?;
             out.report("start", &report)?;
             if wait {
@@ -269,15 +271,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Restart { targets, env } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
-            let req = sized(Request::Restart { config, targets })?;
+            sized(Request::Restart { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
+            let config = keep_env(config, env.as_deref(), &mut client);
+            let req = Request::Restart { config, targets };
             let report = expect_done(client.request(req)?)?;
             out.report("restart", &report)
         }
         Command::Reload { targets, env } => {
             let config = load_config(cli.config.as_ref(), env.as_deref(), &targets)?;
-            let req = sized(Request::Reload { config, targets })?;
+            sized(Request::Reload { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
+            let config = keep_env(config, env.as_deref(), &mut client);
+            let req = Request::Reload { config, targets };
             let report = expect_done(client.request(req)?)?;
             out.report("reload", &report)
         }
@@ -460,6 +466,45 @@ fn load_config(
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     Ok(Some(ConfigPayload { file, env }))
+}
+
+/// The environment choice (`--env`) is part of a process's state: given, it is recorded in each
+/// definition; not given, each process keeps the one it was last started with, so `restart`,
+/// `reload` and a later `start` never silently fall back to the base environment. A choice
+/// whose `env_<name>` is gone from the file falls back to the base environment, with a warning.
+fn keep_env(config: Option<ConfigPayload>, env: Option<&str>, client: &mut Client) -> Option<ConfigPayload> {
+    let mut payload = config?;
+    if let Some(name) = env {
+        for def in &mut payload.file.processes {
+            def.env_name = Some(name.to_string());
+        }
+        return Some(payload);
+    }
+    let choices = match client.request(Request::EnvChoices { config: payload.file.path.clone() }) {
+        Ok(Response::EnvChoices(choices)) => choices,
+        // A daemon that does not know the request: nothing to keep.
+        _ => return Some(payload),
+    };
+    let names: std::collections::BTreeSet<&String> = choices.values().collect();
+    for name in names {
+        match config::load(&payload.file.path, Some(name)) {
+            Ok(variant) => {
+                for def in &mut payload.file.processes {
+                    if choices.get(&def.name) == Some(name)
+                        && let Some(v) = variant.processes.iter().find(|v| v.name == def.name)
+                    {
+                        *def = v.clone();
+                        def.env_name = Some(name.clone());
+                    }
+                }
+            }
+            Err(_) => to_stderr(&format!(
+                "warning: `env_{name}` is no longer in {}; processes started with `--env {name}` get the base environment\n",
+                payload.file.path.display()
+            )),
+        }
+    }
+    Some(payload)
 }
 
 /// `req` when it fits in one request line; otherwise an error naming the config file and its

@@ -132,7 +132,10 @@ fn outcome(o: &Outcome) -> String {
     let pid = o.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     match o.action {
         Action::Started | Action::Restarted => format!("{} {}{pid}", o.action.verb(), o.name),
-        Action::AlreadyRunning => format!("{} already running{pid}", o.name),
+        Action::AlreadyRunning => match &o.detail {
+            Some(d) => format!("{} already running{pid}: {d}", o.name),
+            None => format!("{} already running{pid}", o.name),
+        },
         Action::Waiting => format!("{} waiting for its dependencies", o.name),
         Action::Stopped | Action::Removed | Action::Flushed | Action::Saved | Action::Online => {
             format!("{} {}", o.action.verb(), o.name)
@@ -181,6 +184,15 @@ pub fn detail(d: &ProcessDetail) -> String {
     kv("instance", i.instance.map_or("-".into(), |n| format!("{n} of {}", i.instances)));
     kv("config", i.config.display().to_string());
     kv("command", d.command.clone());
+    if !d.config_changed.is_empty() {
+        kv("file changed", format!("{}: restart to apply", d.config_changed.join(", ")));
+        if let Some(c) = &d.file_command {
+            kv("  file says", c.clone());
+        }
+    }
+    if let Some(e) = &d.env_name {
+        kv("--env", e.clone());
+    }
     kv("argv", shell_words::join(&d.argv));
     kv("cwd", d.cwd.display().to_string());
     if let Some(h) = &d.health_check {

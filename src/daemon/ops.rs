@@ -102,6 +102,15 @@ async fn run(d: &Rc<Daemon>, req: Request, hold: Hold) -> Result<Response> {
         Request::Scale { process, count } => scale(d, &process, count, hold).await.map(Response::Done),
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
+        Request::EnvChoices { config } => Ok(Response::EnvChoices(
+            d.table
+                .borrow()
+                .entries
+                .values()
+                .filter(|e| *e.inst.config == config)
+                .filter_map(|e| Some((e.inst.def.name.clone(), e.inst.def.env_name.clone()?)))
+                .collect(),
+        )),
         Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
         Request::Save => super::dump::save(d).map(Response::Done),
         Request::Resurrect => super::dump::resurrect(d, hold).await.map(Response::Done),

@@ -23,13 +23,19 @@ pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
 pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
     let snap = e.handle.snapshot.borrow().clone();
     let info = info(e, &snap, &mut d.ctx.stats.borrow_mut());
-    let def = &e.inst.def;
+    // While it runs, what runs: the definition and environment of that run.
+    let launched = snap.launched.as_ref().filter(|_| snap.pid.is_some());
+    let file_def = &e.inst.def;
+    let config_changed = launched.map(|l| l.changed_in(file_def)).unwrap_or_default();
+    let file_command = config_changed.iter().any(|k| k == "command").then(|| file_def.command.clone());
+    let def: &crate::spec::ProcessDef = launched.map_or(file_def, |l| &l.def);
+    let env = launched.map_or_else(|| e.inst.env(), |l| (*l.env).clone());
     ProcessDetail {
         info,
         command: def.command.clone(),
         argv: spawn::argv(&def.command),
         cwd: def.cwd.clone(),
-        env: e.inst.env(),
+        env,
         out_log: d.ctx.paths.out_log(&e.inst.name),
         err_log: d.ctx.paths.err_log(&e.inst.name),
         depends_on: def.depends_on.clone(),
@@ -57,6 +63,9 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
         cron_restart: def.cron_restart.clone(),
         pre_start: def.pre_start.clone(),
         post_stop: def.post_stop.clone(),
+        env_name: def.env_name.clone(),
+        config_changed,
+        file_command,
         log_gaps: [d.ctx.paths.out_log(&e.inst.name), d.ctx.paths.err_log(&e.inst.name)]
             .into_iter()
             .filter_map(|log| {

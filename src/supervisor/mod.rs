@@ -117,6 +117,31 @@ pub struct Snapshot {
     pub restart_at: Option<Instant>,
     /// Why the last health probe failed, while not yet online.
     pub health_error: Option<String>,
+    /// What the current run was started with (the file may have changed since).
+    pub launched: Option<Rc<Launched>>,
+}
+
+/// The definition and environment a run was started with: what `info` shows as running.
+#[derive(Debug)]
+pub struct Launched {
+    pub def: Rc<ProcessDef>,
+    pub env: Rc<BTreeMap<String, String>>,
+}
+
+impl Launched {
+    /// The keys whose values differ between this run's definition and `now` (the file's).
+    pub fn changed_in(&self, now: &ProcessDef) -> Vec<String> {
+        let (Ok(serde_json::Value::Object(was)), Ok(serde_json::Value::Object(is))) =
+            (serde_json::to_value(&*self.def), serde_json::to_value(now))
+        else {
+            return Vec::new();
+        };
+        // The instance count is the cluster's, not this run's.
+        is.iter()
+            .filter(|(k, v)| k.as_str() != "instances" && was.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
 }
 
 impl Snapshot {
@@ -131,6 +156,7 @@ impl Snapshot {
             error: None,
             restart_at: None,
             health_error: None,
+            launched: None,
         }
     }
 }
@@ -533,7 +559,18 @@ impl Supervisor {
             }
             Effect::CountRestart => self.snap.send_modify(|s| s.restarts = s.restarts.saturating_add(1)),
             Effect::Reply(waiter, action) => {
-                let detail = if action == Action::Failed { self.snap.borrow().error.clone() } else { None };
+                let detail = match action {
+                    Action::Failed => self.snap.borrow().error.clone(),
+                    // `start` does not apply an edited definition to a running process: say so.
+                    Action::AlreadyRunning => self
+                        .snap
+                        .borrow()
+                        .launched
+                        .as_ref()
+                        .filter(|l| !l.changed_in(&self.inst.def).is_empty())
+                        .map(|_| "config changed: restart to apply".to_string()),
+                    _ => None,
+                };
                 self.answer(waiter, action, detail);
             }
             Effect::Refuse(waiter) => {
@@ -580,6 +617,7 @@ impl Supervisor {
 
     /// Spawns a new run and records its pid.
     fn spawn_run(&mut self, env: Rc<BTreeMap<String, String>>) -> Result<(), String> {
+        let launched = Rc::new(Launched { def: self.inst.def.clone(), env: env.clone() });
         let run = self
             .try_spawn(env)
             .inspect_err(|e| tracing::warn!(name = %self.inst.name, "cannot start: {e}"))?;
@@ -591,6 +629,7 @@ impl Supervisor {
             s.started_at = Some(SystemTime::now());
             s.error = None;
             s.health_error = None;
+            s.launched = Some(launched);
         });
         tracing::info!(name = %self.inst.name, pid, "started");
         Ok(())

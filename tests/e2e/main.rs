@@ -19,6 +19,7 @@ mod hangup;
 mod health;
 mod hostile;
 mod init;
+mod intent;
 mod lifecycle;
 mod logs;
 mod readme;
