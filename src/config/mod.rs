@@ -11,6 +11,7 @@
 //!
 //! Every problem is reported as `PATH:LINE:COL: message`, one per line, in file order.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -41,11 +42,27 @@ pub fn find(start: &Path) -> Option<PathBuf> {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Loads and validates the config at `path`, applying `env_<name>` overrides for `--env <name>`.
+/// The environment of this process, as `pm3 start` hands it to the processes it starts
+/// (variables whose name or value is not UTF-8 left out).
+pub fn own_environment() -> BTreeMap<String, String> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+/// [`load_with`] for processes started from this process's own environment.
+pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
+    load_with(path, env_name, &own_environment())
+}
+
+/// Loads and validates the config at `path`, applying `env_<name>` overrides for `--env <name>`,
+/// for processes started from the environment `base` (which decides what `${VAR}` may name).
 ///
 /// The returned [`ConfigFile::path`] is absolute (symlinks resolved), and so is every path in
 /// the error messages.
-pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
+pub fn load_with(
+    path: &Path,
+    env_name: Option<&str>,
+    base: &BTreeMap<String, String>,
+) -> Result<ConfigFile, ConfigError> {
     let path = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf());
@@ -61,7 +78,7 @@ pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigErr
             raw.into_iter()
                 .map(|p| {
                     let (header, spans) = (p.header.clone(), p.spans.clone());
-                    let def = resolve::process(p, &dir, env_name, &mut problems);
+                    let def = resolve::process(p, &dir, env_name, base, &mut problems);
                     rules(&def, &header, &spans, &mut problems);
                     def
                 })
@@ -169,6 +186,30 @@ pub(crate) mod test_support {
                 Err(e) => e.to_string(),
             }
         }
+    }
+
+    impl Fixture {
+        /// [`Fixture::load`] for processes started from `base`.
+        pub fn load_in(&self, text: &str, env: Option<&str>, base: &[(&str, &str)]) -> ConfigFile {
+            self.write(FILE_NAME, text);
+            match super::load_with(&self.config_path(), env, &environment(base)) {
+                Ok(cfg) => cfg,
+                Err(e) => panic!("unexpected config error:\n{e}\nfor file:\n{text}"),
+            }
+        }
+
+        /// [`Fixture::load_err`] for processes started from `base`.
+        pub fn load_err_in(&self, text: &str, env: Option<&str>, base: &[(&str, &str)]) -> String {
+            self.write(FILE_NAME, text);
+            match super::load_with(&self.config_path(), env, &environment(base)) {
+                Ok(cfg) => panic!("expected an error, got {cfg:?}\nfor file:\n{text}"),
+                Err(e) => e.to_string(),
+            }
+        }
+    }
+
+    fn environment(vars: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// The error lines for `text`, each with the config path and its `:` removed (`3:1: …`).

@@ -27,3 +27,4 @@ mod supervision;
 mod targets;
 mod triggers;
 mod tui;
+mod variables;

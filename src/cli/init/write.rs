@@ -199,6 +199,7 @@ mod tests {
         api.depends_on = vec!["web".into(), "a.b".into()];
         api.env = vec![
             ("PLAIN".into(), "1".into()),
+            ("PORT".into(), "8000".into()),
             ("with space".into(), "x\"y'z\\".into()),
             ("LINES".into(), "one\ntwo\r\u{7f}".into()),
             ("URL".into(), "http://localhost:${PORT}/".into()),
