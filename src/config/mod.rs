@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+use crate::process::spawn;
 use crate::spec::{ConfigFile, MAX_FILE_INSTANCES, ProcessDef};
 
 mod envfile;
@@ -75,14 +76,19 @@ pub fn load_with(
         Ok(root) => {
             let raw = parse::processes(root.get_ref(), &mut problems);
             validate::check(&raw, env_name, &mut problems);
-            raw.into_iter()
+            let mut scripts = Vec::new();
+            let defs = raw
+                .into_iter()
                 .map(|p| {
                     let (header, spans) = (p.header.clone(), p.spans.clone());
                     let def = resolve::process(p, &dir, env_name, base, &mut problems);
                     rules(&def, &header, &spans, &mut problems);
+                    scripts.extend(shell_scripts(&def, &spans));
                     def
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            shell_syntax(&scripts, &mut problems);
+            defs
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
@@ -113,6 +119,37 @@ fn rules(
         let span = spans.iter().find(|(k, _)| *k == invalid.key).map_or(header, |(_, s)| s);
         if !problems.has_at(span.start) {
             problems.at(span.clone(), ErrorKind::Rule(invalid.message));
+        }
+    }
+}
+
+/// The values of `def` that run through `/bin/sh -c`, with where each is: the `command` when it
+/// needs a shell, and the hooks.
+fn shell_scripts(
+    def: &ProcessDef,
+    spans: &[(String, Range<usize>)],
+) -> Vec<(&'static str, Range<usize>, String)> {
+    let command = spawn::runs_in_shell(&def.command).then_some(&def.command);
+    [("command", command), ("pre_start", def.pre_start.as_ref()), ("post_stop", def.post_stop.as_ref())]
+        .into_iter()
+        .filter_map(|(key, text)| {
+            let text = text.filter(|t| !t.trim().is_empty() && !t.contains('\0'))?;
+            let span = spans.iter().find(|(k, _)| k == key)?.1.clone();
+            Some((key, span, text.clone()))
+        })
+        .collect()
+}
+
+/// Each of `scripts` must be what `/bin/sh` can parse: a shell syntax error (an unterminated
+/// quote) would otherwise only show when the process starts, and then on every restart.
+fn shell_syntax(scripts: &[(&'static str, Range<usize>, String)], problems: &mut Problems<'_>) {
+    let texts: Vec<&str> = scripts.iter().map(|(_, _, t)| t.as_str()).collect();
+    for ((key, span, _), error) in scripts.iter().zip(spawn::shell_syntax_errors(&texts)) {
+        if let Some(e) = error
+            && !problems.has_at(span.start)
+        {
+            let reason = format!("shell syntax error: {e}");
+            problems.at(span.clone(), ErrorKind::BadValue { key: (*key).to_string(), reason });
         }
     }
 }
@@ -408,6 +445,17 @@ kill_signal = "SIGUSR2"
         let fx = Fixture::new();
         let cfg = fx.load("[w]\ncommand = \"x\"\ninstances = 1024\nlog_max_size = \"4K\"\n", None);
         assert_eq!((cfg.processes[0].instances, cfg.processes[0].log_max_size), (1024, 4096));
+    }
+
+    #[test]
+    fn shell_syntax_errors_are_located() {
+        let errs = load_errors(
+            "[web]\ncommand = \"echo 'oops\"\npre_start = \"if true; then x\"\npost_stop = \"echo ok # it's\"\n\
+             [ok]\ncommand = \"PORT=1 exec sleep 1 && cat <<EOF\\nit's\\nEOF\"\n",
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("2:11: `command`: shell syntax error: "), "{errs:?}");
+        assert!(errs[1].starts_with("3:13: `pre_start`: shell syntax error: "), "{errs:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use crate::harness::{BIN, DEADLINE, POLL, Pm3, read_lossy, stderr, stdout};
+use crate::harness::{BIN, DEADLINE, POLL, Pm3, free_port, http_get, python, read_lossy, stderr, stdout};
 
 const PROCFILE: &str = "# three processes\n\
                         web: sleep 1000\n\
@@ -31,6 +31,29 @@ fn yes_writes_a_procfile_config_that_starts() {
     pm3.wait_online(&["web", "ticker", "clock"]);
     assert_eq!(pm3.list().len(), 3);
     pm3.wait_log("ticker", "out", "tick");
+}
+
+/// Procfiles set variables in front of the command (`web: PORT=5000 python3 app.py`): the
+/// config `init` writes starts it; a line `/bin/sh` cannot parse is skipped, saying why.
+#[test]
+fn yes_writes_procfile_assignments_that_start() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let py = python();
+    pm3.write(
+        "Procfile",
+        &format!("web: PORT={port} {py} -m http.server {port} --bind 127.0.0.1\nbroken: echo 'oops\n"),
+    );
+    let out = stdout(&pm3.ok(&["init", "--yes"]));
+    assert!(out.contains("wrote pm3.toml with 1 process: web\n"), "{out}");
+    assert!(out.contains("skipped Procfile line 2 (`broken`): shell syntax error: "), "{out}");
+    let text = read_lossy(&pm3.config_path());
+    assert!(text.contains(&format!("command = \"PORT={port} {py} -m http.server")), "{text}");
+    assert!(text.contains("# not included: Procfile line 2 (`broken`): shell syntax error"), "{text}");
+
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["web"]);
+    pm3.wait_for("the server to answer", || http_get(port).is_some_and(|a| a.starts_with("HTTP/1.0 200")));
 }
 
 #[test]

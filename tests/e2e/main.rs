@@ -23,6 +23,7 @@ mod lifecycle;
 mod logs;
 mod readme;
 mod reload;
+mod shell;
 mod supervision;
 mod targets;
 mod triggers;

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+use crate::process::spawn;
+
 /// Longest process name pm3 accepts (spec §2).
 const MAX_NAME_LEN: usize = 64;
 
@@ -206,10 +208,31 @@ pub fn scan(dir: &Path) -> Found {
     {
         sources.push(compose_file(file, &text));
     }
+    for src in &mut sources {
+        src.proposals = parsable(std::mem::take(&mut src.proposals), &mut src.skipped);
+        src.optional = parsable(std::mem::take(&mut src.optional), &mut src.skipped);
+    }
     let mut found = name_all(sources);
     notes.append(&mut found.notes);
     found.notes = notes;
     found
+}
+
+/// The proposals whose command runs directly or parses in `/bin/sh`; the others are skipped,
+/// with the shell's reason (the config loader would refuse them).
+fn parsable(list: Vec<Proposal>, skipped: &mut Vec<Skipped>) -> Vec<Proposal> {
+    let shell: Vec<&str> =
+        list.iter().map(|p| p.command.as_str()).filter(|c| spawn::runs_in_shell(c)).collect();
+    let mut errors = spawn::shell_syntax_errors(&shell).into_iter();
+    let mut kept = Vec::new();
+    for p in list {
+        let error = if spawn::runs_in_shell(&p.command) { errors.next().flatten() } else { None };
+        match error {
+            Some(e) => skipped.push(Skipped { origin: p.origin, reason: format!("shell syntax error: {e}") }),
+            None => kept.push(p),
+        }
+    }
+    kept
 }
 
 /// Gives every proposal a valid name unique across all sources, in order, then the optional
