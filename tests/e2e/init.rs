@@ -56,6 +56,37 @@ fn yes_writes_procfile_assignments_that_start() {
     pm3.wait_for("the server to answer", || http_get(port).is_some_and(|a| a.starts_with("HTTP/1.0 200")));
 }
 
+/// From `package.json`, one server (`start`, not also `dev`, the same server run another way)
+/// and the long-running scripts beside it (`worker`); builds, tests and linters never.
+#[test]
+fn yes_proposes_one_server_and_the_workers_of_package_json() {
+    let pm3 = Pm3::new();
+    pm3.write(
+        "package.json",
+        r#"{"scripts": {"start": "echo serving && sleep 1000", "dev": "nodemon server.js",
+            "worker": "echo working && sleep 1000", "build": "tsc", "test": "jest", "lint": "eslint .",
+            "typecheck": "tsc --noEmit", "preview": "vite preview"}}"#,
+    );
+    let out = pm3.ok(&["init", "--yes"]);
+    let screen = stdout(&out);
+    assert!(screen.contains("wrote pm3.toml with 2 processes: start, worker\n"), "{screen}");
+    assert!(screen.contains("not proposed: package.json script `dev`"), "{screen}");
+    assert!(screen.contains("skipped package.json script `typecheck`: runs once"), "{screen}");
+    let text = read_lossy(&pm3.config_path());
+    assert!(text.contains("\n[start]\ncommand = \"npm run start\"\n"), "{text}");
+    assert!(text.contains("\n[worker]\ncommand = \"npm run worker\"\n"), "{text}");
+    assert!(!text.contains("[dev]") && !text.contains("[build]"), "{text}");
+
+    if std::process::Command::new("npm").arg("--version").output().is_err() {
+        eprintln!("skipped: npm is not installed, the written config is not started");
+        return;
+    }
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["start", "worker"]);
+    pm3.wait_log("start", "out", "serving");
+    pm3.wait_log("worker", "out", "working");
+}
+
 #[test]
 fn an_existing_config_is_kept_without_force() {
     let pm3 = Pm3::new();
@@ -265,11 +296,11 @@ fn interactive_wizard_writes_the_answers() {
     pm3.write("Procfile", "web: sleep 1000\nworker: sleep 2000\n");
     pm3.write(
         "package.json",
-        r#"{"scripts": {"start": "sleep 3000", "jobs": "sleep 4000", "test": "false"}}"#,
+        r#"{"scripts": {"start": "sleep 3000", "preview": "sleep 4000", "test": "false"}}"#,
     );
     let Some(term) = Tmux::start(&pm3, &["init"]) else { return };
 
-    // Pick the optional `jobs` script.
+    // Pick the optional `preview` script.
     term.answer("More package.json scripts", &["Space", "Enter"]);
     // web: keep (default), new command, two instances.
     term.answer("Keep web?", &["Enter"]);
@@ -277,22 +308,22 @@ fn interactive_wizard_writes_the_answers() {
     term.answer_line("Instances of web (a number or max) [1]:", "2");
     term.answer("Keep worker?", &["n"]);
     term.answer("Keep start?", &["n"]);
-    term.answer("Keep jobs?", &["y"]);
-    term.answer_line("Command for jobs [npm run jobs]:", "sleep 4000");
-    term.answer("Instances of jobs", &["Enter"]);
+    term.answer("Keep preview?", &["y"]);
+    term.answer_line("Command for preview [npm run preview]:", "sleep 4000");
+    term.answer("Instances of preview", &["Enter"]);
     term.answer("Add another process? [y/N]", &["Enter"]);
     let screen = term.answer_before_write();
     assert!(screen.contains("[web]\ncommand = \"sleep 1500\"\ninstances = 2\n"), "preview:\n{screen}");
     let screen = term.wait_for("pm3 exited");
-    assert!(screen.contains("wrote pm3.toml with 2 processes: web, jobs"), "{screen}");
+    assert!(screen.contains("wrote pm3.toml with 2 processes: web, preview"), "{screen}");
     assert!(screen.contains("pm3 exited 0"), "{screen}");
 
     let text = read_lossy(&pm3.config_path());
     assert!(text.contains("\n[web]\ncommand = \"sleep 1500\"\ninstances = 2\n"), "{text}");
-    assert!(text.contains("\n[jobs]\ncommand = \"sleep 4000\"\n"), "{text}");
+    assert!(text.contains("\n[preview]\ncommand = \"sleep 4000\"\n"), "{text}");
     assert!(!text.contains("[worker]") && !text.contains("[start]"), "{text}");
     pm3.ok(&["start"]);
-    pm3.wait_online(&["web:0", "web:1", "jobs"]);
+    pm3.wait_online(&["web:0", "web:1", "preview"]);
 }
 
 #[test]

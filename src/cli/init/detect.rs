@@ -17,10 +17,41 @@ use crate::process::spawn;
 /// Longest process name pm3 accepts (spec §2).
 const MAX_NAME_LEN: usize = 64;
 
-/// `package.json` scripts proposed without asking.
-const DEFAULT_SCRIPTS: &[&str] = &["start", "dev", "serve"];
-/// `package.json` scripts that run once (tests, builds, linters) and are never offered.
-const ONE_SHOT_SCRIPTS: &[&str] = &["test", "build", "lint"];
+/// `package.json` scripts that run the app's server, in order of preference: the first one there
+/// is proposed; the others, most often the same server run another way (`dev` beside `start`),
+/// are only offered.
+const SERVER_SCRIPTS: &[&str] = &["start", "dev", "serve"];
+/// Words that, as a part of a `package.json` script name (`worker`, `worker:email`,
+/// `mail-worker`), mark something long-running beside the server: proposed too.
+const LONG_RUNNING_WORDS: &[&str] =
+    &["worker", "workers", "queue", "jobs", "scheduler", "cron", "clock", "consumer", "bot", "daemon"];
+/// `package.json` scripts that run once (tests, builds, linters…) and are never offered; a name
+/// is matched by its first part (`test:watch`, `build-css`).
+const ONE_SHOT_SCRIPTS: &[&str] = &[
+    "test",
+    "build",
+    "lint",
+    "format",
+    "fmt",
+    "prettier",
+    "typecheck",
+    "type-check",
+    "tsc",
+    "check",
+    "clean",
+    "coverage",
+    "e2e",
+    "release",
+    "deploy",
+    "migrate",
+    "seed",
+    "compile",
+    "bundle",
+    "generate",
+    "codegen",
+    "docs",
+    "ci",
+];
 /// npm lifecycle scripts (run by npm itself around install/publish), never offered.
 const NPM_LIFECYCLE: &[&str] = &[
     "install",
@@ -357,8 +388,8 @@ pub fn procfile(text: &str) -> Detected {
 
 /// Why a `package.json` script is not offered at all, `None` when it may be picked.
 fn script_skip_reason(name: &str, all: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
-    let base = name.split(':').next().unwrap_or(name);
-    if ONE_SHOT_SCRIPTS.contains(&base) {
+    let base = name.split([':', '-']).next().unwrap_or(name);
+    if ONE_SHOT_SCRIPTS.contains(&base) || ONE_SHOT_SCRIPTS.contains(&name) {
         return Some("runs once (tests, build, lint), not a long-running process");
     }
     if NPM_LIFECYCLE.contains(&name) {
@@ -373,9 +404,10 @@ fn script_skip_reason(name: &str, all: &serde_json::Map<String, serde_json::Valu
     None
 }
 
-/// The `scripts` of a `package.json`: `start`, `dev` and `serve` are proposed, as
-/// `npm run <script>`; tests, builds, linters and pre/post hooks are skipped; the rest are
-/// optional (the wizard offers them), in name order.
+/// The `scripts` of a `package.json`, as `npm run <script>`: the server (`start`, else `dev`,
+/// else `serve`) and the long-running scripts beside it (`worker`…) are proposed; tests,
+/// builds, linters and pre/post hooks are skipped; the rest (the other server scripts among
+/// them) are optional (the wizard offers them), in name order.
 pub fn package_json(text: &str) -> Detected {
     let mut out = Detected::default();
     let root: serde_json::Value = match serde_json::from_str(text) {
@@ -401,14 +433,19 @@ pub fn package_json(text: &str) -> Detected {
             continue;
         }
         let proposal = Proposal::new(origin, format!("npm run {}", shell_words::quote(name)));
-        if DEFAULT_SCRIPTS.contains(&name.as_str()) {
+        let long_running = name.split([':', '-', '_']).any(|part| LONG_RUNNING_WORDS.contains(&part));
+        if long_running {
             out.proposals.push(proposal);
         } else {
             out.optional.push(proposal);
         }
     }
-    // `serde_json` keeps keys sorted; propose in the order of `DEFAULT_SCRIPTS` instead.
-    out.proposals.sort_by_key(|p| DEFAULT_SCRIPTS.iter().position(|s| Some(*s) == p.origin.key()));
+    // `serde_json` keeps keys sorted: the server goes first.
+    let server =
+        SERVER_SCRIPTS.iter().find_map(|s| out.optional.iter().position(|p| p.origin.key() == Some(s)));
+    if let Some(i) = server {
+        out.proposals.insert(0, out.optional.remove(i));
+    }
     out
 }
 
@@ -638,16 +675,34 @@ mod tests {
             }
         }"#;
         let d = package_json(text);
-        assert_eq!(names_of(&d.proposals), ["start", "dev", "serve"]);
-        assert_eq!(commands_of(&d.proposals), ["npm run start", "npm run dev", "npm run serve"]);
-        assert_eq!(names_of(&d.optional), ["dev:api", "preview", "worker"]);
-        assert_eq!(d.optional[0].command, "npm run dev:api");
+        // One server (`dev` and `serve` run the same app another way), and the worker.
+        assert_eq!(names_of(&d.proposals), ["start", "worker"]);
+        assert_eq!(commands_of(&d.proposals), ["npm run start", "npm run worker"]);
+        assert_eq!(names_of(&d.optional), ["dev", "dev:api", "preview", "serve"]);
+        assert_eq!(d.optional[1].command, "npm run dev:api");
         let skipped: Vec<&str> = d.skipped.iter().filter_map(|s| s.origin.key()).collect();
         assert_eq!(
             skipped,
             ["build", "lint", "lint:fix", "odd", "postinstall", "prepare", "prestart", "test", "test:watch"]
         );
         assert!(d.notes.is_empty());
+    }
+
+    #[test]
+    fn package_json_server_and_long_running_scripts() {
+        let d = package_json(
+            r#"{"scripts": {"serve": "x", "dev": "x", "mail-worker": "x", "queue:email": "x",
+                "typecheck": "x", "format:check": "x", "build-css": "x", "clean": "x", "storybook": "x"}}"#,
+        );
+        assert_eq!(names_of(&d.proposals), ["dev", "mail-worker", "queue:email"]);
+        assert_eq!(names_of(&d.optional), ["serve", "storybook"]);
+        let skipped: Vec<&str> = d.skipped.iter().filter_map(|s| s.origin.key()).collect();
+        assert_eq!(skipped, ["build-css", "clean", "format:check", "typecheck"]);
+        let d = package_json(r#"{"scripts": {"serve": "x", "watch": "x"}}"#);
+        assert_eq!(names_of(&d.proposals), ["serve"]);
+        assert_eq!(names_of(&d.optional), ["watch"]);
+        let d = package_json(r#"{"scripts": {"worker": "x"}}"#);
+        assert_eq!(names_of(&d.proposals), ["worker"]);
     }
 
     #[test]
