@@ -49,6 +49,19 @@ pub fn own_environment() -> BTreeMap<String, String> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
 
+/// The variables of the env file at `path` as an `env_file` loads them (values in pm3's
+/// expansion syntax, not expanded), or why it cannot be loaded.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    match envfile::read(path) {
+        Ok(entries) => Ok(entries.into_iter().map(|e| (e.key, e.value)).collect()),
+        Err(envfile::EnvFileError::Missing) => Err("not found".into()),
+        Err(envfile::EnvFileError::Unreadable(e)) => Err(format!("cannot be read: {e}")),
+        Err(envfile::EnvFileError::Syntax { line, text }) => {
+            Err(format!("line {line} `{}` is not `KEY=VALUE` as pm3 reads it", error::show(&text)))
+        }
+    }
+}
+
 /// [`load_with`] for processes started from this process's own environment.
 pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
     load_with(path, env_name, &own_environment())

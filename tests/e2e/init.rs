@@ -87,6 +87,86 @@ fn yes_proposes_one_server_and_the_workers_of_package_json() {
     pm3.wait_log("worker", "out", "working");
 }
 
+/// From docker compose, `restart`, `env_file`, `healthcheck` (test and interval), the stop
+/// signal and grace period carry over; `${VAR:-default}` keeps its meaning (pm3 expands it when
+/// the process starts); what cannot carry over is named, key by key, on screen and in the file.
+#[test]
+fn yes_carries_compose_settings_over_and_names_what_it_cannot() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let py = python();
+    pm3.write("app.env", "FROM_FILE=\"file value\"\n");
+    // Compose reads unquoted spaces; pm3's `.env` reader does not.
+    pm3.write("spaced.env", "SPACED=two words\n");
+    pm3.write(
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  web:
+    image: python:3.12
+    command: ["{py}", "-m", "http.server", "${{PM3_E2E_WEB_PORT:-{port}}}", "--bind", "127.0.0.1"]
+    ports: ["{port}:{port}"]
+    volumes: [".:/app"]
+    restart: unless-stopped
+    env_file: [app.env, missing.env, spaced.env]
+    environment:
+      API_URL: "${{PM3_E2E_API_URL:-http://localhost:{port}}}"
+      DB_URL: "postgres://${{PM3_E2E_DB_HOST}}/app"
+      FLAG: "${{PM3_E2E_FLAG:+on}}"
+    healthcheck:
+      test: ["CMD", "{py}", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/')"]
+      interval: 200ms
+      retries: 5
+    stop_signal: SIGINT
+    stop_grace_period: 3s
+  worker:
+    command: sleep 1000
+    restart: "no"
+"#
+        ),
+    );
+    let screen = stdout(&pm3.ok(&["init", "--yes"]));
+    for line in [
+        "compose.yaml service `web`: not carried over: `ports` (the process binds this machine's ports itself)\n",
+        "compose.yaml service `web`: not carried over: `volumes` (the process sees this machine's files)\n",
+        "compose.yaml service `web`: not carried over: `image` (pm3 runs the command on this machine, not in the image)\n",
+        "compose.yaml service `web`: not carried over: `healthcheck.retries` (",
+        "compose.yaml service `web`: not carried over: `env_file` `missing.env` (not found)\n",
+        "compose.yaml service `web`: not carried over: `env_file` `spaced.env` (line 1 `SPACED=two words` is not `KEY=VALUE` as pm3 reads it)\n",
+        "compose.yaml service `web`: not carried over: `environment.FLAG`: `${PM3_E2E_FLAG:+on}`: pm3 expands only `${VAR}` and `${VAR:-default}`\n",
+        "compose.yaml service `web`: note: `environment.DB_URL` uses `${PM3_E2E_DB_HOST}`, which is not set here: written `${PM3_E2E_DB_HOST:-}`",
+    ] {
+        assert!(screen.contains(line), "missing {line:?} in:\n{screen}");
+    }
+    let text = read_lossy(&pm3.config_path());
+    for line in [
+        "\n[web]\n# note: `environment.DB_URL` uses `${PM3_E2E_DB_HOST}`",
+        "# not carried over: `image` (pm3 runs the command on this machine, not in the image)\n",
+        "# not carried over: `ports` (the process binds this machine's ports itself)\n",
+        "\nrestart = \"always\"\nkill_signal = \"SIGINT\"\nkill_timeout = 3000\n",
+        "\nhealth_interval = 200\nenv_file = \"app.env\"\n",
+        &format!("API_URL = \"${{PM3_E2E_API_URL:-http://localhost:{port}}}\""),
+        "DB_URL = \"postgres://${PM3_E2E_DB_HOST:-}/app\"",
+        "\n[worker]\ncommand = \"sleep 1000\"\nrestart = \"never\"\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("FLAG ="), "{text}");
+
+    pm3.ok(&["start"]);
+    // Online only once the health check carried over from compose passes.
+    pm3.wait_online(&["web", "worker"]);
+    assert!(http_get(port).is_some_and(|a| a.starts_with("HTTP/1.0 200")));
+    let info = pm3.info("web");
+    assert_eq!((&info["restart"], &info["kill_signal"]), (&"always".into(), &"SIGINT".into()), "{info}");
+    let env = &info["env"];
+    assert_eq!(env["API_URL"], format!("http://localhost:{port}"), "{env}");
+    assert_eq!(env["DB_URL"], "postgres:///app", "{env}");
+    assert_eq!(env["FROM_FILE"], "file value", "{env}");
+    assert_eq!(pm3.info("worker")["restart"], "never");
+}
+
 #[test]
 fn an_existing_config_is_kept_without_force() {
     let pm3 = Pm3::new();

@@ -125,14 +125,10 @@ impl Wizard {
             .to_string();
         let command = self.command(&name, None)?;
         let instances = self.instances(&name, None)?;
-        Ok(Proposal {
-            name,
-            origin: Origin::Typed,
-            command,
-            instances,
-            depends_on: Vec::new(),
-            env: Vec::new(),
-        })
+        let mut p = Proposal::new(Origin::Typed, command);
+        p.name = name;
+        p.instances = instances;
+        Ok(p)
     }
 
     /// Runs the questions; returns the processes to write, in order.
@@ -175,6 +171,9 @@ impl Wizard {
         }
         for mut p in proposals {
             self.say(&format!("\n{}, from {}:\n  {}", p.name, p.origin, p.command))?;
+            for r in &p.remarks {
+                self.say(&format!("  {r}"))?;
+            }
             if !self.confirm(&format!("Keep {}?", p.name), true)? {
                 declined.push(p.name);
                 continue;
