@@ -9,7 +9,6 @@ mod run;
 mod startup;
 mod tui;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -461,11 +460,9 @@ fn load_config(
         }
         return Ok(None);
     };
-    let file = config::load(&path, env)?;
-    let env: BTreeMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    Ok(Some(ConfigPayload { file, env }))
+    let base = config::own_environment();
+    let file = config::load_with(&path, env, &base)?;
+    Ok(Some(ConfigPayload { file, env: base }))
 }
 
 /// The environment choice (`--env`) is part of a process's state: given, it is recorded in each
@@ -665,6 +662,7 @@ impl Out {
 mod tests {
     use super::*;
     use crate::spec::{ConfigFile, ProcessDef};
+    use std::collections::BTreeMap;
 
     fn payload(value_len: usize) -> ConfigPayload {
         let mut def = ProcessDef::new("web", "sleep 1", PathBuf::from("/p"));

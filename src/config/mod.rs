@@ -11,11 +11,13 @@
 //!
 //! Every problem is reported as `PATH:LINE:COL: message`, one per line, in file order.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+use crate::process::spawn;
 use crate::spec::{ConfigFile, MAX_FILE_INSTANCES, ProcessDef};
 
 mod envfile;
@@ -41,11 +43,40 @@ pub fn find(start: &Path) -> Option<PathBuf> {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Loads and validates the config at `path`, applying `env_<name>` overrides for `--env <name>`.
+/// The environment of this process, as `pm3 start` hands it to the processes it starts
+/// (variables whose name or value is not UTF-8 left out).
+pub fn own_environment() -> BTreeMap<String, String> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+/// The variables of the env file at `path` as an `env_file` loads them (values in pm3's
+/// expansion syntax, not expanded), or why it cannot be loaded.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    match envfile::read(path) {
+        Ok(entries) => Ok(entries.into_iter().map(|e| (e.key, e.value)).collect()),
+        Err(envfile::EnvFileError::Missing) => Err("not found".into()),
+        Err(envfile::EnvFileError::Unreadable(e)) => Err(format!("cannot be read: {e}")),
+        Err(envfile::EnvFileError::Syntax { line, text }) => {
+            Err(format!("line {line} `{}` is not `KEY=VALUE` as pm3 reads it", error::show(&text)))
+        }
+    }
+}
+
+/// [`load_with`] for processes started from this process's own environment.
+pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
+    load_with(path, env_name, &own_environment())
+}
+
+/// Loads and validates the config at `path`, applying `env_<name>` overrides for `--env <name>`,
+/// for processes started from the environment `base` (which decides what `${VAR}` may name).
 ///
 /// The returned [`ConfigFile::path`] is absolute (symlinks resolved), and so is every path in
 /// the error messages.
-pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
+pub fn load_with(
+    path: &Path,
+    env_name: Option<&str>,
+    base: &BTreeMap<String, String>,
+) -> Result<ConfigFile, ConfigError> {
     let path = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf());
@@ -58,14 +89,19 @@ pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigErr
         Ok(root) => {
             let raw = parse::processes(root.get_ref(), &mut problems);
             validate::check(&raw, env_name, &mut problems);
-            raw.into_iter()
+            let mut scripts = Vec::new();
+            let defs = raw
+                .into_iter()
                 .map(|p| {
                     let (header, spans) = (p.header.clone(), p.spans.clone());
-                    let def = resolve::process(p, &dir, env_name, &mut problems);
+                    let def = resolve::process(p, &dir, env_name, base, &mut problems);
                     rules(&def, &header, &spans, &mut problems);
+                    scripts.extend(shell_scripts(&def, &spans));
                     def
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            shell_syntax(&scripts, &mut problems);
+            defs
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
@@ -96,6 +132,37 @@ fn rules(
         let span = spans.iter().find(|(k, _)| *k == invalid.key).map_or(header, |(_, s)| s);
         if !problems.has_at(span.start) {
             problems.at(span.clone(), ErrorKind::Rule(invalid.message));
+        }
+    }
+}
+
+/// The values of `def` that run through `/bin/sh -c`, with where each is: the `command` when it
+/// needs a shell, and the hooks.
+fn shell_scripts(
+    def: &ProcessDef,
+    spans: &[(String, Range<usize>)],
+) -> Vec<(&'static str, Range<usize>, String)> {
+    let command = spawn::runs_in_shell(&def.command).then_some(&def.command);
+    [("command", command), ("pre_start", def.pre_start.as_ref()), ("post_stop", def.post_stop.as_ref())]
+        .into_iter()
+        .filter_map(|(key, text)| {
+            let text = text.filter(|t| !t.trim().is_empty() && !t.contains('\0'))?;
+            let span = spans.iter().find(|(k, _)| k == key)?.1.clone();
+            Some((key, span, text.clone()))
+        })
+        .collect()
+}
+
+/// Each of `scripts` must be what `/bin/sh` can parse: a shell syntax error (an unterminated
+/// quote) would otherwise only show when the process starts, and then on every restart.
+fn shell_syntax(scripts: &[(&'static str, Range<usize>, String)], problems: &mut Problems<'_>) {
+    let texts: Vec<&str> = scripts.iter().map(|(_, _, t)| t.as_str()).collect();
+    for ((key, span, _), error) in scripts.iter().zip(spawn::shell_syntax_errors(&texts)) {
+        if let Some(e) = error
+            && !problems.has_at(span.start)
+        {
+            let reason = format!("shell syntax error: {e}");
+            problems.at(span.clone(), ErrorKind::BadValue { key: (*key).to_string(), reason });
         }
     }
 }
@@ -169,6 +236,30 @@ pub(crate) mod test_support {
                 Err(e) => e.to_string(),
             }
         }
+    }
+
+    impl Fixture {
+        /// [`Fixture::load`] for processes started from `base`.
+        pub fn load_in(&self, text: &str, env: Option<&str>, base: &[(&str, &str)]) -> ConfigFile {
+            self.write(FILE_NAME, text);
+            match super::load_with(&self.config_path(), env, &environment(base)) {
+                Ok(cfg) => cfg,
+                Err(e) => panic!("unexpected config error:\n{e}\nfor file:\n{text}"),
+            }
+        }
+
+        /// [`Fixture::load_err`] for processes started from `base`.
+        pub fn load_err_in(&self, text: &str, env: Option<&str>, base: &[(&str, &str)]) -> String {
+            self.write(FILE_NAME, text);
+            match super::load_with(&self.config_path(), env, &environment(base)) {
+                Ok(cfg) => panic!("expected an error, got {cfg:?}\nfor file:\n{text}"),
+                Err(e) => e.to_string(),
+            }
+        }
+    }
+
+    fn environment(vars: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// The error lines for `text`, each with the config path and its `:` removed (`3:1: …`).
@@ -367,6 +458,17 @@ kill_signal = "SIGUSR2"
         let fx = Fixture::new();
         let cfg = fx.load("[w]\ncommand = \"x\"\ninstances = 1024\nlog_max_size = \"4K\"\n", None);
         assert_eq!((cfg.processes[0].instances, cfg.processes[0].log_max_size), (1024, 4096));
+    }
+
+    #[test]
+    fn shell_syntax_errors_are_located() {
+        let errs = load_errors(
+            "[web]\ncommand = \"echo 'oops\"\npre_start = \"if true; then x\"\npost_stop = \"echo ok # it's\"\n\
+             [ok]\ncommand = \"PORT=1 exec sleep 1 && cat <<EOF\\nit's\\nEOF\"\n",
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("2:11: `command`: shell syntax error: "), "{errs:?}");
+        assert!(errs[1].starts_with("3:13: `pre_start`: shell syntax error: "), "{errs:?}");
     }
 
     #[test]

@@ -28,7 +28,15 @@ pub enum Instances {
 pub struct EnvOverride {
     /// `<name>`, without the `env_` prefix.
     pub name: String,
-    pub vars: Vec<(String, String)>,
+    pub vars: Vec<EnvVar>,
+}
+
+/// One variable of `env` or `env_<name>`: its name, its value as text, and where the value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    pub span: Range<usize>,
 }
 
 /// One process table with every key checked on its own. A key that is absent or invalid (already
@@ -41,7 +49,7 @@ pub struct RawProcess {
     pub command: String,
     pub cwd: Option<Spanned<String>>,
     pub env_files: Vec<Spanned<String>>,
-    pub env: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
     pub env_overrides: Vec<EnvOverride>,
     pub instances: Option<Instances>,
     pub increment_var: Option<Spanned<String>>,
@@ -289,7 +297,7 @@ fn int(i: &DeInteger<'_>) -> Option<i64> {
 
 /// `env` or `env_<name>`: a table whose values are strings, or numbers and booleans written
 /// without quotes (`PORT = 3000`), which become their decimal text.
-fn env_table(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<(String, String)> {
+fn env_table(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<EnvVar> {
     let DeValue::Table(table) = v.get_ref() else {
         wrong_type(key, "a table of strings", v, problems);
         return Vec::new();
@@ -316,7 +324,7 @@ fn env_table(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<(Stri
             problems.at(value.span(), ErrorKind::NulInValue(show(&full_key)));
             continue;
         }
-        out.push((name.to_string(), text));
+        out.push(EnvVar { name: name.to_string(), value: text, span: value.span() });
     }
     out
 }
@@ -448,8 +456,8 @@ fn exit_codes(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Vec<i32>> {
     Some(out)
 }
 
-/// `health_check`: one of the four probe forms. A value with `${VAR}` is checked per instance
-/// at run time, once the variables are known.
+/// `health_check`: one of the four probe forms. A value with `${VAR}` is checked once expanded,
+/// with the variables (`resolve`).
 fn health_check(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<String> {
     let s = string("health_check", v, problems)?;
     match crate::supervisor::health::Probe::parse(&s) {

@@ -1,11 +1,14 @@
 //! From a checked table to a [`ProcessDef`]: resolves `cwd` and `env_file` against the config
 //! file's directory and checks they exist, reads the env files, lays the environment out in apply
 //! order (`env_file` files, `env`, then the `env_<name>` picked by `--env`), checks
-//! `increment_var` against it, and turns `instances = "max"` into the CPU count.
+//! `increment_var` against it, turns `instances = "max"` into the CPU count, and checks every
+//! `${VAR}` against the environment the processes will start from.
 //!
 //! The only module of the loader that touches the file system besides reading `pm3.toml`.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -13,13 +16,24 @@ use toml::Spanned;
 use super::envfile::{self, EnvFileError};
 use super::error::{ErrorKind, Located, Pos, Problems, show};
 use super::parse::{Instances, RawProcess, Watch};
+use crate::instances::{self, Expanding};
 use crate::spec::ProcessDef;
 
-/// Builds the definition of `raw`, recording every problem found on the way.
+/// Where one entry of [`ProcessDef::env`] was written.
+enum Origin {
+    /// In `pm3.toml`: the key as messages name it (`env.PORT`, `env_prod.PORT`) and the value.
+    Config { key: String, span: Range<usize> },
+    /// In an env file, at `line`; `order` is the offset of the `env_file` value that loaded it.
+    File { path: PathBuf, line: usize, order: usize },
+}
+
+/// Builds the definition of `raw`, recording every problem found on the way; `base` is the
+/// environment its processes start from (the `pm3` command's own).
 pub fn process(
     raw: RawProcess,
     dir: &Path,
     env_name: Option<&str>,
+    base: &BTreeMap<String, String>,
     problems: &mut Problems<'_>,
 ) -> ProcessDef {
     let cwd = match &raw.cwd {
@@ -28,18 +42,27 @@ pub fn process(
     };
 
     let mut env = Vec::new();
+    let mut origins = Vec::new();
     for file in &raw.env_files {
-        env.extend(env_file(file, dir, &raw.name, problems));
+        let path = resolve_path(dir, file.get_ref());
+        for e in env_file(file, &path, &raw.name, problems) {
+            origins.push(Origin::File { path: path.clone(), line: e.line, order: file.span().start });
+            env.push((e.key, e.value));
+        }
     }
-    env.extend(raw.env);
-    if let Some(name) = env_name {
-        for o in raw.env_overrides.into_iter().filter(|o| o.name == name) {
-            env.extend(o.vars);
+    let overrides = raw.env_overrides.into_iter().filter(|o| Some(o.name.as_str()) == env_name);
+    let tables = std::iter::once(("env".to_string(), raw.env))
+        .chain(overrides.map(|o| (format!("env_{}", o.name), o.vars)));
+    for (table, vars) in tables {
+        for v in vars {
+            origins.push(Origin::Config { key: format!("{table}.{}", v.name), span: v.span });
+            env.push((v.name, v.value));
         }
     }
     if let Some(var) = &raw.increment_var {
         increment_var(var, &env, problems);
     }
+    let health_span = raw.spans.iter().find(|(k, _)| k == "health_check").map(|(_, s)| s.clone());
 
     // Start from the defaults, so keys this loader does not know yet keep them.
     let mut def = ProcessDef::new(raw.name, raw.command, cwd);
@@ -109,7 +132,62 @@ pub fn process(
     if let Some(n) = raw.log_max_files {
         def.log_max_files = n;
     }
+    expansions(&def, &origins, health_span, base, problems);
     def
+}
+
+/// Every `${VAR}` of `def` (its variables that apply, its `health_check`) must expand in the
+/// environment `base` its processes start from: a problem is reported where the value is
+/// written, in `pm3.toml` or in an env file. A `health_check` that expands must then be a probe.
+fn expansions(
+    def: &ProcessDef,
+    origins: &[Origin],
+    health_span: Option<Range<usize>>,
+    base: &BTreeMap<String, String>,
+    problems: &mut Problems<'_>,
+) {
+    let found = instances::expansion_problems(def, base);
+    for (what, problem) in &found {
+        let reason = problem.to_string();
+        match what {
+            Expanding::Env(name) => {
+                // The value that applies is the last one written.
+                let Some(i) = def.env.iter().rposition(|(k, _)| k == name) else { continue };
+                match origins.get(i) {
+                    Some(Origin::Config { key, span }) => {
+                        problems.at(span.clone(), ErrorKind::BadValue { key: show(key), reason })
+                    }
+                    Some(Origin::File { path, line, order }) => problems.elsewhere(
+                        *order,
+                        Located {
+                            path: path.clone(),
+                            pos: Some(Pos { line: *line, col: 1 }),
+                            kind: ErrorKind::BadValue {
+                                key: show(name),
+                                reason: format!("{reason} (env file of [{}])", show(&def.name)),
+                            },
+                        },
+                    ),
+                    None => {}
+                }
+            }
+            Expanding::HealthCheck => {
+                if let Some(span) = &health_span {
+                    problems.at(span.clone(), ErrorKind::BadValue { key: "health_check".into(), reason });
+                }
+            }
+        }
+    }
+    if let (Some(text), Some(span)) = (&def.health_check, health_span)
+        && text.contains('$')
+        && !found.iter().any(|(w, _)| *w == Expanding::HealthCheck)
+    {
+        let expanded = instances::expand_in(text, &instances::environment(def, base, 0));
+        if let Err(reason) = crate::supervisor::health::Probe::parse(&expanded) {
+            let reason = format!("{reason} (expanded from `{}`)", show(text));
+            problems.at(span, ErrorKind::BadValue { key: "health_check".into(), reason });
+        }
+    }
 }
 
 /// The number of CPUs, for `instances = "max"` (1 when the system cannot tell).
@@ -146,11 +224,11 @@ fn cwd(given: &Spanned<String>, dir: &Path, problems: &mut Problems<'_>) -> Path
 
 fn env_file(
     given: &Spanned<String>,
-    dir: &Path,
+    path: &Path,
     process: &str,
     problems: &mut Problems<'_>,
-) -> Vec<(String, String)> {
-    let path = resolve_path(dir, given.get_ref());
+) -> Vec<envfile::Entry> {
+    let path = path.to_path_buf();
     let names = || (show(given.get_ref()), show(&path.display().to_string()));
     match envfile::read(&path) {
         Ok(vars) => return vars,
@@ -231,6 +309,66 @@ mod tests {
         for (toml, want) in cases {
             assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
         }
+    }
+
+    #[test]
+    fn undefined_variables_are_located_where_they_are_written() {
+        let fx = Fixture::new();
+        fx.write("app.env", "A=1\nURL=\"http://${DB_HOST}/x\"\nOK=${A}${HOME}\nLIT='${LITERAL}' \n");
+        let text = "[web]\ncommand = \"x\"\nenv_file = \"app.env\"\n\
+                    env = { P = \"${HOME}/${NOPE}\", Q = \"${NOPE:-d}\", I = \"${PM3_NAME}${PM3_INSTANCE_ID}\" }\n\
+                    env_prod = { R = \"${PROD_ONLY}\", S = \"${A:+x}\" }\n\
+                    health_check = \"http://localhost:${PORT}/\"\n";
+        let base = [("HOME", "/home/u")];
+        let dir = fx.dir().display().to_string();
+        let config = fx.config_path().display().to_string();
+        let undefined = |name: &str| {
+            format!(
+                "`${{{name}}}` is not defined (define `{name}` in `env`, or give a default: `${{{name}:-value}}`)"
+            )
+        };
+        let want = [
+            format!("{dir}/app.env:2:1: `URL`: {} (env file of [web])", undefined("DB_HOST")),
+            format!("{config}:4:13: `env.P`: {}", undefined("NOPE")),
+            format!("{config}:6:16: `health_check`: {}", undefined("PORT")),
+        ];
+        assert_eq!(fx.load_err_in(text, None, &base), want.join("\n"));
+        let want = [
+            want[0].clone(),
+            want[1].clone(),
+            format!("{config}:5:18: `env_prod.R`: {}", undefined("PROD_ONLY")),
+            format!(
+                "{config}:5:38: `env_prod.S`: `${{A:+x}}` is not an expansion pm3 knows: write `${{VAR}}` or \
+                 `${{VAR:-default}}`, and `$$` for a literal `$`"
+            ),
+            want[2].clone(),
+        ];
+        assert_eq!(fx.load_err_in(text, Some("prod"), &base), want.join("\n"));
+
+        // Defined by the starting environment, the config or `increment_var`, all is well; a
+        // shadowed value is never expanded, so it is not checked.
+        let text = "[web]\ncommand = \"x\"\nenv_file = \"app.env\"\ninstances = 2\nincrement_var = \"PORT\"\n\
+                    env = { PORT = 3000, P = \"${HOME}/${NOPE}\", URL = \"u\" }\n\
+                    health_check = \"http://localhost:${PORT}/\"\n";
+        let cfg = fx.load_in(text, None, &[("HOME", "/h"), ("NOPE", "")]);
+        assert_eq!(cfg.processes[0].health_check.as_deref(), Some("http://localhost:${PORT}/"));
+        let env = crate::instances::environment(&cfg.processes[0], &[("HOME".into(), "/h".into())].into(), 1);
+        assert_eq!(
+            (env["PORT"].as_str(), env["OK"].as_str(), env["LIT"].as_str()),
+            ("3001", "1/h", "${LITERAL}")
+        );
+    }
+
+    #[test]
+    fn a_health_check_must_be_a_probe_once_expanded() {
+        let text =
+            "[web]\ncommand = \"x\"\nenv = { HOST = \"db\" }\nhealth_check = \"tcp://${HOST}${PORT:-}\"\n";
+        assert_eq!(
+            load_errors(text),
+            [
+                "4:16: `health_check`: `tcp://db` must be `tcp://HOST:PORT` (expanded from `tcp://${HOST}${PORT:-}`)"
+            ]
+        );
     }
 
     #[test]

@@ -29,16 +29,110 @@ const PIPE_SIZE: libc::c_int = 1 << 20;
 const SHELL_CHARS: &[char] =
     &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '#', '~', '\n', '{', '}'];
 
+/// Words that, first in a command, only a shell can run: its reserved words, its special
+/// built-ins, the built-ins that act on the shell itself or have no program of their own, and the
+/// common ones of bash. (`echo`, `printf`, `test`, `true`, `kill`… are programs too, and run
+/// directly the same.)
+const SHELL_WORDS: &[&str] = &[
+    // Reserved words.
+    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until",
+    "while", "[[", "]]", "function", "select", "time", "coproc", // Special built-ins.
+    ".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift",
+    "times", "trap", "unset", // Built-ins that act on the shell, or have no program.
+    "alias", "bg", "cd", "command", "fc", "fg", "getopts", "hash", "jobs", "read", "type", "ulimit", "umask",
+    "unalias", "wait", // bash's.
+    "source", "local", "let", "declare", "typeset", "builtin", "shopt", "pushd", "popd", "disown",
+];
+
 /// The argv pm3 executes for `command`: split like a POSIX shell splits words and run directly,
-/// unless it uses shell syntax, in which case `/bin/sh -c command`.
+/// unless only a shell can run it, in which case `/bin/sh -c command`. A shell is needed for
+/// shell syntax (pipes, `&&`, `;`, redirections, `$VAR`, globs…), for leading `VAR=value`
+/// assignments, for a first word that is a reserved word or a built-in (`exec`, `cd`, `if`…),
+/// and for what does not split (an unterminated quote, which the config loader refuses).
 pub fn argv(command: &str) -> Vec<String> {
     if !needs_shell(command)
         && let Ok(words) = shell_words::split(command)
-        && !words.is_empty()
+        && let Some(first) = words.first()
+        && !is_assignment(first)
+        && !SHELL_WORDS.contains(&first.as_str())
     {
         return words;
     }
     vec!["/bin/sh".into(), "-c".into(), command.into()]
+}
+
+/// True when `command` runs through `/bin/sh -c` (see [`argv`]).
+pub fn runs_in_shell(command: &str) -> bool {
+    argv(command).first().is_some_and(|p| p == "/bin/sh")
+}
+
+/// `NAME=value`, with a valid shell variable name: an assignment when it comes first.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    })
+}
+
+/// Why `/bin/sh` cannot parse each of `scripts` (read with `sh -n`, never run), `None` for
+/// those it can; the shells run side by side. Where no shell can be started, a script that does
+/// not split into words (an unterminated quote) is the one error found.
+pub fn shell_syntax_errors(scripts: &[&str]) -> Vec<Option<String>> {
+    const AT_ONCE: usize = 64;
+    let mut out = Vec::with_capacity(scripts.len());
+    for chunk in scripts.chunks(AT_ONCE) {
+        let children: Vec<io::Result<std::process::Child>> = chunk
+            .iter()
+            .map(|script| {
+                Command::new("/bin/sh")
+                    .args(["-n", "-c", script])
+                    .env_clear()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .collect();
+        for (script, child) in chunk.iter().zip(children) {
+            let verdict = match child.and_then(std::process::Child::wait_with_output) {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(syntax_message(&String::from_utf8_lossy(&o.stderr))),
+                Err(_) => shell_words::split(script).err().map(|_| "unterminated quoted string".to_string()),
+            };
+            out.push(verdict);
+        }
+    }
+    out
+}
+
+/// The message of `sh -n` without the shell's name and the words "syntax error", lowercase,
+/// with the line of the script when it is not the first: `sh: 1: Syntax error: Unterminated
+/// quoted string` (dash), `sh: -c: line 1: unexpected EOF while looking for matching `''` (bash).
+fn syntax_message(stderr: &str) -> String {
+    let last = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("");
+    let mut rest = last.strip_prefix("/bin/sh: ").or_else(|| last.strip_prefix("sh: ")).unwrap_or(last);
+    rest = rest.strip_prefix("-c: ").unwrap_or(rest);
+    let mut line = None;
+    let numbered = rest.strip_prefix("line ").unwrap_or(rest);
+    if let Some((n, after)) = numbered.split_once(": ")
+        && let Ok(n) = n.parse::<u32>()
+    {
+        line = Some(n);
+        rest = after;
+    }
+    for prefix in ["Syntax error: ", "syntax error: "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let mut message: String =
+        rest.chars().take(1).flat_map(char::to_lowercase).chain(rest.chars().skip(1)).collect();
+    if message.is_empty() {
+        message = "/bin/sh cannot parse it".into();
+    }
+    match line {
+        Some(n) if n > 1 => format!("{message} (line {n} of the script)"),
+        _ => message,
+    }
 }
 
 /// True when `command` uses shell syntax outside quotes (or `$`/backquote inside double quotes,
@@ -391,6 +485,81 @@ mod tests {
         assert_eq!(argv("echo \"a;b\" 'x$y'"), ["echo", "a;b", "x$y"]);
         assert_eq!(argv("echo \"$HOME\""), ["/bin/sh", "-c", "echo \"$HOME\""]);
         assert_eq!(argv("echo a\\;b"), ["echo", "a;b"]);
+    }
+
+    #[test]
+    fn assignments_reserved_words_and_built_ins_go_to_sh() {
+        let sh = |c: &str| vec!["/bin/sh".to_string(), "-c".into(), c.into()];
+        for c in [
+            "PORT=5000 python3 app.py",
+            "A= B='x y' env",
+            "_X1=1 sleep 1",
+            "exec sleep 1000",
+            "exec",
+            "cd sub",
+            "export A=1",
+            ". ./env.sh",
+            "source env.sh",
+            "eval 'echo hi; exec sleep 1'",
+            "set -e",
+            "ulimit -n 64",
+            "umask 077",
+            "trap '' TERM",
+            "time sleep 1",
+            "! false",
+            "if",
+            "while",
+            "'exec' sleep 1",
+        ] {
+            assert_eq!(argv(c), sh(c), "{c}");
+            assert!(runs_in_shell(c), "{c}");
+        }
+        // Assignments elsewhere, names that only start like one, and programs that are also
+        // built-ins run directly.
+        assert_eq!(argv("env A=1 sleep 1"), ["env", "A=1", "sleep", "1"]);
+        assert_eq!(argv("./A=1 x"), ["./A=1", "x"]);
+        assert_eq!(argv("1A=2 x"), ["1A=2", "x"]);
+        assert_eq!(argv("=x y"), ["=x", "y"]);
+        assert_eq!(argv("echo exec"), ["echo", "exec"]);
+        assert_eq!(argv("true"), ["true"]);
+        assert_eq!(argv("executor run"), ["executor", "run"]);
+        assert!(!runs_in_shell("sleep 1000"));
+    }
+
+    #[test]
+    fn shell_syntax_is_checked_by_sh_itself() {
+        let got = shell_syntax_errors(&[
+            "echo 'oops",
+            "echo ok && sleep 1",
+            "if true; then echo x",
+            "cat <<EOF\nit's\nEOF",
+            "echo \"$(echo \"a'b\")\"",
+            "echo hi # it's",
+        ]);
+        let verdicts: Vec<bool> = got.iter().map(Option::is_some).collect();
+        assert_eq!(verdicts, [true, false, true, false, false, false], "{got:?}");
+        assert!(shell_syntax_errors(&[]).is_empty());
+    }
+
+    #[test]
+    fn syntax_messages_lose_the_shell_name() {
+        assert_eq!(
+            syntax_message("sh: 1: Syntax error: Unterminated quoted string\n"),
+            "unterminated quoted string"
+        );
+        assert_eq!(
+            syntax_message("sh: 3: Syntax error: end of file unexpected (expecting \"fi\")\n"),
+            "end of file unexpected (expecting \"fi\") (line 3 of the script)"
+        );
+        assert_eq!(
+            syntax_message("sh: -c: line 1: unexpected EOF while looking for matching `''\n"),
+            "unexpected EOF while looking for matching `''"
+        );
+        assert_eq!(
+            syntax_message("sh: syntax error: unterminated quoted string"),
+            "unterminated quoted string"
+        );
+        assert_eq!(syntax_message(""), "/bin/sh cannot parse it");
     }
 
     #[test]

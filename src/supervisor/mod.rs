@@ -720,7 +720,7 @@ impl Supervisor {
     /// The instance's readiness probe, with its `${VAR}`s taken from `env`.
     fn probe(&self, env: &BTreeMap<String, String>) -> Result<Option<Rc<Probe>>, String> {
         let Some(text) = &self.inst.def.health_check else { return Ok(None) };
-        let expanded = instances::expand(text, &mut |k| env.get(k).cloned().unwrap_or_default());
+        let expanded = instances::expand_in(text, env);
         Probe::parse(&expanded).map(|p| Some(Rc::new(p))).map_err(|e| format!("health_check: {e}"))
     }
 

@@ -135,6 +135,32 @@ fn unknown_env_name() {
 }
 
 #[test]
+fn shell_syntax_error_in_command() {
+    rejected(
+        "[web]\ncommand = \"echo 'unterminated\"\n",
+        &[],
+        &["command", "shell syntax error"],
+        &[(2, 11)],
+    );
+}
+
+#[test]
+fn undefined_variable() {
+    rejected(
+        "[web]\ncommand = \"sleep 1000\"\nenv = { URL = \"http://localhost:${PM3_E2E_UNDEFINED}/\" }\n",
+        &[],
+        &["env.URL", "${PM3_E2E_UNDEFINED}", "is not defined"],
+        &[(3, 15)],
+    );
+    rejected(
+        "[web]\ncommand = \"sleep 1000\"\nhealth_check = \"http://localhost:${PORT:?required}/\"\n",
+        &[],
+        &["health_check", "${PORT:?required}"],
+        &[(3, 16)],
+    );
+}
+
+#[test]
 fn toml_syntax_error() {
     rejected("[web]\ncommand = \"sleep 1000\nkill_timeout = 5\n", &[], &[], &[(2, 0)]);
 }
@@ -173,6 +199,8 @@ fn a_bad_config_changes_nothing_in_a_running_daemon() {
         "\n[bad]\ncommand = \"sleep 1\"\ndepends_on = [\"nope\"]\n",
         "\n[bad]\ncommand = \"sleep 1\"\ndepends_on = [\"worse\"]\n\n[worse]\ncommand = \"sleep 1\"\ndepends_on = [\"bad\"]\n",
         "\n[bad]\ncommand = \"sleep 1\"\nenv_file = \"missing.env\"\n",
+        "\n[bad]\ncommand = \"echo 'unterminated\"\n",
+        "\n[bad]\ncommand = \"sleep 1\"\nenv = { URL = \"http://localhost:${PM3_E2E_UNDEFINED}/\" }\n",
     ];
     for tail in bad {
         pm3.config(&format!("{grown}{tail}"));

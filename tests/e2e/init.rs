@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use crate::harness::{BIN, DEADLINE, POLL, Pm3, read_lossy, stderr, stdout};
+use crate::harness::{BIN, DEADLINE, POLL, Pm3, free_port, http_get, python, read_lossy, stderr, stdout};
 
 const PROCFILE: &str = "# three processes\n\
                         web: sleep 1000\n\
@@ -31,6 +31,140 @@ fn yes_writes_a_procfile_config_that_starts() {
     pm3.wait_online(&["web", "ticker", "clock"]);
     assert_eq!(pm3.list().len(), 3);
     pm3.wait_log("ticker", "out", "tick");
+}
+
+/// Procfiles set variables in front of the command (`web: PORT=5000 python3 app.py`): the
+/// config `init` writes starts it; a line `/bin/sh` cannot parse is skipped, saying why.
+#[test]
+fn yes_writes_procfile_assignments_that_start() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let py = python();
+    pm3.write(
+        "Procfile",
+        &format!("web: PORT={port} {py} -m http.server {port} --bind 127.0.0.1\nbroken: echo 'oops\n"),
+    );
+    let out = stdout(&pm3.ok(&["init", "--yes"]));
+    assert!(out.contains("wrote pm3.toml with 1 process: web\n"), "{out}");
+    assert!(out.contains("skipped Procfile line 2 (`broken`): shell syntax error: "), "{out}");
+    let text = read_lossy(&pm3.config_path());
+    assert!(text.contains(&format!("command = \"PORT={port} {py} -m http.server")), "{text}");
+    assert!(text.contains("# not included: Procfile line 2 (`broken`): shell syntax error"), "{text}");
+
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["web"]);
+    pm3.wait_for("the server to answer", || http_get(port).is_some_and(|a| a.starts_with("HTTP/1.0 200")));
+}
+
+/// From `package.json`, one server (`start`, not also `dev`, the same server run another way)
+/// and the long-running scripts beside it (`worker`); builds, tests and linters never.
+#[test]
+fn yes_proposes_one_server_and_the_workers_of_package_json() {
+    let pm3 = Pm3::new();
+    pm3.write(
+        "package.json",
+        r#"{"scripts": {"start": "echo serving && sleep 1000", "dev": "nodemon server.js",
+            "worker": "echo working && sleep 1000", "build": "tsc", "test": "jest", "lint": "eslint .",
+            "typecheck": "tsc --noEmit", "preview": "vite preview"}}"#,
+    );
+    let out = pm3.ok(&["init", "--yes"]);
+    let screen = stdout(&out);
+    assert!(screen.contains("wrote pm3.toml with 2 processes: start, worker\n"), "{screen}");
+    assert!(screen.contains("not proposed: package.json script `dev`"), "{screen}");
+    assert!(screen.contains("skipped package.json script `typecheck`: runs once"), "{screen}");
+    let text = read_lossy(&pm3.config_path());
+    assert!(text.contains("\n[start]\ncommand = \"npm run start\"\n"), "{text}");
+    assert!(text.contains("\n[worker]\ncommand = \"npm run worker\"\n"), "{text}");
+    assert!(!text.contains("[dev]") && !text.contains("[build]"), "{text}");
+
+    if std::process::Command::new("npm").arg("--version").output().is_err() {
+        eprintln!("skipped: npm is not installed, the written config is not started");
+        return;
+    }
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["start", "worker"]);
+    pm3.wait_log("start", "out", "serving");
+    pm3.wait_log("worker", "out", "working");
+}
+
+/// From docker compose, `restart`, `env_file`, `healthcheck` (test and interval), the stop
+/// signal and grace period carry over; `${VAR:-default}` keeps its meaning (pm3 expands it when
+/// the process starts); what cannot carry over is named, key by key, on screen and in the file.
+#[test]
+fn yes_carries_compose_settings_over_and_names_what_it_cannot() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let py = python();
+    pm3.write("app.env", "FROM_FILE=\"file value\"\n");
+    // Compose reads unquoted spaces; pm3's `.env` reader does not.
+    pm3.write("spaced.env", "SPACED=two words\n");
+    pm3.write(
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  web:
+    image: python:3.12
+    command: ["{py}", "-m", "http.server", "${{PM3_E2E_WEB_PORT:-{port}}}", "--bind", "127.0.0.1"]
+    ports: ["{port}:{port}"]
+    volumes: [".:/app"]
+    restart: unless-stopped
+    env_file: [app.env, missing.env, spaced.env]
+    environment:
+      API_URL: "${{PM3_E2E_API_URL:-http://localhost:{port}}}"
+      DB_URL: "postgres://${{PM3_E2E_DB_HOST}}/app"
+      FLAG: "${{PM3_E2E_FLAG:+on}}"
+    healthcheck:
+      test: ["CMD", "{py}", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/')"]
+      interval: 200ms
+      retries: 5
+    stop_signal: SIGINT
+    stop_grace_period: 3s
+  worker:
+    command: sleep 1000
+    restart: "no"
+"#
+        ),
+    );
+    let screen = stdout(&pm3.ok(&["init", "--yes"]));
+    for line in [
+        "compose.yaml service `web`: not carried over: `ports` (the process binds this machine's ports itself)\n",
+        "compose.yaml service `web`: not carried over: `volumes` (the process sees this machine's files)\n",
+        "compose.yaml service `web`: not carried over: `image` (pm3 runs the command on this machine, not in the image)\n",
+        "compose.yaml service `web`: not carried over: `healthcheck.retries` (",
+        "compose.yaml service `web`: not carried over: `env_file` `missing.env` (not found)\n",
+        "compose.yaml service `web`: not carried over: `env_file` `spaced.env` (line 1 `SPACED=two words` is not `KEY=VALUE` as pm3 reads it)\n",
+        "compose.yaml service `web`: not carried over: `environment.FLAG`: `${PM3_E2E_FLAG:+on}`: pm3 expands only `${VAR}` and `${VAR:-default}`\n",
+        "compose.yaml service `web`: note: `environment.DB_URL` uses `${PM3_E2E_DB_HOST}`, which is not set here: written `${PM3_E2E_DB_HOST:-}`",
+    ] {
+        assert!(screen.contains(line), "missing {line:?} in:\n{screen}");
+    }
+    let text = read_lossy(&pm3.config_path());
+    for line in [
+        "\n[web]\n# note: `environment.DB_URL` uses `${PM3_E2E_DB_HOST}`",
+        "# not carried over: `image` (pm3 runs the command on this machine, not in the image)\n",
+        "# not carried over: `ports` (the process binds this machine's ports itself)\n",
+        "\nrestart = \"always\"\nkill_signal = \"SIGINT\"\nkill_timeout = 3000\n",
+        "\nhealth_interval = 200\nenv_file = \"app.env\"\n",
+        &format!("API_URL = \"${{PM3_E2E_API_URL:-http://localhost:{port}}}\""),
+        "DB_URL = \"postgres://${PM3_E2E_DB_HOST:-}/app\"",
+        "\n[worker]\ncommand = \"sleep 1000\"\nrestart = \"never\"\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("FLAG ="), "{text}");
+
+    pm3.ok(&["start"]);
+    // Online only once the health check carried over from compose passes.
+    pm3.wait_online(&["web", "worker"]);
+    assert!(http_get(port).is_some_and(|a| a.starts_with("HTTP/1.0 200")));
+    let info = pm3.info("web");
+    assert_eq!((&info["restart"], &info["kill_signal"]), (&"always".into(), &"SIGINT".into()), "{info}");
+    let env = &info["env"];
+    assert_eq!(env["API_URL"], format!("http://localhost:{port}"), "{env}");
+    assert_eq!(env["DB_URL"], "postgres:///app", "{env}");
+    assert_eq!(env["FROM_FILE"], "file value", "{env}");
+    assert_eq!(pm3.info("worker")["restart"], "never");
 }
 
 #[test]
@@ -242,11 +376,11 @@ fn interactive_wizard_writes_the_answers() {
     pm3.write("Procfile", "web: sleep 1000\nworker: sleep 2000\n");
     pm3.write(
         "package.json",
-        r#"{"scripts": {"start": "sleep 3000", "jobs": "sleep 4000", "test": "false"}}"#,
+        r#"{"scripts": {"start": "sleep 3000", "preview": "sleep 4000", "test": "false"}}"#,
     );
     let Some(term) = Tmux::start(&pm3, &["init"]) else { return };
 
-    // Pick the optional `jobs` script.
+    // Pick the optional `preview` script.
     term.answer("More package.json scripts", &["Space", "Enter"]);
     // web: keep (default), new command, two instances.
     term.answer("Keep web?", &["Enter"]);
@@ -254,22 +388,22 @@ fn interactive_wizard_writes_the_answers() {
     term.answer_line("Instances of web (a number or max) [1]:", "2");
     term.answer("Keep worker?", &["n"]);
     term.answer("Keep start?", &["n"]);
-    term.answer("Keep jobs?", &["y"]);
-    term.answer_line("Command for jobs [npm run jobs]:", "sleep 4000");
-    term.answer("Instances of jobs", &["Enter"]);
+    term.answer("Keep preview?", &["y"]);
+    term.answer_line("Command for preview [npm run preview]:", "sleep 4000");
+    term.answer("Instances of preview", &["Enter"]);
     term.answer("Add another process? [y/N]", &["Enter"]);
     let screen = term.answer_before_write();
     assert!(screen.contains("[web]\ncommand = \"sleep 1500\"\ninstances = 2\n"), "preview:\n{screen}");
     let screen = term.wait_for("pm3 exited");
-    assert!(screen.contains("wrote pm3.toml with 2 processes: web, jobs"), "{screen}");
+    assert!(screen.contains("wrote pm3.toml with 2 processes: web, preview"), "{screen}");
     assert!(screen.contains("pm3 exited 0"), "{screen}");
 
     let text = read_lossy(&pm3.config_path());
     assert!(text.contains("\n[web]\ncommand = \"sleep 1500\"\ninstances = 2\n"), "{text}");
-    assert!(text.contains("\n[jobs]\ncommand = \"sleep 4000\"\n"), "{text}");
+    assert!(text.contains("\n[preview]\ncommand = \"sleep 4000\"\n"), "{text}");
     assert!(!text.contains("[worker]") && !text.contains("[start]"), "{text}");
     pm3.ok(&["start"]);
-    pm3.wait_online(&["web:0", "web:1", "jobs"]);
+    pm3.wait_online(&["web:0", "web:1", "preview"]);
 }
 
 #[test]

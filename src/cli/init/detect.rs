@@ -1,24 +1,59 @@
 //! Finding processes to propose for `pm3 init`: `name: command` lines of a `Procfile`, the
-//! `scripts` of `package.json`, and the services of a docker-compose file. Each detector is a
-//! pure function of the file's text; [`scan`] reads the files of a directory, runs them, and gives
-//! every proposal a valid, unique process name (`web`, `web-2`), rewriting `depends_on` to match.
+//! `scripts` of `package.json`, and (in `compose`) the services of a docker-compose file. Each
+//! detector is a function of the file's text (compose's also of the environment and the
+//! directory); [`scan`] reads the files of a directory, runs them, skips commands `/bin/sh`
+//! cannot parse, and gives every proposal a valid, unique process name (`web`, `web-2`),
+//! rewriting `depends_on` to match.
 //!
 //! Nothing here prints or asks: what was found, what was left out and why, and what could not
 //! be read all come back in a [`Found`] for the wizard and the renderer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use yaml_rust2::{Yaml, YamlLoader};
+use super::compose::{self, Host};
+use crate::process::spawn;
+use crate::spec::RestartPolicy;
 
 /// Longest process name pm3 accepts (spec §2).
 const MAX_NAME_LEN: usize = 64;
 
-/// `package.json` scripts proposed without asking.
-const DEFAULT_SCRIPTS: &[&str] = &["start", "dev", "serve"];
-/// `package.json` scripts that run once (tests, builds, linters) and are never offered.
-const ONE_SHOT_SCRIPTS: &[&str] = &["test", "build", "lint"];
+/// `package.json` scripts that run the app's server, in order of preference: the first one there
+/// is proposed; the others, most often the same server run another way (`dev` beside `start`),
+/// are only offered.
+const SERVER_SCRIPTS: &[&str] = &["start", "dev", "serve"];
+/// Words that, as a part of a `package.json` script name (`worker`, `worker:email`,
+/// `mail-worker`), mark something long-running beside the server: proposed too.
+const LONG_RUNNING_WORDS: &[&str] =
+    &["worker", "workers", "queue", "jobs", "scheduler", "cron", "clock", "consumer", "bot", "daemon"];
+/// `package.json` scripts that run once (tests, builds, linters…) and are never offered; a name
+/// is matched by its first part (`test:watch`, `build-css`).
+const ONE_SHOT_SCRIPTS: &[&str] = &[
+    "test",
+    "build",
+    "lint",
+    "format",
+    "fmt",
+    "prettier",
+    "typecheck",
+    "type-check",
+    "tsc",
+    "check",
+    "clean",
+    "coverage",
+    "e2e",
+    "release",
+    "deploy",
+    "migrate",
+    "seed",
+    "compile",
+    "bundle",
+    "generate",
+    "codegen",
+    "docs",
+    "ci",
+];
 /// npm lifecycle scripts (run by npm itself around install/publish), never offered.
 const NPM_LIFECYCLE: &[&str] = &[
     "install",
@@ -122,22 +157,67 @@ impl std::str::FromStr for Instances {
     }
 }
 
-/// One process to write. `depends_on` holds final process names once [`scan`] returns.
+/// One process to write. `depends_on` holds final process names once [`scan`] returns. Keys
+/// left `None` or empty are not written (pm3's defaults apply).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub name: String,
     pub origin: Origin,
     pub command: String,
-    /// `None` leaves the key out (one instance).
     pub instances: Option<Instances>,
     pub depends_on: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// `env_file` paths, relative to the directory of `pm3.toml`.
+    pub env_files: Vec<String>,
+    pub restart: Option<RestartPolicy>,
+    pub max_restarts: Option<u32>,
+    pub health_check: Option<String>,
+    pub health_interval_ms: Option<u64>,
+    /// `kill_signal`, as the source wrote it (a name pm3 accepts).
+    pub kill_signal: Option<String>,
+    pub kill_timeout_ms: Option<u64>,
+    /// What the source said that this proposal does not carry over as written, one per key.
+    pub remarks: Vec<Remark>,
 }
 
 impl Proposal {
-    fn new(origin: Origin, command: String) -> Proposal {
+    /// A proposal named after its origin, with only a command.
+    pub fn new(origin: Origin, command: String) -> Proposal {
         let name = origin.key().unwrap_or_default().to_string();
-        Proposal { name, origin, command, instances: None, depends_on: Vec::new(), env: Vec::new() }
+        Proposal {
+            name,
+            origin,
+            command,
+            instances: None,
+            depends_on: Vec::new(),
+            env: Vec::new(),
+            env_files: Vec::new(),
+            restart: None,
+            max_restarts: None,
+            health_check: None,
+            health_interval_ms: None,
+            kill_signal: None,
+            kill_timeout_ms: None,
+            remarks: Vec::new(),
+        }
+    }
+}
+
+/// Something of a source's entry that its proposal does not carry over as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remark {
+    /// A key (or a part of one) with no place in `pm3.toml`: the key, and why.
+    LeftOut(String),
+    /// A key carried over with a change worth knowing.
+    Note(String),
+}
+
+impl fmt::Display for Remark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Remark::LeftOut(what) => write!(f, "not carried over: {what}"),
+            Remark::Note(what) => write!(f, "note: {what}"),
+        }
     }
 }
 
@@ -177,9 +257,10 @@ pub struct Detected {
     pub notes: Vec<String>,
 }
 
-/// Reads `Procfile`, `package.json` and the first compose file of `dir` and names the results.
-/// A file that does not exist is no error; one that cannot be read or parsed becomes a note.
-pub fn scan(dir: &Path) -> Found {
+/// Reads `Procfile`, `package.json` and the first compose file of `dir` and names the results;
+/// `env` is the environment `pm3 init` runs in (compose interpolates from it). A file that does
+/// not exist is no error; one that cannot be read or parsed becomes a note.
+pub fn scan(dir: &Path, env: &BTreeMap<String, String>) -> Found {
     let mut notes = Vec::new();
     let mut read = |name: &str| -> Option<String> {
         let path = dir.join(name);
@@ -204,12 +285,33 @@ pub fn scan(dir: &Path) -> Found {
     if let Some(file) = compose
         && let Some(text) = read(file)
     {
-        sources.push(compose_file(file, &text));
+        sources.push(compose::compose_file(file, &text, &Host { env, dir }));
+    }
+    for src in &mut sources {
+        src.proposals = parsable(std::mem::take(&mut src.proposals), &mut src.skipped);
+        src.optional = parsable(std::mem::take(&mut src.optional), &mut src.skipped);
     }
     let mut found = name_all(sources);
     notes.append(&mut found.notes);
     found.notes = notes;
     found
+}
+
+/// The proposals whose command runs directly or parses in `/bin/sh`; the others are skipped,
+/// with the shell's reason (the config loader would refuse them).
+fn parsable(list: Vec<Proposal>, skipped: &mut Vec<Skipped>) -> Vec<Proposal> {
+    let shell: Vec<&str> =
+        list.iter().map(|p| p.command.as_str()).filter(|c| spawn::runs_in_shell(c)).collect();
+    let mut errors = spawn::shell_syntax_errors(&shell).into_iter();
+    let mut kept = Vec::new();
+    for p in list {
+        let error = if spawn::runs_in_shell(&p.command) { errors.next().flatten() } else { None };
+        match error {
+            Some(e) => skipped.push(Skipped { origin: p.origin, reason: format!("shell syntax error: {e}") }),
+            None => kept.push(p),
+        }
+    }
+    kept
 }
 
 /// Gives every proposal a valid name unique across all sources, in order, then the optional
@@ -334,8 +436,8 @@ pub fn procfile(text: &str) -> Detected {
 
 /// Why a `package.json` script is not offered at all, `None` when it may be picked.
 fn script_skip_reason(name: &str, all: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
-    let base = name.split(':').next().unwrap_or(name);
-    if ONE_SHOT_SCRIPTS.contains(&base) {
+    let base = name.split([':', '-']).next().unwrap_or(name);
+    if ONE_SHOT_SCRIPTS.contains(&base) || ONE_SHOT_SCRIPTS.contains(&name) {
         return Some("runs once (tests, build, lint), not a long-running process");
     }
     if NPM_LIFECYCLE.contains(&name) {
@@ -350,9 +452,10 @@ fn script_skip_reason(name: &str, all: &serde_json::Map<String, serde_json::Valu
     None
 }
 
-/// The `scripts` of a `package.json`: `start`, `dev` and `serve` are proposed, as
-/// `npm run <script>`; tests, builds, linters and pre/post hooks are skipped; the rest are
-/// optional (the wizard offers them), in name order.
+/// The `scripts` of a `package.json`, as `npm run <script>`: the server (`start`, else `dev`,
+/// else `serve`) and the long-running scripts beside it (`worker`…) are proposed; tests,
+/// builds, linters and pre/post hooks are skipped; the rest (the other server scripts among
+/// them) are optional (the wizard offers them), in name order.
 pub fn package_json(text: &str) -> Detected {
     let mut out = Detected::default();
     let root: serde_json::Value = match serde_json::from_str(text) {
@@ -378,182 +481,25 @@ pub fn package_json(text: &str) -> Detected {
             continue;
         }
         let proposal = Proposal::new(origin, format!("npm run {}", shell_words::quote(name)));
-        if DEFAULT_SCRIPTS.contains(&name.as_str()) {
+        let long_running = name.split([':', '-', '_']).any(|part| LONG_RUNNING_WORDS.contains(&part));
+        if long_running {
             out.proposals.push(proposal);
         } else {
             out.optional.push(proposal);
         }
     }
-    // `serde_json` keeps keys sorted; propose in the order of `DEFAULT_SCRIPTS` instead.
-    out.proposals.sort_by_key(|p| DEFAULT_SCRIPTS.iter().position(|s| Some(*s) == p.origin.key()));
-    out
-}
-
-/// A scalar as text (`3`, `true`, `1.5`, `x`); `None` for null, lists and maps.
-fn scalar(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        Yaml::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A mapping with its YAML merge keys (`<<: *defaults`, or a list of them) applied: keys
-/// written in the mapping win over merged ones, earlier merged maps over later ones.
-fn merged(y: &Yaml) -> Option<yaml_rust2::yaml::Hash> {
-    let Yaml::Hash(map) = y else { return None };
-    let merge_key = Yaml::String("<<".into());
-    let mut out = yaml_rust2::yaml::Hash::new();
-    for (k, v) in map {
-        if *k != merge_key {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    let sources: Vec<&Yaml> = match map.get(&merge_key) {
-        Some(Yaml::Array(items)) => items.iter().collect(),
-        Some(one) => vec![one],
-        None => Vec::new(),
-    };
-    for src in sources {
-        if let Some(extra) = merged(src) {
-            for (k, v) in extra {
-                out.entry(k).or_insert(v);
-            }
-        }
-    }
-    Some(out)
-}
-
-fn get<'a>(map: &'a yaml_rust2::yaml::Hash, key: &str) -> Option<&'a Yaml> {
-    map.get(&Yaml::String(key.into())).filter(|v| !v.is_null())
-}
-
-/// The services of a docker-compose file named `file`. A service with a `command` (string or
-/// list) is proposed with that command, its `environment` as `env`, `deploy.replicas` (or
-/// `scale`) as `instances` and its `depends_on` (service names); the others are skipped.
-pub fn compose_file(file: &str, text: &str) -> Detected {
-    let mut out = Detected::default();
-    let docs = match YamlLoader::load_from_str(text) {
-        Ok(docs) => docs,
-        Err(e) => {
-            out.notes.push(format!("{file} is not valid YAML ({e}); left out"));
-            return out;
-        }
-    };
-    let Some(root) = docs.first().and_then(merged) else {
-        if !docs.is_empty() {
-            out.notes.push(format!("{file} is not a mapping; left out"));
-        }
-        return out;
-    };
-    let Some(services) = get(&root, "services") else {
-        out.notes.push(format!("{file} has no `services`; left out"));
-        return out;
-    };
-    let Yaml::Hash(services) = services else {
-        out.notes.push(format!("{file}: `services` is not a mapping; left out"));
-        return out;
-    };
-    for (key, svc) in services {
-        let Some(name) = scalar(key) else { continue };
-        let origin = Origin::Service { file: file.to_string(), name };
-        match service(origin, svc) {
-            Ok(p) => out.proposals.push(p),
-            Err(skip) => out.skipped.push(skip),
-        }
+    // `serde_json` keeps keys sorted: the server goes first.
+    let server =
+        SERVER_SCRIPTS.iter().find_map(|s| out.optional.iter().position(|p| p.origin.key() == Some(s)));
+    if let Some(i) = server {
+        out.proposals.insert(0, out.optional.remove(i));
     }
     out
-}
-
-fn service(origin: Origin, svc: &Yaml) -> Result<Proposal, Skipped> {
-    let skip = |origin: &Origin, reason: &str| Skipped { origin: origin.clone(), reason: reason.into() };
-    let Some(svc) = merged(svc) else {
-        return Err(skip(&origin, "not a mapping"));
-    };
-    let command = match get(&svc, "command") {
-        Some(Yaml::Array(words)) => {
-            let words: Option<Vec<String>> = words.iter().map(|w| scalar(w).map(|w| unescape(&w))).collect();
-            match words {
-                Some(w) if !w.is_empty() => shell_words::join(w),
-                _ => return Err(skip(&origin, "`command` is not a list of words")),
-            }
-        }
-        Some(other) => match scalar(other) {
-            Some(s) => unescape(s.trim()),
-            None => return Err(skip(&origin, "`command` is not a string or a list")),
-        },
-        None if get(&svc, "build").is_some() => {
-            return Err(skip(&origin, "no `command` (it comes from a Dockerfile): add it by hand"));
-        }
-        None if get(&svc, "image").is_some() => {
-            return Err(skip(&origin, "image only: pm3 runs commands, not containers"));
-        }
-        None => return Err(skip(&origin, "no `command`")),
-    };
-    if command.is_empty() {
-        return Err(skip(&origin, "empty `command`"));
-    }
-    if command.contains('\0') {
-        return Err(skip(&origin, "the command holds a NUL byte"));
-    }
-    let replicas = get(&svc, "deploy").and_then(merged).and_then(|d| get(&d, "replicas").cloned());
-    let instances = match replicas.or_else(|| get(&svc, "scale").cloned()) {
-        None => None,
-        Some(n) => match scalar(&n).and_then(|s| s.parse::<i64>().ok()) {
-            Some(0) => return Err(skip(&origin, "`deploy.replicas` is 0")),
-            Some(1) => None,
-            Some(n) => match u32::try_from(n) {
-                Ok(n) => Some(Instances::Count(n)),
-                Err(_) => return Err(skip(&origin, "`deploy.replicas` is not a count")),
-            },
-            None => return Err(skip(&origin, "`deploy.replicas` is not a count")),
-        },
-    };
-    let mut p = Proposal::new(origin, command);
-    p.instances = instances;
-    p.depends_on = match get(&svc, "depends_on") {
-        Some(Yaml::Array(items)) => items.iter().filter_map(scalar).collect(),
-        Some(Yaml::Hash(map)) => map.keys().filter_map(scalar).collect(),
-        _ => Vec::new(),
-    };
-    p.env = environment(get(&svc, "environment"));
-    Ok(p)
-}
-
-/// `environment` as a map (`KEY: value`) or a list (`KEY=value`). Variables without a value
-/// (`KEY`, `KEY:`) pass the caller's value through in compose; pm3 passes the whole environment
-/// of `pm3 start` anyway, so they are left out. So are values holding a NUL byte.
-fn environment(y: Option<&Yaml>) -> Vec<(String, String)> {
-    let pairs: Vec<(String, String)> = match y {
-        Some(Yaml::Hash(map)) => map.iter().filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?))).collect(),
-        Some(Yaml::Array(items)) => items
-            .iter()
-            .filter_map(scalar)
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect(),
-        _ => Vec::new(),
-    };
-    pairs
-        .into_iter()
-        .filter(|(k, v)| !(k.is_empty() || k.contains(['\0', '=']) || v.contains('\0')))
-        .map(|(k, v)| (k, unescape(&v)))
-        .collect()
-}
-
-/// Compose writes a literal `$` as `$$` (a single `$` starts its own `${VAR}` interpolation,
-/// which pm3's shell and `env` expansion understand as is).
-fn unescape(s: &str) -> String {
-    s.replace("$$", "$")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
 
     fn names_of(ps: &[Proposal]) -> Vec<&str> {
         ps.iter().map(|p| p.name.as_str()).collect()
@@ -615,16 +561,34 @@ mod tests {
             }
         }"#;
         let d = package_json(text);
-        assert_eq!(names_of(&d.proposals), ["start", "dev", "serve"]);
-        assert_eq!(commands_of(&d.proposals), ["npm run start", "npm run dev", "npm run serve"]);
-        assert_eq!(names_of(&d.optional), ["dev:api", "preview", "worker"]);
-        assert_eq!(d.optional[0].command, "npm run dev:api");
+        // One server (`dev` and `serve` run the same app another way), and the worker.
+        assert_eq!(names_of(&d.proposals), ["start", "worker"]);
+        assert_eq!(commands_of(&d.proposals), ["npm run start", "npm run worker"]);
+        assert_eq!(names_of(&d.optional), ["dev", "dev:api", "preview", "serve"]);
+        assert_eq!(d.optional[1].command, "npm run dev:api");
         let skipped: Vec<&str> = d.skipped.iter().filter_map(|s| s.origin.key()).collect();
         assert_eq!(
             skipped,
             ["build", "lint", "lint:fix", "odd", "postinstall", "prepare", "prestart", "test", "test:watch"]
         );
         assert!(d.notes.is_empty());
+    }
+
+    #[test]
+    fn package_json_server_and_long_running_scripts() {
+        let d = package_json(
+            r#"{"scripts": {"serve": "x", "dev": "x", "mail-worker": "x", "queue:email": "x",
+                "typecheck": "x", "format:check": "x", "build-css": "x", "clean": "x", "storybook": "x"}}"#,
+        );
+        assert_eq!(names_of(&d.proposals), ["dev", "mail-worker", "queue:email"]);
+        assert_eq!(names_of(&d.optional), ["serve", "storybook"]);
+        let skipped: Vec<&str> = d.skipped.iter().filter_map(|s| s.origin.key()).collect();
+        assert_eq!(skipped, ["build-css", "clean", "format:check", "typecheck"]);
+        let d = package_json(r#"{"scripts": {"serve": "x", "watch": "x"}}"#);
+        assert_eq!(names_of(&d.proposals), ["serve"]);
+        assert_eq!(names_of(&d.optional), ["watch"]);
+        let d = package_json(r#"{"scripts": {"worker": "x"}}"#);
+        assert_eq!(names_of(&d.proposals), ["worker"]);
     }
 
     #[test]
@@ -637,111 +601,6 @@ mod tests {
         // A script name with shell characters is quoted in the command.
         let d = package_json(r#"{"scripts": {"my app": "x"}}"#);
         assert_eq!(d.optional[0].command, "npm run 'my app'");
-    }
-
-    const COMPOSE: &str = r#"
-x-common: &common
-  environment:
-    SHARED: "yes"
-  deploy:
-    replicas: 2
-services:
-  db:
-    image: postgres:16
-  cache:
-    image: redis
-    ports: ["6379:6379"]
-  api:
-    build: .
-    command: ["python", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
-    depends_on: [db, worker]
-    environment:
-      - DEBUG=1
-      - URL=postgres://db/app?sslmode=disable
-      - PRICE=$$5
-      - PASSTHROUGH
-    deploy:
-      replicas: 3
-  worker:
-    <<: *common
-    command: celery -A app worker --loglevel=info
-    depends_on:
-      cache:
-        condition: service_started
-    environment:
-      QUEUE: default
-      RETRIES: 5
-      RATIO: 0.5
-      EMPTY: ""
-      INHERIT:
-  builder:
-    build: ./builder
-  nothing: {}
-  replicas_zero:
-    command: sleep 1
-    deploy: { replicas: 0 }
-"#;
-
-    #[test]
-    fn compose_services() {
-        let d = compose_file("compose.yaml", COMPOSE);
-        assert_eq!(names_of(&d.proposals), ["api", "worker"]);
-        let api = &d.proposals[0];
-        assert_eq!(api.command, "python -m http.server 8000 --bind 0.0.0.0");
-        assert_eq!(api.instances, Some(Instances::Count(3)));
-        assert_eq!(api.depends_on, ["db", "worker"]);
-        assert_eq!(
-            api.env,
-            pairs(&[("DEBUG", "1"), ("URL", "postgres://db/app?sslmode=disable"), ("PRICE", "$5")])
-        );
-        let worker = &d.proposals[1];
-        assert_eq!(worker.command, "celery -A app worker --loglevel=info");
-        // Merged from `x-common`: `deploy`, not `environment` (the service's own wins whole).
-        assert_eq!(worker.instances, Some(Instances::Count(2)));
-        assert_eq!(worker.depends_on, ["cache"]);
-        assert_eq!(
-            worker.env,
-            pairs(&[("QUEUE", "default"), ("RETRIES", "5"), ("RATIO", "0.5"), ("EMPTY", ""),])
-        );
-        let skipped: Vec<String> = d.skipped.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            skipped,
-            [
-                "compose.yaml service `db`: image only: pm3 runs commands, not containers",
-                "compose.yaml service `cache`: image only: pm3 runs commands, not containers",
-                "compose.yaml service `builder`: no `command` (it comes from a Dockerfile): add it by hand",
-                "compose.yaml service `nothing`: no `command`",
-                "compose.yaml service `replicas_zero`: `deploy.replicas` is 0",
-            ]
-        );
-    }
-
-    #[test]
-    fn compose_list_commands_are_quoted_words() {
-        let text = "services:\n  sh:\n    command: [sh, -c, 'echo \"$$HOME\" && sleep 1']\n  n:\n    command: [sleep, 5]\n  bad:\n    command: [sleep, [5]]\n  scaled:\n    command: sleep 1\n    scale: 2\n";
-        let d = compose_file("docker-compose.yml", text);
-        // `$$` is compose's escape for a literal `$`.
-        assert_eq!(commands_of(&d.proposals), ["sh -c 'echo \"$HOME\" && sleep 1'", "sleep 5", "sleep 1"]);
-        assert_eq!(d.proposals[2].instances, Some(Instances::Count(2)));
-        assert_eq!(d.skipped[0].reason, "`command` is not a list of words");
-    }
-
-    #[test]
-    fn compose_oddities() {
-        assert!(
-            compose_file("compose.yml", "services: [\n").notes[0]
-                .starts_with("compose.yml is not valid YAML")
-        );
-        assert_eq!(
-            compose_file("compose.yml", "version: '3'\n").notes,
-            ["compose.yml has no `services`; left out"]
-        );
-        assert_eq!(compose_file("compose.yml", "- a\n").notes, ["compose.yml is not a mapping; left out"]);
-        assert_eq!(compose_file("compose.yml", ""), Detected::default());
-        assert_eq!(
-            compose_file("compose.yml", "services:\n").notes,
-            ["compose.yml has no `services`; left out"]
-        );
     }
 
     #[test]
@@ -784,9 +643,12 @@ services:
     fn naming_across_sources_rewrites_depends_on() {
         let procfile = procfile("web: sleep 1\napi: sleep 2\n");
         let npm = package_json(r#"{"scripts": {"start": "x", "web": "y"}}"#);
-        let compose = compose_file(
+        let env = BTreeMap::new();
+        let host = Host { env: &env, dir: Path::new("/nonexistent") };
+        let compose = compose::compose_file(
             "compose.yaml",
             "services:\n  web:\n    command: sleep 3\n    depends_on: [api, db, api]\n  api:\n    command: sleep 4\n  db:\n    image: postgres\n",
+            &host,
         );
         let found = name_all(vec![procfile, npm, compose]);
         assert_eq!(names_of(&found.proposals), ["web", "api", "start", "web-2", "api-2"]);
@@ -802,17 +664,17 @@ services:
     #[test]
     fn scan_reads_the_files_of_a_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(scan(dir.path()).proposals.is_empty());
+        assert!(scan(dir.path(), &BTreeMap::new()).proposals.is_empty());
         std::fs::write(dir.path().join("Procfile"), "\u{feff}web: sleep 1\n").expect("write");
         std::fs::write(dir.path().join("docker-compose.yml"), "services:\n  a:\n    command: sleep 9\n")
             .expect("write");
         std::fs::write(dir.path().join("compose.yaml"), "services:\n  b:\n    command: sleep 8\n")
             .expect("write");
-        let found = scan(dir.path());
+        let found = scan(dir.path(), &BTreeMap::new());
         // compose.yaml comes first in docker compose's own search order.
         assert_eq!(names_of(&found.proposals), ["web", "b"]);
         std::fs::create_dir(dir.path().join("package.json")).expect("mkdir");
-        let found = scan(dir.path());
+        let found = scan(dir.path(), &BTreeMap::new());
         assert!(found.notes.iter().any(|n| n.starts_with("cannot read package.json")), "{:?}", found.notes);
     }
 

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `detect`: the detectors (pure functions of a file's text) and naming (`web`, `web-2`);
+//! - `compose`: the docker-compose detector, what it maps and what it says it left out;
 //! - `prompt`: the interactive wizard, on a terminal;
 //! - `write`: rendering the TOML and writing it through a checked temporary file.
 //!
@@ -10,6 +11,7 @@
 //! every proposal (`--yes`) or ask (a terminal is needed), render, check with the real loader,
 //! write, and print what was written. `-c` plays no part: the file is always `./pm3.toml`.
 
+mod compose;
 mod detect;
 mod prompt;
 mod write;
@@ -38,7 +40,7 @@ pub fn run(yes: bool, force: bool, out: &Out) -> Result<(), CliError> {
     if !force && path.symlink_metadata().is_ok() {
         return Err(CliError::Other(WriteError::Exists(path).to_string()));
     }
-    let found = detect::scan(&dir);
+    let found = detect::scan(&dir, &crate::config::own_environment());
     let skipped = found.skipped.clone();
     let (processes, wizard) = if yes {
         if found.proposals.is_empty() {
@@ -71,11 +73,17 @@ pub fn run(yes: bool, force: bool, out: &Out) -> Result<(), CliError> {
     let written = write::write_checked(&path, &text, force).map_err(|e| CliError::Other(e.to_string()))?;
     let names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
     if out.json {
+        let remarks: serde_json::Map<String, serde_json::Value> = processes
+            .iter()
+            .filter(|p| !p.remarks.is_empty())
+            .map(|p| (p.name.clone(), p.remarks.iter().map(ToString::to_string).collect()))
+            .collect();
         return out.print_json(&serde_json::json!({
             "command": "init",
             "path": written,
             "processes": names,
             "skipped": skipped.iter().map(Skipped::to_string).collect::<Vec<_>>(),
+            "remarks": remarks,
         }));
     }
     let plural = if names.len() == 1 { "" } else { "es" };
@@ -106,5 +114,10 @@ fn tell(found: &Found, to: &mut dyn std::io::Write) {
     }
     for p in &found.optional {
         let _ = writeln!(to, "not proposed: {} (run `pm3 init` without --yes to pick it)", p.origin);
+    }
+    for p in &found.proposals {
+        for r in &p.remarks {
+            let _ = writeln!(to, "{}: {r}", p.origin);
+        }
     }
 }

@@ -14,6 +14,7 @@ use dialoguer::theme::SimpleTheme;
 use dialoguer::{Confirm, Input, MultiSelect};
 
 use super::detect::{Found, Instances, Origin, Proposal, name_problem};
+use crate::process::spawn;
 
 /// Why the wizard stopped without a result.
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +82,13 @@ impl Wizard {
         let cmd = input
             .validate_with(|s: &String| {
                 if s.trim().is_empty() {
-                    Err("a command is needed")
+                    Err("a command is needed".to_string())
                 } else if s.contains('\0') {
-                    Err("no NUL bytes")
+                    Err("no NUL bytes".to_string())
+                } else if spawn::runs_in_shell(s)
+                    && let Some(Some(e)) = spawn::shell_syntax_errors(&[s.as_str()]).pop()
+                {
+                    Err(format!("shell syntax error: {e}"))
                 } else {
                     Ok(())
                 }
@@ -120,14 +125,10 @@ impl Wizard {
             .to_string();
         let command = self.command(&name, None)?;
         let instances = self.instances(&name, None)?;
-        Ok(Proposal {
-            name,
-            origin: Origin::Typed,
-            command,
-            instances,
-            depends_on: Vec::new(),
-            env: Vec::new(),
-        })
+        let mut p = Proposal::new(Origin::Typed, command);
+        p.name = name;
+        p.instances = instances;
+        Ok(p)
     }
 
     /// Runs the questions; returns the processes to write, in order.
@@ -170,6 +171,9 @@ impl Wizard {
         }
         for mut p in proposals {
             self.say(&format!("\n{}, from {}:\n  {}", p.name, p.origin, p.command))?;
+            for r in &p.remarks {
+                self.say(&format!("  {r}"))?;
+            }
             if !self.confirm(&format!("Keep {}?", p.name), true)? {
                 declined.push(p.name);
                 continue;

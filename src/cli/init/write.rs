@@ -18,7 +18,10 @@ use crate::config;
 const INLINE_ENV_MAX: usize = 100;
 
 /// The whole file: a header saying where each entry came from (and what was left out), then
-/// one table per process with `command` and, only when set, `instances`, `depends_on`, `env`.
+/// one table per process: what its source had that could not be carried over as written (as
+/// comments), `command` and, only when set, `instances`, `depends_on`, `restart`,
+/// `max_restarts`, `kill_signal`, `kill_timeout`, `health_check`, `health_interval`, `env_file`,
+/// `env`.
 pub fn render(processes: &[Proposal], skipped: &[Skipped]) -> String {
     let mut out =
         String::from("# Written by `pm3 init`. Edit freely: `pm3 start` reads it (see the README).\n");
@@ -43,6 +46,9 @@ pub fn render(processes: &[Proposal], skipped: &[Skipped]) -> String {
     }
     for p in processes {
         let _ = writeln!(out, "\n[{}]", key(&p.name));
+        for r in &p.remarks {
+            let _ = writeln!(out, "# {}", comment(&r.to_string()));
+        }
         let _ = writeln!(out, "command = {}", string(&p.command));
         match p.instances {
             None | Some(Instances::Count(1)) => {}
@@ -54,6 +60,34 @@ pub fn render(processes: &[Proposal], skipped: &[Skipped]) -> String {
         if !p.depends_on.is_empty() {
             let deps: Vec<String> = p.depends_on.iter().map(|d| string(d)).collect();
             let _ = writeln!(out, "depends_on = [{}]", deps.join(", "));
+        }
+        if let Some(policy) = p.restart {
+            let _ = writeln!(out, "restart = {}", string(policy.as_str()));
+        }
+        if let Some(n) = p.max_restarts {
+            let _ = writeln!(out, "max_restarts = {n}");
+        }
+        if let Some(sig) = &p.kill_signal {
+            let _ = writeln!(out, "kill_signal = {}", string(sig));
+        }
+        if let Some(ms) = p.kill_timeout_ms {
+            let _ = writeln!(out, "kill_timeout = {ms}");
+        }
+        if let Some(check) = &p.health_check {
+            let _ = writeln!(out, "health_check = {}", string(check));
+        }
+        if let Some(ms) = p.health_interval_ms {
+            let _ = writeln!(out, "health_interval = {ms}");
+        }
+        match p.env_files.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(out, "env_file = {}", string(one));
+            }
+            many => {
+                let files: Vec<String> = many.iter().map(|f| string(f)).collect();
+                let _ = writeln!(out, "env_file = [{}]", files.join(", "));
+            }
         }
         if !p.env.is_empty() {
             let vars: Vec<String> =
@@ -168,19 +202,15 @@ fn place(tmp: &Path, path: &Path, force: bool) -> Result<(), WriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::init::detect::Origin;
+    use crate::cli::init::detect::{Origin, Remark};
     use crate::config::test_support::Fixture;
     use crate::spec::ProcessDef;
+    use crate::spec::RestartPolicy;
 
     fn proposal(name: &str, origin: Origin, command: &str) -> Proposal {
-        Proposal {
-            name: name.into(),
-            origin,
-            command: command.into(),
-            instances: None,
-            depends_on: Vec::new(),
-            env: Vec::new(),
-        }
+        let mut p = Proposal::new(origin, command.into());
+        p.name = name.into();
+        p
     }
 
     fn sample() -> Vec<Proposal> {
@@ -199,6 +229,7 @@ mod tests {
         api.depends_on = vec!["web".into(), "a.b".into()];
         api.env = vec![
             ("PLAIN".into(), "1".into()),
+            ("PORT".into(), "8000".into()),
             ("with space".into(), "x\"y'z\\".into()),
             ("LINES".into(), "one\ntwo\r\u{7f}".into()),
             ("URL".into(), "http://localhost:${PORT}/".into()),
@@ -206,7 +237,25 @@ mod tests {
         let mut dotted = proposal("a.b", Origin::Typed, "sleep 1");
         dotted.instances = Some(Instances::Max);
         dotted.env = (0..12).map(|i| (format!("VAR_{i}"), format!("value number {i}"))).collect();
-        vec![web, ticker, api, dotted]
+        vec![web, ticker, api, dotted, service()]
+    }
+
+    /// A compose service with every key the compose detector maps, and remarks.
+    fn service() -> Proposal {
+        let mut svc =
+            proposal("svc", Origin::Service { file: "compose.yaml".into(), name: "svc".into() }, "sleep 5");
+        svc.restart = Some(RestartPolicy::Always);
+        svc.max_restarts = Some(4);
+        svc.kill_signal = Some("SIGINT".into());
+        svc.kill_timeout_ms = Some(10_000);
+        svc.health_check = Some("exec:test \"${HOST:-x}\" != ''".into());
+        svc.health_interval_ms = Some(30_000);
+        svc.env_files = vec!["svc.env".into(), "more.env".into()];
+        svc.remarks = vec![
+            Remark::LeftOut("`ports` (the process binds this machine's ports itself)".into()),
+            Remark::Note("a line\nbreak".into()),
+        ];
+        svc
     }
 
     #[test]
@@ -236,6 +285,8 @@ mod tests {
             reason: "image only: pm3 runs commands, not containers".into(),
         }];
         let text = render(&procs, &skipped);
+        fx.write("svc.env", "A=1\n");
+        fx.write("more.env", "B=2\n");
         let cfg = fx.load(&text, None);
         let got: Vec<&ProcessDef> = cfg.processes.iter().collect();
         assert_eq!(got.len(), procs.len(), "{text}");
@@ -243,9 +294,25 @@ mod tests {
             assert_eq!(def.name, p.name, "{text}");
             assert_eq!(def.command, p.command, "{text}");
             assert_eq!(def.depends_on, p.depends_on, "{text}");
-            assert_eq!(def.env, p.env, "{text}");
             assert_eq!(def.cwd, fx.dir(), "{text}");
+            if p.env_files.is_empty() {
+                assert_eq!(def.env, p.env, "{text}");
+            }
         }
+        let svc = got[4];
+        assert_eq!((svc.restart, svc.max_restarts), (RestartPolicy::Always, 4), "{text}");
+        assert_eq!((svc.kill_signal.number(), svc.kill_timeout_ms), (libc::SIGINT, 10_000), "{text}");
+        assert_eq!(svc.health_check, procs[4].health_check, "{text}");
+        assert_eq!(svc.health_interval_ms, 30_000, "{text}");
+        assert_eq!(svc.env, [("A".to_string(), "1".to_string()), ("B".into(), "2".into())], "{text}");
+        assert!(
+            text.contains(
+                "\n[svc]\n# not carried over: `ports` (the process binds this machine's ports itself)\n\
+                 # note: a line break\ncommand = \"sleep 5\"\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("env_file = [\"svc.env\", \"more.env\"]\n"), "{text}");
         assert_eq!(got[0].instances, 3);
         assert_eq!(got[1].instances, 1);
         assert!(got[3].instances >= 1);
@@ -257,6 +324,7 @@ mod tests {
                 "# from Procfile: web, ticker",
                 "# from package.json scripts: dev-api (`dev:api`)",
                 "# typed in `pm3 init`: a.b",
+                "# from compose.yaml services: svc",
                 "# not included: compose.yaml service `db`: image only: pm3 runs commands, not containers",
             ],
             "{text}"
