@@ -57,6 +57,7 @@ pub struct RawProcess {
     pub health_check: Option<String>,
     pub health_interval_ms: Option<u64>,
     pub health_timeout_ms: Option<u64>,
+    pub health_probe_timeout_ms: Option<u64>,
     pub pre_start: Option<String>,
     pub post_stop: Option<String>,
     pub max_memory: Option<u64>,
@@ -123,6 +124,7 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         health_check: None,
         health_interval_ms: None,
         health_timeout_ms: None,
+        health_probe_timeout_ms: None,
         pre_start: None,
         post_stop: None,
         max_memory: None,
@@ -200,6 +202,9 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "health_check" => p.health_check = health_check(v, problems),
             "health_interval" => p.health_interval_ms = positive("health_interval", v, problems),
             "health_timeout" => p.health_timeout_ms = positive("health_timeout", v, problems),
+            "health_probe_timeout" => {
+                p.health_probe_timeout_ms = positive("health_probe_timeout", v, problems);
+            }
             "pre_start" | "post_stop" => {
                 let hook = string(k_str, v, problems).filter(|s| {
                     let empty = s.trim().is_empty();

@@ -717,9 +717,7 @@ impl Supervisor {
         let probe = h.probe.clone();
         let env = h.env.clone();
         let cwd = self.inst.def.cwd.clone();
-        let interval = Duration::from_millis(self.inst.def.health_interval_ms);
-        let timeout =
-            interval.max(Duration::from_secs(1)).min(Duration::from_millis(self.inst.def.health_timeout_ms));
+        let timeout = self.inst.def.probe_timeout();
         h.attempt = Some(Box::pin(async move { probe.check(&cwd, &env, timeout).await }));
     }
 

@@ -13,7 +13,7 @@ use crate::harness::{Pm3, alive, free_port, free_port_range, has_status, http_ge
 
 /// A server for the tests: sleeps `DELAYS[PM3_INSTANCE_ID]` seconds (the last entry for higher
 /// ids), then listens on `127.0.0.1:$PORT`, as a bare TCP server (`MODE=tcp`) or an HTTP server
-/// answering 200 to every GET. SIGTERM kills it at once.
+/// answering 200 to every GET (after `ANSWER_DELAY` seconds). SIGTERM kills it at once.
 pub const SERVER_PY: &str = r#"
 import http.server, os, socket, time
 delays = os.environ.get("DELAYS", "0").split(",")
@@ -32,6 +32,7 @@ if os.environ.get("MODE", "http") == "tcp":
 
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        time.sleep(float(os.environ.get("ANSWER_DELAY", "0")))
         body = ("instance %d pid %d\n" % (i, os.getpid())).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -270,4 +271,50 @@ restart_delay = 50
     let out = pm3.fails(&["start", "--wait", "crashy"]);
     assert!(stderr(&out).contains("crashy"), "names the errored process: {}", pm3.explain(&out));
     assert_eq!(pm3.row("crashy")["status"], "errored");
+}
+
+/// The `health_error` of `name` once it has one that satisfies `want`; fails with the last one.
+fn wait_health_error(pm3: &Pm3, name: &str, want: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    pm3.wait_for(&format!("a health_error of `{name}` as expected"), || {
+        last = pm3.info(name)["health_error"].as_str().unwrap_or_default().to_string();
+        want(&last)
+    });
+    last
+}
+
+/// A probe may take as long as `health_probe_timeout` (by default the smaller of 5 s and
+/// `health_timeout`), whatever `health_interval` is: an endpoint that answers in 1.3 s and an
+/// `exec:` check that takes 1.2 s pass with the default 1 s interval; a check longer than an
+/// explicit `health_probe_timeout` is cut off and says so.
+#[test]
+fn a_probe_may_take_longer_than_the_interval() {
+    let pm3 = with_server();
+    let port = free_port();
+    let py = python();
+    pm3.config(&format!(
+        r#"
+[slow_http]
+command = "{py} server.py"
+env = {{ PORT = "{port}", ANSWER_DELAY = "1.3" }}
+health_check = "http://127.0.0.1:{port}/"
+health_timeout = 8000
+
+[slow_exec]
+command = "sleep 1000"
+health_check = "exec:sleep 1.2"
+health_timeout = 8000
+
+[cut_off]
+command = "sleep 1000"
+health_check = "exec:echo checking; sleep 1.2"
+health_probe_timeout = 300
+health_interval = 100
+"#
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["slow_http", "slow_exec"]);
+    let err = wait_health_error(&pm3, "cut_off", |e| !e.is_empty());
+    assert!(err.contains("300ms"), "{err}");
+    assert_eq!(pm3.row("cut_off")["status"], "starting");
 }
