@@ -99,8 +99,13 @@ enum Command {
     Signal { target: String, signal: String },
     /// Change the number of instances of a process at runtime (at most 1024).
     Scale { process: String, count: u64 },
-    /// Write the managed processes (with absolute paths) to dump.json.
-    Save,
+    /// Write the managed processes (with absolute paths) to dump.json; the previous one is kept
+    /// as dump.json.bak.
+    Save {
+        /// Save even when nothing is managed, replacing a dump that holds processes.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start again what `pm3 save` wrote, from any directory.
     Resurrect,
     /// Install a systemd user unit that resurrects the saved set at boot (with lingering).
@@ -291,7 +296,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Init { yes, force } => init::run(yes, force, &out),
-        Command::Save => simple(&paths, &out, "save", Request::Save),
+        Command::Save { force } => {
+            let mut client = Client::connect_or_start(&paths)?;
+            let report = expect_done(client.request(Request::Save { force })?)?;
+            out.report("save", &report)?;
+            if report.processes.is_empty() && !out.json {
+                out.print(&format!("saved an empty set to {}\n", paths.dump_file().display()))?;
+            }
+            Ok(())
+        }
         Command::Resurrect => simple(&paths, &out, "resurrect", Request::Resurrect),
         Command::Startup { print } => {
             let unit = startup::unit(&paths).map_err(CliError::Other)?;

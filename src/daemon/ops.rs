@@ -103,7 +103,7 @@ async fn run(d: &Rc<Daemon>, req: Request, hold: Hold) -> Result<Response> {
         Request::Flush { targets } => flush(d, &targets).map(Response::Done),
         Request::Resolve { targets } => resolve_names(d, &targets),
         Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
-        Request::Save => super::dump::save(d).map(Response::Done),
+        Request::Save { force } => super::dump::save(d, force).map(Response::Done),
         Request::Resurrect => super::dump::resurrect(d, hold).await.map(Response::Done),
         Request::Kill => Ok(Response::Done(shutdown(d).await)),
     }
