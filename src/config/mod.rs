@@ -338,9 +338,7 @@ kill_signal = "SIGUSR2"
             ),
             (
                 "[w]\ncommand = \"x\"\nlog_max_size = 0\n",
-                &[
-                    "3:16: `log_max_size`: `integer `0`` is not a size (use a number with K, M or G, like \"200M\")",
-                ],
+                &["3:16: `log_max_size`: `0` is not a size (use 512K, 200M, 1G)"],
             ),
             (
                 "[w]\nkill_timeout = 1\ncommand = \"sleep\\u0000 1\"\n",

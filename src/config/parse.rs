@@ -478,10 +478,12 @@ fn size(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
         }
     };
     if parsed.is_none() {
-        let reason = format!(
-            "`{}` is not a size (use a number with K, M or G, like \"200M\")",
-            show(&found(v.get_ref()))
-        );
+        let given = match v.get_ref() {
+            DeValue::String(s) => show(s),
+            DeValue::Integer(i) => i.to_string(),
+            other => found(other),
+        };
+        let reason = format!("`{given}` is not a size (use 512K, 200M, 1G)");
         problems.at(v.span(), ErrorKind::BadValue { key: key.into(), reason });
     }
     parsed

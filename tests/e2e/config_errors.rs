@@ -71,6 +71,16 @@ fn zero_or_negative_instances() {
     );
 }
 
+/// A value that is not a size is quoted as written, with the forms that work.
+#[test]
+fn bad_size() {
+    let pm3 = rejected("[w]\ncommand = \"sleep 1000\"\nmax_memory = \"12X\"\n", &[], &[], &[(3, 14)]);
+    let msg = stderr(&pm3.fails(&["start"]));
+    assert!(msg.ends_with("`max_memory`: `12X` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+    let msg = stderr(&Pm3::with_config("[w]\ncommand = \"x\"\nlog_max_size = -5\n").fails(&["start"]));
+    assert!(msg.ends_with("`log_max_size`: `-5` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+}
+
 #[test]
 fn missing_command() {
     rejected("[web]\ninstances = 2\n", &[], &["command", "web"], &[(1, 0)]);
