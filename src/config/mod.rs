@@ -57,7 +57,8 @@ pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigErr
     let processes = match DeTable::parse(&text) {
         Ok(root) => {
             let raw = parse::processes(root.get_ref(), &mut problems);
-            validate::check(&raw, env_name, &mut problems);
+            let tables = root.get_ref().values().any(|v| matches!(v.get_ref(), toml::de::DeValue::Table(_)));
+            validate::check(&raw, tables, env_name, &mut problems);
             raw.into_iter()
                 .map(|p| {
                     let (header, spans) = (p.header.clone(), p.spans.clone());
