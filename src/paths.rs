@@ -74,6 +74,10 @@ impl Paths {
     pub fn dump_file(&self) -> PathBuf {
         self.home.join("dump.json")
     }
+    /// The dump `pm3 save` replaced last.
+    pub fn dump_backup(&self) -> PathBuf {
+        self.home.join("dump.json.bak")
+    }
     pub fn daemon_log(&self) -> PathBuf {
         self.home.join("daemon.log")
     }

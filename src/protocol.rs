@@ -83,8 +83,12 @@ pub enum Request {
     Wait {
         names: Vec<String>,
     },
-    /// Write the managed set to `dump.json`.
-    Save,
+    /// Write the managed set to `dump.json`, keeping the previous one as `dump.json.bak`. An
+    /// empty set replaces a dump that holds processes only with `force`.
+    Save {
+        #[serde(default)]
+        force: bool,
+    },
     /// Bring back what `Save` wrote.
     Resurrect,
     /// Stop everything and exit.
@@ -108,7 +112,7 @@ impl Request {
                 | Request::Reload { .. }
                 | Request::Signal { .. }
                 | Request::Scale { .. }
-                | Request::Save
+                | Request::Save { .. }
                 | Request::Resurrect
         )
     }
@@ -352,5 +356,16 @@ pub enum ErrorKind {
 impl ErrorReply {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
         ErrorReply { kind, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_from_an_older_client_does_not_force() {
+        let env: Envelope = serde_json::from_str(r#"{"v": 1, "req": {"cmd": "save"}}"#).expect("parses");
+        assert!(matches!(env.req, Request::Save { force: false }));
     }
 }

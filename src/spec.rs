@@ -53,6 +53,10 @@ pub struct ProcessDef {
     pub health_interval_ms: u64,
     /// Time from spawn until a process whose probe never passed is `unhealthy` (ms).
     pub health_timeout_ms: u64,
+    /// How long one probe may take (ms); `None`: the smaller of 5000 and `health_timeout`.
+    /// Absent from state and dump files written before it existed.
+    #[serde(default)]
+    pub health_probe_timeout_ms: Option<u64>,
     /// Hook run through `sh -c` before every start; failing means the start fails.
     pub pre_start: Option<String>,
     /// Hook run through `sh -c` after every exit.
@@ -123,6 +127,7 @@ impl ProcessDef {
             health_check: None,
             health_interval_ms: 1000,
             health_timeout_ms: 30_000,
+            health_probe_timeout_ms: None,
             pre_start: None,
             post_stop: None,
             max_memory: None,
@@ -148,7 +153,19 @@ impl ProcessDef {
     pub fn min_uptime(&self) -> Duration {
         Duration::from_millis(self.min_uptime_ms)
     }
+
+    /// How long one health probe may take: `health_probe_timeout`, else the smaller of 5 s and
+    /// `health_timeout`.
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.health_probe_timeout_ms.unwrap_or(DEFAULT_PROBE_TIMEOUT_MS.min(self.health_timeout_ms)),
+        )
+    }
 }
+
+/// Longest a health probe may take when `health_probe_timeout` is not set (and `health_timeout`
+/// is longer).
+pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5000;
 
 /// Most instances one process may have (`instances`, `pm3 scale`).
 ///
@@ -305,6 +322,7 @@ impl ProcessDef {
             ("restart_delay", self.restart_delay_ms, 0),
             ("health_interval", self.health_interval_ms, 1),
             ("health_timeout", self.health_timeout_ms, 1),
+            ("health_probe_timeout", self.health_probe_timeout_ms.unwrap_or(1), 1),
             ("watch_debounce", self.watch_debounce_ms, 0),
         ] {
             if ms < min {
@@ -493,6 +511,7 @@ mod tests {
         d.env = vec![("A=B".into(), "1".into()), ("C".into(), "x\0".into())];
         d.kill_timeout_ms = u64::MAX;
         d.health_interval_ms = 0;
+        d.health_probe_timeout_ms = Some(0);
         d.stop_exit_codes = vec![256];
         d.pre_start = Some(" ".into());
         d.watch = Some(PathBuf::from("/a\0b"));
@@ -514,6 +533,7 @@ mod tests {
                 "depends_on",
                 "kill_timeout",
                 "health_interval",
+                "health_probe_timeout",
                 "stop_exit_codes[0]",
                 "pre_start",
                 "max_memory",
@@ -530,6 +550,21 @@ mod tests {
             "{messages:?}"
         );
         assert!(messages.contains(&"`command` must not contain a NUL character".to_string()), "{messages:?}");
+    }
+
+    #[test]
+    fn the_probe_timeout_defaults_to_the_smaller_of_5s_and_health_timeout() {
+        let mut d = def("w");
+        assert_eq!(d.probe_timeout(), Duration::from_secs(5));
+        d.health_timeout_ms = 700;
+        assert_eq!(d.probe_timeout(), Duration::from_millis(700));
+        d.health_probe_timeout_ms = Some(9000);
+        assert_eq!(d.probe_timeout(), Duration::from_secs(9));
+        // State and dump files written before the key existed still load.
+        let mut old = serde_json::to_value(def("w")).expect("serialize");
+        old.as_object_mut().map(|o| o.remove("health_probe_timeout_ms"));
+        let back: ProcessDef = serde_json::from_value(old).expect("an old definition loads");
+        assert_eq!(back.health_probe_timeout_ms, None);
     }
 
     #[test]

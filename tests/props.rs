@@ -28,6 +28,7 @@ const KEYS: &[&str] = &[
     "health_check",
     "health_interval",
     "health_timeout",
+    "health_probe_timeout",
     "pre_start",
     "post_stop",
     "max_memory",

@@ -42,31 +42,50 @@ pub struct Cli {
 enum Command {
     /// Start processes from pm3.toml (all of them without a target).
     Start {
+        /// What to start: instances (`web:2`), processes, groups or `all`; none means every
+        /// process of pm3.toml.
         targets: Vec<String>,
-        /// Apply the `env_<NAME>` tables of the config.
+        /// Apply the `env_<NAME>` tables of pm3.toml on top of `env` (`--env production` uses
+        /// `[web.env_production]`).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
-        /// Block until the targets are online; exit 1 if any ends errored.
+        /// Block until the targets are online; exit 1 if any ends errored or unhealthy.
         #[arg(long)]
         wait: bool,
     },
     /// Stop processes gracefully (dependents first).
-    Stop { targets: Vec<String> },
+    Stop {
+        /// What to stop: instances (`web:2`), processes, groups or `all`; none means every
+        /// managed process.
+        targets: Vec<String>,
+    },
     /// Stop then start processes, with the current config file.
     Restart {
+        /// What to restart: instances (`web:2`), processes, groups or `all`; none means every
+        /// process of pm3.toml.
         targets: Vec<String>,
+        /// Apply the `env_<NAME>` tables of pm3.toml on top of `env` (`--env production` uses
+        /// `[web.env_production]`).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
     },
     /// Rolling restart: one instance at a time, each back online before the next.
     Reload {
+        /// What to reload: instances (`web:2`), processes, groups or `all`; none means every
+        /// process of pm3.toml.
         targets: Vec<String>,
+        /// Apply the `env_<NAME>` tables of pm3.toml on top of `env` (`--env production` uses
+        /// `[web.env_production]`).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
     },
     /// Run in the foreground without a daemon (containers, development); Ctrl-C stops all.
     Run {
+        /// What to run: instances (`web:2`), processes, groups or `all`; none means every
+        /// process of pm3.toml.
         targets: Vec<String>,
+        /// Apply the `env_<NAME>` tables of pm3.toml on top of `env` (`--env production` uses
+        /// `[web.env_production]`).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
     },
@@ -74,10 +93,15 @@ enum Command {
     #[command(visible_aliases = ["ls", "view"])]
     List,
     /// Show everything about one process.
-    Info { target: String },
+    Info {
+        /// An instance (`web:2`), a process (all its instances) or a group.
+        target: String,
+    },
     /// Show (and follow) process output.
     #[command(visible_alias = "logs")]
     Log {
+        /// An instance (`web:2`), a process, a group or `all`; none means every managed process,
+        /// each line prefixed with its name.
         target: Option<String>,
         /// Number of lines to show from the end of each log.
         #[arg(short = 'n', long = "lines", default_value_t = 15)]
@@ -93,13 +117,32 @@ enum Command {
         out: bool,
     },
     /// Empty log files.
-    Flush { targets: Vec<String> },
+    Flush {
+        /// What to empty the logs of: instances (`web:2`), processes, groups or `all`; none means every
+        /// managed process.
+        targets: Vec<String>,
+    },
     /// Send a signal (HUP, SIGUSR1, 10…) to processes.
-    Signal { target: String, signal: String },
+    Signal {
+        /// An instance (`web:2`), a process, a group or `all`.
+        target: String,
+        /// A name (`HUP`, `SIGUSR1`) or a number, sent to the process group.
+        signal: String,
+    },
     /// Change the number of instances of a process at runtime (at most 1024).
-    Scale { process: String, count: u64 },
-    /// Write the managed processes (with absolute paths) to dump.json.
-    Save,
+    Scale {
+        /// A process name (not an instance or group).
+        process: String,
+        /// The new number of instances, 1 to 1024.
+        count: u64,
+    },
+    /// Write the managed processes (with absolute paths) to dump.json; the previous one is kept
+    /// as dump.json.bak.
+    Save {
+        /// Save even when nothing is managed, replacing a dump that holds processes.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start again what `pm3 save` wrote, from any directory.
     Resurrect,
     /// Install a systemd user unit that resurrects the saved set at boot (with lingering).
@@ -122,7 +165,10 @@ enum Command {
         force: bool,
     },
     /// Print a shell completion script.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
     /// Interactive terminal UI
     Tui,
     /// Print the man page (roff), e.g. `pm3 man > pm3.1`.
@@ -296,7 +342,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Init { yes, force } => init::run(yes, force, &out),
-        Command::Save => simple(&paths, &out, "save", Request::Save),
+        Command::Save { force } => {
+            let mut client = Client::connect_or_start(&paths)?;
+            let report = expect_done(client.request(Request::Save { force })?)?;
+            out.report("save", &report)?;
+            if report.processes.is_empty() && !out.json {
+                out.print(&format!("saved an empty set to {}\n", paths.dump_file().display()))?;
+            }
+            Ok(())
+        }
         Command::Resurrect => simple(&paths, &out, "resurrect", Request::Resurrect),
         Command::Startup { print } => {
             let unit = startup::unit(&paths).map_err(CliError::Other)?;

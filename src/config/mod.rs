@@ -88,7 +88,8 @@ pub fn load_with(
     let processes = match DeTable::parse(&text) {
         Ok(root) => {
             let raw = parse::processes(root.get_ref(), &mut problems);
-            validate::check(&raw, env_name, &mut problems);
+            let tables = root.get_ref().values().any(|v| matches!(v.get_ref(), toml::de::DeValue::Table(_)));
+            validate::check(&raw, tables, env_name, &mut problems);
             let mut scripts = Vec::new();
             let defs = raw
                 .into_iter()
@@ -429,9 +430,7 @@ kill_signal = "SIGUSR2"
             ),
             (
                 "[w]\ncommand = \"x\"\nlog_max_size = 0\n",
-                &[
-                    "3:16: `log_max_size`: `integer `0`` is not a size (use a number with K, M or G, like \"200M\")",
-                ],
+                &["3:16: `log_max_size`: `0` is not a size (use 512K, 200M, 1G)"],
             ),
             (
                 "[w]\nkill_timeout = 1\ncommand = \"sleep\\u0000 1\"\n",

@@ -65,6 +65,7 @@ pub struct RawProcess {
     pub health_check: Option<String>,
     pub health_interval_ms: Option<u64>,
     pub health_timeout_ms: Option<u64>,
+    pub health_probe_timeout_ms: Option<u64>,
     pub pre_start: Option<String>,
     pub post_stop: Option<String>,
     pub max_memory: Option<u64>,
@@ -98,6 +99,11 @@ pub fn processes(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<RawProc
     let mut out = Vec::new();
     for (key, value) in root.iter() {
         match value.get_ref() {
+            DeValue::Table(table) if only_tables(table) => {
+                for (k, v) in table.iter() {
+                    dotted_name(key.get_ref(), k, v, problems);
+                }
+            }
             DeValue::Table(table) => out.push(process(key, value, table, problems)),
             _ => problems.at(key.span(), ErrorKind::NotATable(show(key.get_ref()))),
         }
@@ -131,6 +137,7 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         health_check: None,
         health_interval_ms: None,
         health_timeout_ms: None,
+        health_probe_timeout_ms: None,
         pre_start: None,
         post_stop: None,
         max_memory: None,
@@ -208,6 +215,9 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             "health_check" => p.health_check = health_check(v, problems),
             "health_interval" => p.health_interval_ms = positive("health_interval", v, problems),
             "health_timeout" => p.health_timeout_ms = positive("health_timeout", v, problems),
+            "health_probe_timeout" => {
+                p.health_probe_timeout_ms = positive("health_probe_timeout", v, problems);
+            }
             "pre_start" | "post_stop" => {
                 let hook = string(k_str, v, problems).filter(|s| {
                     let empty = s.trim().is_empty();
@@ -246,9 +256,12 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
                     .env_overrides
                     .push(EnvOverride { name: env_name.to_string(), vars: env_table(k_str, v, problems) }),
                 Some(_) => problems.at(k.span(), ErrorKind::BadEnvName(show(k_str))),
-                None => {
-                    problems.at(k.span(), ErrorKind::UnknownKey { key: show(k_str), process: show(&name) })
-                }
+                None => match v.get_ref() {
+                    // `[api.v2]`: TOML nests tables at a dot.
+                    DeValue::Table(_) => dotted_name(&name, k, v, problems),
+                    _ => problems
+                        .at(k.span(), ErrorKind::UnknownKey { key: show(k_str), process: show(&name) }),
+                },
             },
         }
     }
@@ -256,6 +269,41 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         problems.at(p.header.clone(), ErrorKind::MissingCommand(show(&name)));
     }
     p
+}
+
+/// True for a table that only holds tables other than `env` ones: what TOML makes of `[api.v2]`
+/// without an `[api]`.
+fn only_tables(table: &DeTable<'_>) -> bool {
+    !table.is_empty()
+        && table.iter().all(|(k, v)| {
+            let k: &str = k.get_ref();
+            matches!(v.get_ref(), DeValue::Table(_)) && !(k == "env" || k.starts_with("env_"))
+        })
+}
+
+/// Records why `[process.key…]` is not a process named `process.key…`, with the fix: a name
+/// with a dot is quoted (`["api.v2"]`). Located at the `[` of its header.
+fn dotted_name(process: &str, key: &Key<'_>, value: &Value<'_>, problems: &mut Problems<'_>) {
+    let mut dotted = format!("{process}.{}", key.get_ref());
+    let mut start = key.span().start.min(value.span().start);
+    let mut value = value;
+    // `[a.b.c]`: follow the tables TOML made of the name, as long as each holds only the next.
+    while let DeValue::Table(t) = value.get_ref()
+        && t.len() == 1
+        && let Some((k, inner)) = t.iter().next()
+        && matches!(inner.get_ref(), DeValue::Table(_))
+    {
+        dotted.push('.');
+        dotted.push_str(k.get_ref());
+        start = start.min(k.span().start).min(inner.span().start);
+        value = inner;
+    }
+    let dotted = show(&dotted);
+    let hint = format!(
+        "`[{dotted}]` is not a process named `{dotted}`: TOML reads a dot in a table name as a table \
+         inside another; quote the name: `[\"{dotted}\"]`"
+    );
+    problems.at(start..start, ErrorKind::Rule(hint));
 }
 
 /// `<name>` of an `env_<name>` key: `A-Z a-z 0-9 _ -`, at least one.
@@ -481,10 +529,12 @@ fn size(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
         }
     };
     if parsed.is_none() {
-        let reason = format!(
-            "`{}` is not a size (use a number with K, M or G, like \"200M\")",
-            show(&found(v.get_ref()))
-        );
+        let given = match v.get_ref() {
+            DeValue::String(s) => show(s),
+            DeValue::Integer(i) => i.to_string(),
+            other => found(other),
+        };
+        let reason = format!("`{given}` is not a size (use 512K, 200M, 1G)");
         problems.at(v.span(), ErrorKind::BadValue { key: key.into(), reason });
     }
     parsed
@@ -708,6 +758,35 @@ mod tests {
         for (toml, want) in cases {
             assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
         }
+    }
+
+    /// `[api.v2]` is a table `v2` inside `[api]` to TOML: the message says so and how to quote
+    /// the name, at the header, instead of a missing `command` in `[api]`.
+    #[test]
+    fn a_dotted_table_name_gets_a_hint() {
+        let hint = |name: &str| {
+            format!(
+                "`[{name}]` is not a process named `{name}`: TOML reads a dot in a table name as a table \
+                 inside another; quote the name: `[\"{name}\"]`"
+            )
+        };
+        let cases: &[(&str, Vec<String>)] = &[
+            ("[api.v2]\ncommand = \"x\"\n", vec![format!("1:1: {}", hint("api.v2"))]),
+            (
+                "[api]\ncommand = \"x\"\n\n[api.v2]\ncommand = \"y\"\n",
+                vec![format!("4:1: {}", hint("api.v2"))],
+            ),
+            ("[a.b.c]\ncommand = \"x\"\n", vec![format!("1:1: {}", hint("a.b.c"))]),
+            ("[ok]\ncommand = \"x\"\n[api.v2]\ncommand = \"x\"\n", vec![format!("3:1: {}", hint("api.v2"))]),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+        let fx = Fixture::new();
+        let cfg =
+            fx.load("[\"api.v2\"]\ncommand = \"x\"\n[web]\ncommand = \"y\"\n[web.env]\nA = \"1\"\n", None);
+        assert_eq!(cfg.processes[0].name, "api.v2", "quoted, it is one name");
+        assert_eq!(cfg.processes[1].env, [("A".to_string(), "1".to_string())], "`[web.env]` is still env");
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn process(
     if let Some(ms) = raw.health_timeout_ms {
         def.health_timeout_ms = ms;
     }
+    def.health_probe_timeout_ms = raw.health_probe_timeout_ms;
     def.pre_start = raw.pre_start;
     def.post_stop = raw.post_stop;
     def.max_memory = raw.max_memory;

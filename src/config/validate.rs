@@ -10,9 +10,10 @@ use super::parse::RawProcess;
 
 pub use crate::spec::name_problem;
 
-/// Runs every cross-process rule.
-pub fn check(processes: &[RawProcess], env_name: Option<&str>, problems: &mut Problems<'_>) {
-    if processes.is_empty() {
+/// Runs every cross-process rule. `tables` says whether the file has any top-level table: one
+/// that gave no process (`[api.v2]` alone) already has its own message.
+pub fn check(processes: &[RawProcess], tables: bool, env_name: Option<&str>, problems: &mut Problems<'_>) {
+    if processes.is_empty() && !tables {
         problems.at_end(ErrorKind::NoProcess);
     }
     names(processes, problems);

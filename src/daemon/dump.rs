@@ -10,14 +10,40 @@ use crate::spec::ProcessDef;
 use super::Daemon;
 use super::ops::{Result, check_conflicts, collect, reconcile, start_names};
 
-/// Writes the managed set, with which instances run, to `dump.json`.
-pub fn save(d: &Rc<Daemon>) -> Result<Report> {
+/// Writes the managed set, with which instances run, to `dump.json`; the dump it replaces is
+/// kept as `dump.json.bak`. Saving nothing over a dump that holds processes needs `force`: a
+/// `pm3 save` run by habit after `pm3 kill` must not wipe what `pm3 resurrect` would bring back.
+pub fn save(d: &Rc<Daemon>, force: bool) -> Result<Report> {
     let saved = super::state::capture(d);
     let path = d.ctx.paths.dump_file();
-    let bytes =
-        serde_json::to_vec_pretty(&saved).map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))?;
+    let internal = |what: String| ErrorReply::new(ErrorKind::Internal, what);
+    let previous = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(internal(format!("cannot read {}: {e}", path.display()))),
+    };
+    if saved.instances.is_empty() && !force {
+        let held = super::state::read(&path).map_or(0, |s| s.instances.len());
+        if held > 0 {
+            let (noun, them) = if held == 1 { ("process", "it") } else { ("processes", "them") };
+            return Err(ErrorReply::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "nothing is managed, and {} holds {held} {noun}: saving would replace {them} with an \
+                     empty set; `pm3 resurrect` brings {them} back, `pm3 save --force` saves the empty set anyway",
+                    path.display(),
+                ),
+            ));
+        }
+    }
+    let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| internal(e.to_string()))?;
+    if let Some(old) = previous {
+        let backup = d.ctx.paths.dump_backup();
+        super::state::write_atomic(&backup, &old)
+            .map_err(|e| internal(format!("cannot keep the previous dump as {}: {e}", backup.display())))?;
+    }
     super::state::write_atomic(&path, &bytes)
-        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| internal(format!("cannot write {}: {e}", path.display())))?;
     let table = d.table.borrow();
     let processes = table
         .ordered()

@@ -112,7 +112,7 @@ async fn run(d: &Rc<Daemon>, req: Request, hold: Hold) -> Result<Response> {
                 .collect(),
         )),
         Request::Wait { names } => Ok(Response::Done(super::rollout::wait(d, &names).await)),
-        Request::Save => super::dump::save(d).map(Response::Done),
+        Request::Save { force } => super::dump::save(d, force).map(Response::Done),
         Request::Resurrect => super::dump::resurrect(d, hold).await.map(Response::Done),
         Request::Kill => Ok(Response::Done(shutdown(d).await)),
     }
@@ -247,7 +247,8 @@ pub(super) async fn prepare(
             .iter()
             .map(|(name, def)| Item { name, process: &def.name, group: instances::group_of(def) })
             .collect();
-        table::resolve(&items, targets)?
+        table::resolve(&items, targets)
+            .map_err(|e| not_in_file(&d.table.borrow(), &items, &payload.file.path, targets).unwrap_or(e))?
     };
     check_conflicts(&d.table.borrow(), &payload)?;
     let whole_file = targets.is_empty();
@@ -256,6 +257,35 @@ pub(super) async fn prepare(
     let defs: Vec<Rc<ProcessDef>> = payload.file.processes.into_iter().map(Rc::new).collect();
     let removed = reconcile(d, &defs, &base_env, &config, whole_file).await;
     Ok((names, Report { processes: removed }))
+}
+
+/// Why a target the config file does not define is refused, when the daemon manages it: it
+/// was removed from this file (the command would have to guess a definition), or it comes
+/// from another file. `None` when it is unknown everywhere.
+fn not_in_file(
+    table: &Table,
+    planned: &[Item<'_>],
+    file: &std::path::Path,
+    targets: &[String],
+) -> Option<ErrorReply> {
+    let target = targets.iter().find(|t| table::resolve(planned, std::slice::from_ref(t)).is_err())?;
+    let names = table.resolve(std::slice::from_ref(target)).ok()?;
+    let managed_from = names.iter().filter_map(|n| table.entries.get(n)).map(|e| &*e.inst.config).next()?;
+    let message = if managed_from == file {
+        format!(
+            "`{target}` is no longer in {}; `pm3 stop {target}` stops it, `pm3 start` (the whole file) \
+             stops and forgets it",
+            file.display()
+        )
+    } else {
+        format!(
+            "`{target}` is managed from {}, not {}; run the command there, or with `-c {}`",
+            managed_from.display(),
+            file.display(),
+            managed_from.display()
+        )
+    };
+    Some(ErrorReply::new(ErrorKind::UnknownTarget, message))
 }
 
 /// Every instance name a set of definitions produces, in order.

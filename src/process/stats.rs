@@ -77,21 +77,36 @@ pub fn is_live(pid: u32) -> bool {
 /// in the rare case where a group outlives its leader.
 pub fn group_has_live_member(pgid: u32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else { return true };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.iter().rposition(|&b| b == b')') else { continue };
-        let Ok(rest) = std::str::from_utf8(&stat[close + 1..]) else { continue };
-        // After ')': state (field 3), ppid (4), pgrp (5).
-        let mut f = rest.split_ascii_whitespace();
-        let state = f.next();
-        let group = f.nth(1).and_then(|g| g.parse::<u32>().ok());
-        if group == Some(pgid) && state != Some("Z") && state != Some("X") {
-            return true;
-        }
-    }
-    false
+    dir.flatten().any(|entry| live_member_of(&entry, pgid).is_some())
+}
+
+/// Every process of the group `pgid` that is not a zombie. Walks `/proc`: for a command
+/// (`pm3 signal`), not for a loop.
+pub fn live_group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten().filter_map(|entry| live_member_of(&entry, pgid)).collect()
+}
+
+/// The pid of a `/proc` entry that is a live (not zombie) member of the group `pgid`.
+fn live_member_of(entry: &std::fs::DirEntry, pgid: u32) -> Option<u32> {
+    let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // After ')': state (field 3), ppid (4), pgrp (5).
+    let mut f = rest.split_ascii_whitespace();
+    let state = f.next();
+    let group = f.nth(1).and_then(|g| g.parse::<u32>().ok());
+    (group == Some(pgid) && state != Some("Z") && state != Some("X")).then_some(pid)
+}
+
+/// True when `pid` has a handler for signal number `signo` (`SigCgt` in its status): it acts
+/// on the signal instead of taking its default action (for most signals, ending).
+pub fn catches_signal(pid: u32, signo: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let Some(mask) = status.lines().find_map(|l| l.strip_prefix("SigCgt:")) else { return false };
+    let Ok(mask) = u64::from_str_radix(mask.trim(), 16) else { return false };
+    (1..=64).contains(&signo) && mask & (1 << (signo - 1)) != 0
 }
 
 /// Direct children of every thread of `pid`.

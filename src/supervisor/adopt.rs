@@ -120,6 +120,7 @@ impl Supervisor {
             out: self.dress(Stream::reopen(pid, 1, out_log), false),
             err: self.dress(Stream::reopen(pid, 2, err_log), true),
             exited: None,
+            wrapped: super::wrapped(&def.command),
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),

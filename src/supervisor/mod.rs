@@ -172,7 +172,7 @@ pub enum Cmd {
     Stop { reply: Reply },
     /// Stop (if running) then start; counts as a restart.
     Restart { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply },
-    /// Send a signal to the main process.
+    /// Send a signal to the process group (see [`deliver`]).
     Signal { signal: Signal, reply: Reply },
     /// Use this definition from the next start on.
     Update { instance: Rc<Instance> },
@@ -235,6 +235,8 @@ struct Run {
     err: Stream,
     /// Set once the main process has exited (the rest of its group may still run).
     exited: Option<ExitStatus>,
+    /// The main process is the `/bin/sh -c` pm3 put around a command with shell syntax.
+    wrapped: bool,
     /// The readiness probe, until it first passes.
     health: Option<HealthRun>,
     /// Next `max_memory` sample.
@@ -473,7 +475,7 @@ impl Supervisor {
             }
             Cmd::Signal { signal, reply } => {
                 let outcome = match &self.run {
-                    Some(r) if r.exited.is_none() => match signal::signal_pid(r.pid, signal) {
+                    Some(r) if r.exited.is_none() => match deliver(r.pid, r.wrapped, signal) {
                         Ok(()) => self.outcome(Action::Signalled, Some(signal.to_string())),
                         Err(e) => self.outcome(Action::Failed, Some(format!("cannot send {signal}: {e}"))),
                     },
@@ -711,6 +713,7 @@ impl Supervisor {
             out,
             err,
             exited: None,
+            wrapped: wrapped(&def.command),
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
@@ -756,9 +759,7 @@ impl Supervisor {
         let probe = h.probe.clone();
         let env = h.env.clone();
         let cwd = self.inst.def.cwd.clone();
-        let interval = Duration::from_millis(self.inst.def.health_interval_ms);
-        let timeout =
-            interval.max(Duration::from_secs(1)).min(Duration::from_millis(self.inst.def.health_timeout_ms));
+        let timeout = self.inst.def.probe_timeout();
         h.attempt = Some(Box::pin(async move { probe.check(&cwd, &env, timeout).await }));
     }
 
@@ -837,6 +838,36 @@ fn last_stderr(path: &std::path::Path) -> Vec<String> {
     crate::logs::tail::last_lines(path, 5)
         .map(|lines| lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect())
         .unwrap_or_default()
+}
+
+/// True when pm3 runs `command` through its own `/bin/sh -c` (it uses shell syntax).
+fn wrapped(command: &str) -> bool {
+    matches!(spawn::argv(command).as_slice(), [sh, c, cmd] if sh == "/bin/sh" && c == "-c" && cmd == command)
+}
+
+/// Sends `signal` to the process group of a run (spec §5), so that a wrapper shell cannot
+/// swallow it: the program it started gets it too.
+///
+/// The one exception is the `/bin/sh -c` pm3 itself put around a command with shell syntax
+/// (`cd app && ./server`): while the programs it started run, they get the signal, and the shell
+/// only if it has a handler for it (a `trap` in the command). Most signals (`HUP`, `USR1`) end a
+/// shell, and its end would end the run (a restart) when the program meant to act on the signal
+/// (a reload). A shell alone in its group gets it.
+fn deliver(pid: u32, wrapped: bool, signal: Signal) -> std::io::Result<()> {
+    use crate::process::stats;
+    if wrapped {
+        let others: Vec<u32> = stats::live_group_members(pid).into_iter().filter(|&p| p != pid).collect();
+        if !others.is_empty() {
+            if stats::catches_signal(pid, signal.number()) {
+                signal::signal_pid(pid, signal)?;
+            }
+            for p in others {
+                signal::signal_pid(p, signal)?;
+            }
+            return Ok(());
+        }
+    }
+    signal::signal_group(pid, signal)
 }
 
 /// True while any live (not zombie) process of the group `pgid` exists.

@@ -118,6 +118,52 @@ fn version_and_help() {
     assert!(!pm3.socket().exists(), "--help starts no daemon");
 }
 
+/// Every argument and option of every command says what it is in `--help`.
+#[test]
+fn every_argument_has_help() {
+    let pm3 = Pm3::new();
+    let commands = [
+        "start",
+        "stop",
+        "restart",
+        "reload",
+        "run",
+        "list",
+        "info",
+        "log",
+        "flush",
+        "signal",
+        "scale",
+        "save",
+        "resurrect",
+        "startup",
+        "unstartup",
+        "kill",
+        "init",
+        "completions",
+        "tui",
+        "man",
+    ];
+    for cmd in commands {
+        let help = stdout(&pm3.ok(&[cmd, "--help"]));
+        let entries: Vec<&str> = help
+            .lines()
+            .filter(|l| l.starts_with("  ") && matches!(l.trim_start().chars().next(), Some('[' | '<' | '-')))
+            .collect();
+        assert!(!entries.is_empty(), "`pm3 {cmd} --help` lists arguments or options:\n{help}");
+        for entry in entries {
+            let parts: Vec<&str> = entry.trim().split("  ").filter(|p| !p.trim().is_empty()).collect();
+            assert!(parts.len() >= 2, "`pm3 {cmd} --help`: `{}` has no help text:\n{help}", entry.trim());
+        }
+    }
+    let start = stdout(&pm3.ok(&["start", "--help"]));
+    assert!(
+        start.contains("[TARGETS]...  What to start: instances (`web:2`), processes, groups or `all`"),
+        "{start}"
+    );
+    assert!(start.contains("--env <NAME>     Apply the `env_<NAME>` tables of pm3.toml"), "{start}");
+}
+
 #[test]
 fn info_prints_a_readable_summary() {
     let pm3 = Pm3::with_config("[api]\ncommand = \"sleep 1000\"\n");

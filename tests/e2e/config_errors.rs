@@ -71,6 +71,33 @@ fn zero_or_negative_instances() {
     );
 }
 
+/// A value that is not a size is quoted as written, with the forms that work.
+#[test]
+fn bad_size() {
+    let pm3 = rejected("[w]\ncommand = \"sleep 1000\"\nmax_memory = \"12X\"\n", &[], &[], &[(3, 14)]);
+    let msg = stderr(&pm3.fails(&["start"]));
+    assert!(msg.ends_with("`max_memory`: `12X` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+    let msg = stderr(&Pm3::with_config("[w]\ncommand = \"x\"\nlog_max_size = -5\n").fails(&["start"]));
+    assert!(msg.ends_with("`log_max_size`: `-5` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+}
+
+/// `[api.v2]` nests tables in TOML: the message says to quote the name, and quoted it works.
+#[test]
+fn a_dotted_process_name_must_be_quoted() {
+    let pm3 = rejected("[api.v2]\ncommand = \"sleep 1000\"\n", &[], &[], &[(1, 1)]);
+    let msg = stderr(&pm3.fails(&["start"]));
+    assert!(
+        msg.ends_with(
+            "pm3.toml:1:1: `[api.v2]` is not a process named `api.v2`: TOML reads a dot in a table name as \
+             a table inside another; quote the name: `[\"api.v2\"]`\n"
+        ),
+        "{msg}"
+    );
+    pm3.config("[\"api.v2\"]\ncommand = \"sleep 1000\"\n");
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["api.v2"]);
+}
+
 #[test]
 fn missing_command() {
     rejected("[web]\ninstances = 2\n", &[], &["command", "web"], &[(1, 0)]);

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::harness::{
-    BIN, Pm3, alive, daemons_for, group_members, line_channel, proc_stat, read_lossy, read_until, row_in,
-    send_signal, stdout,
+    BIN, Pm3, alive, daemons_for, group_members, line_channel, mode, proc_stat, read_lossy, read_until,
+    row_in, send_signal, stderr, stdout,
 };
 
 /// Pids of live processes whose argv is exactly `argv` and whose cwd is `cwd`, leaving out
@@ -569,4 +569,40 @@ fn log_date_format_prefixes_each_line() {
         assert_eq!(rest, format!(" {text}"), "then a space and the line: `{line}`");
         assert!(stamp >= "2024", "a current date: `{line}`");
     }
+}
+
+/// `pm3 save` keeps the dump it replaces as `dump.json.bak` (0600). With nothing managed (after
+/// `pm3 kill`, say) it refuses to replace a dump that holds processes, exit 1 naming the fix,
+/// and leaves the dump as it was; `--force` saves the empty set, and the good dump is in the
+/// backup.
+#[test]
+fn save_keeps_the_previous_dump_and_never_wipes_it_by_accident() {
+    let pm3 = Pm3::with_config("[api]\ncommand = \"sleep 1000\"\n");
+    let (dump, bak) = (pm3.home.join("dump.json"), pm3.home.join("dump.json.bak"));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["api"]);
+    pm3.ok(&["save"]);
+    assert!(!bak.exists(), "nothing to keep on the first save");
+    let good = fs::read(&dump).expect("dump.json");
+    pm3.ok(&["save"]);
+    assert_eq!(fs::read(&bak).expect("dump.json.bak"), good, "the replaced dump is kept");
+    assert_eq!(mode(&bak), 0o600);
+
+    pm3.ok(&["kill"]);
+    let out = pm3.fails(&["save"]);
+    let err = stderr(&out);
+    assert!(err.contains("nothing is managed") && err.contains("pm3 save --force"), "{}", pm3.explain(&out));
+    assert!(err.contains(&dump.display().to_string()), "names the dump: {err}");
+    assert!(pm3.json_error(&["save"]).contains("--force"));
+    let kept = fs::read(&dump).expect("dump.json");
+    assert!(String::from_utf8_lossy(&kept).contains("\"api\""), "the dump is untouched");
+
+    let out = pm3.ok(&["save", "--force"]);
+    assert!(stdout(&out).contains("saved an empty set"), "{}", pm3.explain(&out));
+    assert!(!read_lossy(&dump).contains("\"api\""), "--force saves the empty set");
+    assert_eq!(fs::read(&bak).expect("dump.json.bak"), kept, "and keeps the good dump");
+
+    fs::copy(&bak, &dump).expect("restore the backup");
+    pm3.ok(&["resurrect"]);
+    pm3.wait_online(&["api"]);
 }

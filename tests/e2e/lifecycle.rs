@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::harness::{Pm3, alive, group_members, outcome, outcomes, read_lossy, send_signal};
+use crate::harness::{Pm3, alive, group_members, outcome, outcomes, python, read_lossy, row_in, send_signal};
 
 #[test]
 fn start_reports_each_process_and_a_second_start_is_already_running() {
@@ -369,6 +369,43 @@ fn signal_sends_a_signal_to_the_process() {
 
     let bad = pm3.run(&["signal", "sig", "NOPE"]);
     assert!(matches!(bad.status.code(), Some(1 | 2)), "{}", pm3.explain(&bad));
+}
+
+/// `pm3 signal` goes to the process group, so a program behind a shell gets it: with pm3's own
+/// `/bin/sh -c` around a command with shell syntax, the python program's SIGHUP handler runs and
+/// the run goes on (same pid, no restart); a `trap` in such a command still runs too.
+#[test]
+fn signal_reaches_the_program_behind_a_shell() {
+    let pm3 = Pm3::new();
+    pm3.write(
+        "h.py",
+        "import signal, time\n\
+         def hup(*_):\n    open('hup.log', 'a').write('hup\\n')\n\
+         signal.signal(signal.SIGHUP, hup)\n\
+         print('ready', flush=True)\n\
+         while True:\n    time.sleep(0.05)\n",
+    );
+    let py = python();
+    pm3.config(&format!(
+        "[app]\ncommand = \"cd . && {py} h.py\"\n\n\
+         [trapper]\ncommand = \"trap 'echo got-hup' HUP; while true; do sleep 0.05; done\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_log("app", "out", "ready");
+    let (app, trapper) = (pm3.pid_of("app"), pm3.pid_of("trapper"));
+    let hups = || read_lossy(&pm3.project.join("hup.log")).lines().count();
+    pm3.ok(&["signal", "app", "HUP"]);
+    pm3.wait_for("the HUP handler of h.py to run", || hups() == 1);
+    pm3.ok(&["signal", "app", "SIGHUP"]);
+    pm3.wait_for("the HUP handler of h.py to run again", || hups() == 2);
+    pm3.ok(&["signal", "trapper", "HUP"]);
+    pm3.wait_log("trapper", "out", "got-hup");
+    pm3.holds_for("both to keep running, unrestarted", Duration::from_millis(500), |rows| {
+        [("app", app), ("trapper", trapper)].iter().all(|(name, pid)| {
+            let r = row_in(rows, name);
+            r["status"] == "online" && r["pid"] == *pid && r["restarts"] == 0
+        })
+    });
 }
 
 #[test]

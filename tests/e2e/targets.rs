@@ -126,3 +126,44 @@ fn an_exact_process_name_wins_over_a_group_of_the_same_name() {
         assert!(has_status(&rows, name, "online"), "{name}, in group `web`, is untouched");
     }
 }
+
+/// `pm3 restart old` for a process removed from the file while it runs: exit 1 with what to do
+/// instead (`pm3 stop old`, `pm3 start`), and the process untouched; both ways out work. A
+/// process of another config file is named with that file.
+#[test]
+fn a_process_removed_from_the_file_is_named_as_such() {
+    let pm3 = Pm3::with_config("[app]\ncommand = \"sleep 1000\"\n\n[old]\ncommand = \"sleep 1000\"\n");
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["app", "old"]);
+    let pid = pm3.pid_of("old");
+    pm3.config("[app]\ncommand = \"sleep 1000\"\n");
+    let file = pm3.config_path().display().to_string();
+    for args in [&["restart", "old"][..], &["reload", "old"], &["start", "old"]] {
+        let out = pm3.fails(args);
+        let want = format!(
+            "error: `old` is no longer in {file}; `pm3 stop old` stops it, `pm3 start` (the whole file) stops and forgets it\n"
+        );
+        assert_eq!(stderr(&out), want, "`pm3 {}`", args.join(" "));
+        assert_eq!(pm3.pid_of("old"), pid, "`pm3 {}` leaves it running", args.join(" "));
+    }
+
+    let other = pm3.root.join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("pm3.toml"), "[side]\ncommand = \"sleep 1000\"\n").expect("write");
+    let out = pm3.run_in(&other, &["restart", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", pm3.explain(&out));
+    let other_file = other.join("pm3.toml").display().to_string();
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: `app` is managed from {file}, not {other_file}; run the command there, or with `-c {file}`\n"
+        )
+    );
+
+    pm3.ok(&["stop", "old"]);
+    assert_eq!(pm3.row("old")["status"], "stopped");
+    pm3.ok(&["start"]);
+    let rows = pm3.list();
+    assert!(rows.iter().all(|r| r["name"] != "old"), "`pm3 start` forgets it: {rows:?}");
+    assert!(has_status(&rows, "app", "online"));
+}

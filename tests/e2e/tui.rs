@@ -37,6 +37,11 @@ impl Tmux {
     /// Runs `pm3 ARGS` (under [`WRAPPER`]) in a 120x30 pane, from the project directory of
     /// `pm3`; `None` (and a message) when tmux is not installed.
     fn start(pm3: &Pm3, args: &[&str]) -> Option<Tmux> {
+        Tmux::start_sized(pm3, args, 120, 30)
+    }
+
+    /// Like [`Tmux::start`], in a pane of `width` x `height`.
+    fn start_sized(pm3: &Pm3, args: &[&str], width: u16, height: u16) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("skipping: `tmux` is not installed (the TUI test drives pm3 in a tmux pane)");
             return None;
@@ -50,7 +55,17 @@ impl Tmux {
         let wrapper = pm3.root.join("tui.sh");
         fs::write(&wrapper, WRAPPER).expect("write tui.sh");
         let mut cmd = tmux.command();
-        cmd.arg("-f").arg(&conf).args(["new-session", "-d", "-s", &tmux.session, "-x", "120", "-y", "30"]);
+        let (width, height) = (width.to_string(), height.to_string());
+        cmd.arg("-f").arg(&conf).args([
+            "new-session",
+            "-d",
+            "-s",
+            &tmux.session,
+            "-x",
+            &width,
+            "-y",
+            &height,
+        ]);
         cmd.arg("-c").arg(&pm3.project).arg("-e").arg(format!("PM3_HOME={}", pm3.home.display()));
         cmd.arg("sh").arg(&wrapper).arg(BIN).args(args);
         let out = cmd.output().expect("run tmux");
@@ -194,6 +209,28 @@ fn tui_shows_the_table_and_logs_stops_the_selection_and_restores_the_terminal() 
         "the alternate screen was left, the table is gone:\n{screen}"
     );
     assert!(has_status(&pm3.list(), first, "online"), "quitting leaves the processes running");
+}
+
+/// On a 40-column terminal the table drops columns to fit, but every pid is shown whole.
+#[test]
+fn a_narrow_terminal_shows_whole_pids() {
+    let pm3 = two_processes();
+    let pids: Vec<(String, String)> =
+        ["alpha", "bravo"].iter().map(|n| (n.to_string(), pm3.pid_of(n).to_string())).collect();
+    let Some(tmux) = Tmux::start_sized(&pm3, &["tui"], 40, 20) else { return };
+    let screen = tmux.wait_screen(&pm3, "the table with both processes online", |s| {
+        s.contains("NAME")
+            && ["alpha", "bravo"].iter().all(|n| table_line(s, n).is_some_and(|l| l.contains("online")))
+    });
+    for (name, pid) in &pids {
+        let line = table_line(&screen, name).unwrap_or_default();
+        assert!(
+            line.split_whitespace().any(|w| w == pid),
+            "pid {pid} of {name}, whole, in {line:?}:\n{screen}"
+        );
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_exit(&pm3);
 }
 
 #[test]

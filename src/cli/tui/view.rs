@@ -90,6 +90,9 @@ fn render_table(frame: &mut Frame<'_>, app: &App, visible: &[&ProcessInfo], area
             *w = (*w).max(c.chars().count());
         }
     }
+    // Inside the borders, after the highlight symbol.
+    let room = usize::from(area.width).saturating_sub(2 + HIGHLIGHT.chars().count());
+    let columns = fit_columns(widths, room);
     if visible.is_empty() {
         let text = if !app.loaded {
             match &app.offline {
@@ -104,22 +107,56 @@ fn render_table(frame: &mut Frame<'_>, app: &App, visible: &[&ProcessInfo], area
         frame.render_widget(Paragraph::new(text).style(dim()).block(block), area);
         return;
     }
-    let rows =
-        visible.iter().zip(cells).map(|(r, c)| {
-            let status_style = if app.color { Style::new().fg(status_color(r.status)) } else { Style::new() };
-            Row::new(c.into_iter().enumerate().map(|(i, text)| {
-                if i == 2 { Cell::from(text).style(status_style) } else { Cell::from(text) }
-            }))
-        });
-    let table = Table::new(rows, widths.map(|w| Constraint::Length(w as u16)))
-        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
-        .column_spacing(2)
+    let rows = visible.iter().zip(cells).map(|(r, c)| {
+        let status_style = if app.color { Style::new().fg(status_color(r.status)) } else { Style::new() };
+        Row::new(columns.iter().map(|&(i, _)| {
+            let cell = Cell::from(c[i].clone());
+            if i == STATUS { cell.style(status_style) } else { cell }
+        }))
+    });
+    let table = Table::new(rows, columns.iter().map(|&(_, w)| Constraint::Length(w as u16)))
+        .header(
+            Row::new(columns.iter().map(|&(i, _)| header[i]))
+                .style(Style::new().add_modifier(Modifier::BOLD)),
+        )
+        .column_spacing(SPACING as u16)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-        .highlight_symbol("> ")
+        .highlight_symbol(HIGHLIGHT)
         .highlight_spacing(HighlightSpacing::Always)
         .block(block);
     let mut state = TableState::default().with_selected(app.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+const STATUS: usize = 2;
+const PID: usize = 3;
+const SPACING: usize = 2;
+const HIGHLIGHT: &str = "> ";
+
+/// The columns (index, width) that fit in `room` cells, given the width each needs. A narrow
+/// screen drops GROUP, CPU, RESTARTS, MEM and UPTIME, in that order, before it cuts anything;
+/// then NAME and STATUS are cut, the wider first (STATUS on a tie). PID is never cut: `266` for pid 26623 would
+/// name another process.
+fn fit_columns(widths: [usize; 8], room: usize) -> Vec<(usize, usize)> {
+    const DROP_ORDER: [usize; 5] = [1, 6, 5, 7, 4];
+    let total = |cols: &[(usize, usize)]| {
+        cols.iter().map(|&(_, w)| w).sum::<usize>() + SPACING * cols.len().saturating_sub(1)
+    };
+    let mut cols: Vec<(usize, usize)> = widths.iter().copied().enumerate().collect();
+    for drop in DROP_ORDER {
+        if total(&cols) <= room {
+            break;
+        }
+        cols.retain(|&(i, _)| i != drop);
+    }
+    while total(&cols) > room {
+        let widest = cols.iter_mut().filter(|(i, w)| *i != PID && *w > 1).max_by_key(|(i, w)| (*w, *i));
+        match widest {
+            Some((_, w)) => *w -= 1,
+            None => break,
+        }
+    }
+    cols
 }
 
 fn status_color(s: Status) -> Color {
@@ -363,6 +400,32 @@ mod tests {
         line_with(&s, "restart the selection");
         app.on_key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE));
         assert!(!screen(&app).iter().any(|l| l.contains(" keys ")));
+    }
+
+    #[test]
+    fn a_narrow_screen_drops_columns_but_never_cuts_a_pid() {
+        let mut app = sample();
+        if let Some(r) = app.rows.iter_mut().find(|r| r.name == "api") {
+            r.pid = Some(4_194_303);
+        }
+        let mut term = Terminal::new(TestBackend::new(40, 24)).expect("test terminal");
+        term.draw(|f| render(f, &app)).expect("draw");
+        let buf = term.backend().buffer();
+        let s: Vec<String> = buf
+            .content
+            .chunks(40)
+            .map(|row| row.iter().map(|c| c.symbol()).collect::<String>().trim_end().to_string())
+            .collect();
+        let header = line_with(&s, "NAME");
+        assert!(header.contains("STATUS") && header.contains("PID"), "{header}");
+        assert!(!header.contains("GROUP") && !header.contains("RESTARTS"), "dropped first: {header}");
+        assert!(line_with(&s, "api").contains("4194303"), "{}", s.join("\n"));
+        assert_eq!(fit_columns([5, 5, 24, 7, 6, 8, 4, 7], 20), [(0, 5), (2, 4), (3, 7)]);
+        assert_eq!(
+            fit_columns([5, 5, 6, 7, 6, 8, 4, 7], 4),
+            [(0, 1), (2, 1), (3, 7)],
+            "PID even past the edge"
+        );
     }
 
     #[test]
