@@ -30,6 +30,8 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
     let file_command = config_changed.iter().any(|k| k == "command").then(|| file_def.command.clone());
     let def: &crate::spec::ProcessDef = launched.map_or(file_def, |l| &l.def);
     let env = launched.map_or_else(|| e.inst.env(), |l| (*l.env).clone());
+    // As probed: with the instance's `${VAR}`s expanded.
+    let health_check = def.health_check.as_deref().map(|h| crate::instances::expand_in(h, &env));
     ProcessDetail {
         info,
         command: def.command.clone(),
@@ -51,7 +53,7 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
             at_ms: unix_ms(l.at),
             stderr: l.stderr.clone(),
         }),
-        health_check: def.health_check.clone(),
+        health_check,
         health_error: snap.health_error.clone(),
         restart: def.restart,
         max_restarts: def.max_restarts,

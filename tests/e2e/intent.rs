@@ -87,3 +87,12 @@ fn info_on_a_cluster_shows_every_instance() {
     let shown: Vec<&str> = text.lines().filter(|l| l.starts_with("name ")).collect();
     assert_eq!(shown.len(), 3, "{text}");
 }
+
+#[test]
+fn info_shows_the_health_check_as_probed() {
+    let pm3 = Pm3::with_config(
+        "[web]\ncommand = \"sleep 1000\"\ninstances = 2\nincrement_var = \"PORT\"\nenv = { PORT = \"47100\" }\nhealth_check = \"tcp://127.0.0.1:${PORT}\"\n",
+    );
+    pm3.ok(&["start"]);
+    assert_eq!(pm3.info("web:1")["health_check"], "tcp://127.0.0.1:47101");
+}
