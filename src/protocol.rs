@@ -271,6 +271,9 @@ pub struct NameInfo {
     pub name: String,
     pub out_log: PathBuf,
     pub err_log: PathBuf,
+    /// The `log_date_format` its lines are stamped with, so `pm3 log` can merge by time.
+    #[serde(default)]
+    pub log_date_format: Option<String>,
 }
 
 /// What a command did, one entry per process touched, in the order it happened.

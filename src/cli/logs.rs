@@ -1,9 +1,12 @@
 //! `pm3 log`: the last lines of each log file, then (with `-f`) new lines as they come, from
 //! the files themselves, so reading logs never loads the daemon.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
 
 use crate::logs::tail::{Follower, last_lines};
 use crate::protocol::NameInfo;
@@ -20,30 +23,74 @@ struct Source {
     name: String,
     stream: &'static str,
     path: PathBuf,
+    /// The strftime format its lines start with (`log_date_format`), to merge by time.
+    date_format: Option<String>,
 }
 
-pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, json: bool) -> io::Result<()> {
-    let prefixed = names.len() > 1;
+fn sources_of(names: &[NameInfo], streams: Streams) -> Vec<Source> {
     let mut sources = Vec::new();
     for n in names {
+        let mut add = |stream, path: &PathBuf| {
+            sources.push(Source {
+                name: n.name.clone(),
+                stream,
+                path: path.clone(),
+                date_format: n.log_date_format.clone(),
+            })
+        };
         if streams.out {
-            sources.push(Source { name: n.name.clone(), stream: "out", path: n.out_log.clone() });
+            add("out", &n.out_log);
         }
         if streams.err {
-            sources.push(Source { name: n.name.clone(), stream: "err", path: n.err_log.clone() });
+            add("err", &n.err_log);
         }
     }
+    sources
+}
+
+/// Asks the daemon again which processes exist (for `log -f` with no target); `None` when it
+/// cannot be reached.
+pub type Discover<'a> = &'a mut dyn FnMut() -> Option<Vec<NameInfo>>;
+
+/// Shows the last `lines` of each log, merged in time order across processes (see
+/// [`merge_by_time`]); with `follow`, then streams new lines. With `discover` (no target given),
+/// processes that appear while following are followed too, from where their logs stood when
+/// following began.
+pub fn show(
+    names: &[NameInfo],
+    lines: usize,
+    streams: Streams,
+    follow: bool,
+    json: bool,
+    mut discover: Option<Discover<'_>>,
+) -> io::Result<()> {
+    let prefixed = names.len() > 1 || discover.is_some();
+    let sources = sources_of(names, streams);
+    // Where every log of the data directory stood when this began, for logs found later.
+    let logs_dir = names.first().and_then(|n| n.out_log.parent().map(PathBuf::from));
+    let started: HashMap<PathBuf, u64> = match (&discover, &logs_dir) {
+        (Some(_), Some(dir)) => std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+            .collect(),
+        _ => HashMap::new(),
+    };
     let stdout = io::stdout();
     let mut w = stdout.lock();
-    for s in &sources {
-        for line in last_lines(&s.path, lines)? {
-            print_line(&mut w, s, &line, prefixed, json)?;
-        }
+    let mut tails = Vec::with_capacity(sources.len());
+    for (i, s) in sources.iter().enumerate() {
+        tails.push((i, last_lines(&s.path, lines)?));
+    }
+    for (i, line) in merge_by_time(&sources, tails) {
+        print_line(&mut w, &sources[i], &line, prefixed, json)?;
     }
     w.flush().map_err(stdout_error)?;
     if !follow {
         return Ok(());
     }
+    let mut known: HashSet<String> = names.iter().map(|n| n.name.clone()).collect();
     let mut followers: Vec<(Source, Follower)> = sources
         .into_iter()
         .map(|s| {
@@ -51,6 +98,7 @@ pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, js
             (s, f)
         })
         .collect();
+    let mut next_look = Instant::now() + DISCOVER_EVERY;
     loop {
         let mut any = false;
         for (s, f) in &mut followers {
@@ -62,8 +110,68 @@ pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, js
         if any {
             w.flush().map_err(stdout_error)?;
         }
+        if let Some(discover) = discover.as_mut()
+            && Instant::now() >= next_look
+        {
+            next_look = Instant::now() + DISCOVER_EVERY;
+            let new: Vec<NameInfo> =
+                discover().unwrap_or_default().into_iter().filter(|n| !known.contains(&n.name)).collect();
+            for s in sources_of(&new, streams) {
+                let from = started.get(&s.path).copied().unwrap_or(0);
+                let f = Follower::starting_at(&s.path, from);
+                followers.push((s, f));
+            }
+            known.extend(new.into_iter().map(|n| n.name));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// How often `log -f` with no target looks for processes that appeared.
+const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// Orders the last lines of several logs for `pm3 log`. A line stamped with its log's
+/// `log_date_format` sorts by that time; a line without a readable stamp takes the time of the
+/// line before it in the same log; a log without stamps sorts as a block at the time it was last
+/// written (pm3 cannot know when each of its lines was). Ties keep each log's own order.
+fn merge_by_time(sources: &[Source], tails: Vec<(usize, Vec<Vec<u8>>)>) -> Vec<(usize, Vec<u8>)> {
+    if tails.len() < 2 {
+        return tails.into_iter().flat_map(|(i, lines)| lines.into_iter().map(move |l| (i, l))).collect();
+    }
+    let mut keyed: Vec<(NaiveDateTime, usize, usize, Vec<u8>)> = Vec::new();
+    for (i, lines) in tails {
+        let written = std::fs::metadata(&sources[i].path)
+            .and_then(|m| m.modified())
+            .map(|t| chrono::DateTime::<chrono::Local>::from(t).naive_local())
+            .unwrap_or_default();
+        let mut last = None;
+        for (j, line) in lines.into_iter().enumerate() {
+            let stamp = sources[i].date_format.as_deref().and_then(|f| stamp_of(&line, f));
+            let key = stamp.or(last).unwrap_or(written);
+            if stamp.is_some() {
+                last = stamp;
+            }
+            keyed.push((key, i, j, line));
+        }
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    keyed.into_iter().map(|(_, i, _, line)| (i, line)).collect()
+}
+
+/// The time at the start of `line`, written with the strftime format `fmt`. A format without
+/// a date is taken as today.
+fn stamp_of(line: &[u8], fmt: &str) -> Option<NaiveDateTime> {
+    use chrono::format::{Parsed, StrftimeItems, parse_and_remainder};
+    let text = std::str::from_utf8(line.get(..line.len().min(128))?).ok().or_else(|| {
+        // A stamp is ASCII: cut at the first byte that is not.
+        let end = line.iter().position(|b| !b.is_ascii()).unwrap_or(line.len());
+        std::str::from_utf8(&line[..end]).ok()
+    })?;
+    let mut parsed = Parsed::new();
+    parse_and_remainder(&mut parsed, text, StrftimeItems::new(fmt)).ok()?;
+    let time = parsed.to_naive_time().ok()?;
+    let date = parsed.to_naive_date().unwrap_or_else(|_| chrono::Local::now().date_naive());
+    Some(date.and_time(time))
 }
 
 fn print_line(w: &mut impl Write, s: &Source, line: &[u8], prefixed: bool, json: bool) -> io::Result<()> {

@@ -423,7 +423,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             drop(client);
             let streams = logs::Streams { out: !err, err: !only_out };
-            logs::show(&names, lines, streams, follow, out.json).map_err(|e| CliError::Other(e.to_string()))
+            // With no target, `-f` also follows processes that appear later.
+            let mut discover = || {
+                let mut c = Client::connect(&paths).ok()??;
+                match c.request(Request::Resolve { targets: Vec::new() }) {
+                    Ok(Response::Names(n)) => Some(n),
+                    _ => None,
+                }
+            };
+            let discover: Option<logs::Discover<'_>> =
+                (targets.is_empty() && follow).then_some(&mut discover as logs::Discover<'_>);
+            logs::show(&names, lines, streams, follow, out.json, discover)
+                .map_err(|e| CliError::Other(e.to_string()))
         }
         Command::Tui => tui::run(&paths),
         Command::Kill => {

@@ -89,6 +89,7 @@ pub fn names(d: &Daemon, e: &Entry) -> NameInfo {
         name: e.inst.name.clone(),
         out_log: d.ctx.paths.out_log(&e.inst.name),
         err_log: d.ctx.paths.err_log(&e.inst.name),
+        log_date_format: e.inst.def.log_date_format.clone(),
     }
 }
 

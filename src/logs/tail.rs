@@ -146,6 +146,23 @@ fn read_at(file: &File, start: u64, end: u64) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+impl Follower {
+    /// Starts at byte `pos` of `path` (its end if shorter): a log found after following began
+    /// is read from where it stood then, so nothing written meanwhile is missed.
+    pub fn starting_at(path: &Path, pos: u64) -> Follower {
+        let mut f = Follower::at_end(path);
+        if f.file.is_some() && pos < f.pos {
+            f.pos = pos;
+            f.seen = f
+                .file
+                .as_ref()
+                .and_then(|file| read_at(file, pos.saturating_sub(SIGNATURE), pos))
+                .unwrap_or_default();
+        }
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -572,9 +572,10 @@ fn fast_writers_do_not_starve_the_daemon() {
         "list with 3 `yes` writers: median {median:.1} ms, max {max:.1} ms (idle median {:.1} ms)",
         idle[idle.len() / 2]
     );
-    // Generous bounds for a loaded CI machine (the benchmark has the exact figures); a daemon
-    // that reads until the pipe is empty never answers at all.
-    assert!(median < 100.0 && max < 1000.0, "list under fast writers: {busy:?}");
+    // Generous bounds: a debug build on a loaded 2-CPU CI machine, next to the rest of the suite
+    // (`bench/fairness.sh` has the release figures: a few ms). A daemon that reads until the
+    // pipe is empty never answers at all.
+    assert!(median < 300.0 && max < 3000.0, "list under fast writers: {busy:?}");
     // The tiny log rotates at line boundaries and keeps its size, whatever the pace.
     let tiny = fs::metadata(pm3.log_path("tiny", "out")).map(|m| m.len()).unwrap_or(0);
     assert!(tiny <= 4096, "tiny log grew to {tiny} bytes");

@@ -187,3 +187,36 @@ fn invalid_utf8_output_is_kept_and_does_not_hurt_the_process() {
     );
     pm3.wait_status("bad", "online");
 }
+
+#[test]
+fn log_without_a_target_merges_stamped_lines_by_time() {
+    let pm3 = Pm3::new();
+    let a = pm3.script("a", "for i in 1 2 3; do echo a$i; sleep 0.3; done\nexec sleep 1000\n");
+    let b = pm3.script("b", "sleep 0.15\nfor i in 1 2 3; do echo b$i; sleep 0.3; done\nexec sleep 1000\n");
+    pm3.config(&format!(
+        "[a]\ncommand = \"{a}\"\nlog_date_format = \"%H:%M:%S%.3f\"\n\n[b]\ncommand = \"{b}\"\nlog_date_format = \"%H:%M:%S%.3f\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_log("b", "out", "b3");
+    let out = stdout(&pm3.ok(&["log", "--out", "-n", "5"]));
+    let order: Vec<&str> =
+        out.lines().filter_map(|l| l.split_whitespace().last()).filter(|w| w.len() == 2).collect();
+    assert_eq!(order, ["a1", "b1", "a2", "b2", "a3", "b3"], "in time order, not process by process:\n{out}");
+}
+
+#[test]
+fn log_follow_without_a_target_picks_up_processes_started_later() {
+    let pm3 = Pm3::new();
+    let late = pm3.script("late", "echo hello-from-late\nexec sleep 1000\n");
+    pm3.config(&format!("[first]\ncommand = \"sleep 1000\"\n\n[late]\ncommand = \"{late}\"\n"));
+    pm3.ok(&["start", "first"]);
+    let mut follower = pm3.spawn(&["log", "-f"]);
+    let rx = line_channel(follower.stdout.take().expect("stdout"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    pm3.ok(&["start", "late"]);
+    read_until(&rx, "the later process's first line", |l| {
+        l.contains("late") && l.contains("hello-from-late")
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
