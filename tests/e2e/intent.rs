@@ -96,3 +96,16 @@ fn info_shows_the_health_check_as_probed() {
     pm3.ok(&["start"]);
     assert_eq!(pm3.info("web:1")["health_check"], "tcp://127.0.0.1:47101");
 }
+
+#[test]
+fn restarts_count_only_restarts_that_happened() {
+    let pm3 = Pm3::with_config(
+        "[crash]\ncommand = \"sh -c 'exit 3'\"\nrestart_delay = 20000\nmin_uptime = 60000\n",
+    );
+    pm3.ok(&["start"]);
+    let row = pm3.wait_status("crash", "waiting");
+    assert_eq!(row["restarts"], 0, "the restart it waits for has not happened: {row}");
+    pm3.ok(&["stop", "crash"]);
+    let row = pm3.row("crash");
+    assert_eq!((row["status"].as_str(), row["restarts"].as_u64()), (Some("stopped"), Some(0)), "{row}");
+}
