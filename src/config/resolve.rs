@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::envfile::{self, EnvFileError};
-use super::error::{ErrorKind, Located, Pos, Problems, show};
+use super::error::{ErrorKind, Excerpt, Lines, Located, Pos, Problems, show};
 use super::parse::{Instances, RawProcess, Watch};
 use crate::spec::ProcessDef;
 
@@ -168,6 +168,10 @@ fn env_file(
                 pos: Some(Pos { line, col: 1 }),
                 path,
                 kind: ErrorKind::EnvFileSyntax { line: show(&text), process: show(process) },
+                help: None,
+                excerpt: Some(Excerpt { first_line: line, span: 0..text.len(), lines: Lines::Text(text) }),
+                label: None,
+                notes: Vec::new(),
             },
         ),
     }
