@@ -385,7 +385,7 @@ kill_signal = "SIGUSR2"
             (
                 "[w]\ncommand = \"x\"\nlog_max_size = 0\n",
                 &[
-                    "3:16: `log_max_size`: `integer `0`` is not a size (use a number with K, M or G, like \"200M\")",
+                    "3:16: `log_max_size`: integer `0` is not a size (use a number with K, M or G, like \"200M\")",
                 ],
             ),
             (

@@ -537,10 +537,8 @@ fn size(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Option<u64> {
         }
     };
     if parsed.is_none() {
-        let reason = format!(
-            "`{}` is not a size (use a number with K, M or G, like \"200M\")",
-            show(&found(v.get_ref()))
-        );
+        let reason =
+            format!("{} is not a size (use a number with K, M or G, like \"200M\")", found(v.get_ref()));
         problems.at(v.span(), ErrorKind::BadValue { key: key.into(), reason });
     }
     parsed
