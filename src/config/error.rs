@@ -203,7 +203,8 @@ impl fmt::Display for Located {
 
 /// The candidate `typed` was most probably meant to be, if one is close enough to be a typo:
 /// at most a third of the longer name's characters (and at least one) edited, and not every
-/// character of `typed`. The first candidate wins a tie. Names longer than 64 characters get
+/// character of `typed`; swapping two neighbours (`restrat`) is one edit. The first candidate
+/// wins a tie. Names longer than 64 characters get
 /// no suggestion (no key or process name is that long), which also bounds the cost.
 pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     const LONGEST: usize = 64;
@@ -219,7 +220,7 @@ pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -
             if c == typed || c_len > LONGEST || len.abs_diff(c_len) > limit {
                 return None;
             }
-            let d = strsim::levenshtein(typed, c);
+            let d = strsim::osa_distance(typed, c);
             (d <= limit && d < len).then_some((d, c))
         })
         .min_by_key(|&(d, _)| d)
@@ -451,6 +452,7 @@ mod tests {
         assert_eq!(best("instance"), Some("instances"));
         assert_eq!(best("env-file"), Some("env_file"));
         assert_eq!(best("restart_dealy"), Some("restart_delay"));
+        assert_eq!(closest("wbe", ["worker", "web"]), Some("web"));
         // Too far, the name itself, or every character replaced.
         assert_eq!(best("cmd"), None);
         assert_eq!(best("port"), None);
