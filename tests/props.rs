@@ -1,10 +1,12 @@
 //! Property tests: the config loader and the protocol decoder, fed generated input, never panic,
-//! and every config error names its place (`PATH:LINE:COL: message`).
+//! and every config error names its place (`PATH:LINE:COL: message` on one line, and
+//! ` --> PATH:LINE:COL` under each `error: ` of what a person reads).
 
 use std::path::Path;
 
 use proptest::prelude::*;
 
+use pm3::config::ConfigError;
 use pm3::protocol::{Envelope, Request};
 
 /// Keys the loader knows, plus some it does not.
@@ -81,17 +83,49 @@ fn config_text() -> impl Strategy<Value = String> {
     prop_oneof![prop::collection::vec(table, 0..4).prop_map(|t| t.concat()), "(?s).{0,200}",]
 }
 
-fn assert_located(err: &str, path: &Path) {
+/// Every problem carries its place, in both forms of the error: each line of the one-line form
+/// (`--json`) starts with `PATH:LINE:COL` (line and column from 1), and in what a person reads,
+/// each `error: ` line is followed by ` --> PATH:LINE:COL` with the same places in the same
+/// order, the whole closed by `error: could not load PATH: N errors` with the same count.
+fn assert_located(err: &ConfigError, path: &Path) {
     let prefix = format!("{}:", path.display());
-    for line in err.lines().filter(|l| !l.trim().is_empty()) {
-        let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("error without its file: {line:?}"));
+    let place = |rest: &str| {
         let mut parts = rest.splitn(3, ':');
         let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        assert!(
-            l.parse::<u32>().is_ok_and(|n| n > 0) && c.parse::<u32>().is_ok_and(|n| n > 0),
-            "error without line:col: {line:?}"
-        );
+        let c: String = c.chars().take_while(char::is_ascii_digit).collect();
+        match (l.parse::<u32>(), c.parse::<u32>()) {
+            (Ok(l), Ok(c)) if l > 0 && c > 0 => Some((l, c)),
+            _ => None,
+        }
+    };
+
+    let one_line = err.to_string();
+    let mut places = Vec::new();
+    for line in one_line.lines().filter(|l| !l.trim().is_empty()) {
+        let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("error without its file: {line:?}"));
+        places.push(place(rest).unwrap_or_else(|| panic!("error without line:col: {line:?}")));
     }
+    assert!(!places.is_empty(), "an error with no problem: {one_line:?}");
+
+    let rendered = err.render(false);
+    let lines: Vec<&str> = rendered.lines().collect();
+    let Some((last, body)) = lines.split_last() else { panic!("nothing rendered for {one_line:?}") };
+    let n = places.len();
+    let closing =
+        format!("error: could not load {}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+    assert_eq!(*last, closing, "{rendered}");
+    let mut shown = Vec::new();
+    for (i, line) in body.iter().enumerate() {
+        if line.starts_with("error: ") {
+            let arrow = body.get(i + 1).map(|l| l.trim_start()).unwrap_or("");
+            let rest =
+                arrow.strip_prefix("--> ").and_then(|a| a.strip_prefix(&prefix)).unwrap_or_else(|| {
+                    panic!("{line:?} is not followed by ` --> {prefix}LINE:COL`:\n{rendered}")
+                });
+            shown.push(place(rest).unwrap_or_else(|| panic!("no line:col in {arrow:?}:\n{rendered}")));
+        }
+    }
+    assert_eq!(shown, places, "the rendering and the one-line form disagree:\n{rendered}\n{one_line}");
 }
 
 proptest! {
@@ -103,7 +137,7 @@ proptest! {
         let path = dir.path().canonicalize().expect("canonical").join("pm3.toml");
         std::fs::write(&path, &text).expect("write config");
         if let Err(e) = pm3::config::load(&path, None) {
-            assert_located(&e.to_string(), &path);
+            assert_located(&e, &path);
         }
     }
 

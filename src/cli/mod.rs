@@ -252,8 +252,8 @@ pub fn main() -> i32 {
     }
 }
 
-/// Prints `e` (as `{"error": …}` on stdout with `--json`, else on stderr) and returns the exit
-/// code: 1, or 0 for a closed pipe.
+/// Prints `e` (as `{"error": …}` on stdout with `--json`, a config error's problems one per line
+/// there; else on stderr) and returns the exit code: 1, or 0 for a closed pipe.
 fn report_error(e: &CliError, json: bool) -> i32 {
     match e {
         CliError::ClosedPipe => 0,
@@ -269,6 +269,11 @@ fn report_error(e: &CliError, json: bool) -> i32 {
             if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
                 to_stderr(&format!("error: {e}\n"));
             }
+            1
+        }
+        // Snippets of the file with each problem underlined, as cargo shows compile errors.
+        CliError::Config(c) => {
+            to_stderr(&format!("{}\n", c.render(output::color_on(&std::io::stderr()))));
             1
         }
         _ => {

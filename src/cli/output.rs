@@ -81,6 +81,12 @@ pub fn table(rows: &[ProcessInfo], color: bool) -> String {
     out
 }
 
+/// Whether to color what is written to `stream`: it is a terminal, and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>).
+pub fn color_on(stream: &impl std::io::IsTerminal) -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
+}
+
 /// Colors a status the way people scan for it: green up, yellow in between, red in trouble.
 pub fn paint(status: Status, text: &str) -> String {
     use owo_colors::OwoColorize;

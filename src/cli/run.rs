@@ -11,7 +11,7 @@
 //! 1 otherwise), so a container whose service gave up exits and its orchestrator can act.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::rc::Rc;
 
 use owo_colors::{AnsiColors, OwoColorize};
@@ -62,7 +62,7 @@ impl LineSink for Printer {
 
 /// Whether to color output: a terminal, and `NO_COLOR` unset.
 pub fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    super::output::color_on(&std::io::stdout())
 }
 
 /// Runs the targets of `config` in the foreground until they all end or a signal stops them.

@@ -7,9 +7,12 @@
 //! - `validate`: rules across processes (names, `depends_on`, cycles, `--env`);
 //! - `resolve`: paths, env files and the environment in apply order, `increment_var`, `"max"`;
 //! - `envfile`: reading one `.env` file;
-//! - `error`: the error kinds, their locations, and the collector that sorts them.
+//! - `error`: the error kinds, their locations, and the collector that sorts them;
+//! - `render`: how a person sees them: cargo-style snippets of the file.
 //!
-//! Every problem is reported as `PATH:LINE:COL: message`, one per line, in file order.
+//! Every problem has its path, line and column; [`ConfigError`] shows them in file order, one
+//! per line as `PATH:LINE:COL: message` (for `--json` and logs), or as snippets of the file with
+//! the offending key or value underlined ([`ConfigError::render`], for a person).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -23,10 +26,11 @@ use crate::spec::{ConfigFile, MAX_FILE_INSTANCES, ProcessDef};
 mod envfile;
 mod error;
 mod parse;
+mod render;
 mod resolve;
 mod validate;
 
-use error::{ErrorKind, Problems};
+use error::{ErrorKind, Excerpt, Lines, Located, Problems};
 
 /// Name of the config file searched for.
 pub const FILE_NAME: &str = "pm3.toml";
@@ -38,10 +42,55 @@ pub fn find(start: &Path) -> Option<PathBuf> {
     start.ancestors().map(|dir| dir.join(FILE_NAME)).find(|p| p.is_file())
 }
 
-/// Why a config file could not be used. Each line of its message is one problem.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// Why a config file could not be used: every problem found in it, in file order.
+///
+/// `Display` gives one line per problem (`PATH:LINE:COL: message`); [`ConfigError::render`]
+/// gives what a person reads on a terminal.
+#[derive(Debug)]
+pub struct ConfigError {
+    path: PathBuf,
+    /// The text of the config file (empty when it could not be read).
+    text: String,
+    problems: Vec<Located>,
+}
+
+impl ConfigError {
+    /// The source lines of `excerpt`.
+    fn lines<'a>(&'a self, excerpt: &'a Excerpt) -> &'a str {
+        match &excerpt.lines {
+            Lines::Config(range) => self.text.get(range.clone()).unwrap_or(""),
+            Lines::Text(text) => text,
+        }
+    }
+
+    /// Every problem as cargo shows a compile error: `error: message`, ` --> PATH:LINE:COL`,
+    /// the source line with the offending key or value underlined (and a suggestion under it),
+    /// then a closing `error: could not load PATH: N errors`. ANSI colors when `color`.
+    pub fn render(&self, color: bool) -> String {
+        render::report(self, color)
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+            // On one line there is no snippet: say which line the parser stopped in.
+            if let (ErrorKind::Syntax(_), Some(excerpt)) = (&p.kind, &p.excerpt) {
+                let src = self.lines(excerpt).lines().next().unwrap_or("").trim();
+                if !src.is_empty() {
+                    write!(f, " (in `{}`)", error::show(src))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The environment of this process, as `pm3 start` hands it to the processes it starts
 /// (variables whose name or value is not UTF-8 left out).
@@ -80,8 +129,11 @@ pub fn load_with(
     let path = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf());
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError(format!("{}: cannot read config file: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        problems: vec![Located::new(&path, None, ErrorKind::Unreadable(e.to_string()))],
+        path: path.clone(),
+        text: String::new(),
+    })?;
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
 
     let mut problems = Problems::new(&path, &text);
@@ -106,15 +158,19 @@ pub fn load_with(
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            problems.at(span.clone(), syntax_error(&text, span.start, e.message()));
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            problems.at(span, ErrorKind::Syntax(message));
             Vec::new()
         }
     };
     let total: u64 = processes.iter().map(|d| u64::from(d.instances)).sum();
     if total > u64::from(MAX_FILE_INSTANCES) {
-        problems.at_end(ErrorKind::Rule(format!(
-            "{total} instances in all, more than the {MAX_FILE_INSTANCES} one config file may have"
-        )));
+        problems.at_end(
+            ErrorKind::Rule(format!(
+                "{total} instances in all, more than the {MAX_FILE_INSTANCES} one config file may have"
+            )),
+            None,
+        );
     }
     problems.finish()?;
     Ok(ConfigFile { path, processes })
@@ -165,16 +221,6 @@ fn shell_syntax(scripts: &[(&'static str, Range<usize>, String)], problems: &mut
             let reason = format!("shell syntax error: {e}");
             problems.at(span.clone(), ErrorKind::BadValue { key: (*key).to_string(), reason });
         }
-    }
-}
-
-/// The parser's message on one line, with the source line it is about.
-fn syntax_error(text: &str, offset: usize, message: &str) -> ErrorKind {
-    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let line = error::Pos::of(text, offset).line;
-    match text.lines().nth(line - 1).map(str::trim).filter(|l| !l.is_empty()) {
-        Some(src) => ErrorKind::Syntax(format!("{message} (in `{}`)", error::show(src))),
-        None => ErrorKind::Syntax(message),
     }
 }
 

@@ -10,7 +10,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeInteger, DeString, DeTable, DeValue};
 
-use super::error::{ErrorKind, Problems, show};
+use super::error::{ErrorKind, Problems, closest, did_you_mean, show};
 use super::validate;
 use crate::process::signal::{Signal, UnknownSignal};
 use crate::spec::{MAX_INSTANCES, MAX_LOG_FILES, RestartPolicy};
@@ -91,6 +91,39 @@ pub enum Watch {
     Path(Spanned<String>),
 }
 
+/// Every key a process table may have (besides `env_<name>`), for "did you mean" on an unknown
+/// one. A test checks that each is accepted.
+pub const KEYS: &[&str] = &[
+    "command",
+    "cwd",
+    "env",
+    "env_file",
+    "instances",
+    "increment_var",
+    "group",
+    "depends_on",
+    "kill_signal",
+    "kill_timeout",
+    "restart",
+    "max_restarts",
+    "min_uptime",
+    "restart_delay",
+    "stop_exit_codes",
+    "health_check",
+    "health_interval",
+    "health_timeout",
+    "pre_start",
+    "post_stop",
+    "max_memory",
+    "watch",
+    "watch_ignore",
+    "watch_debounce",
+    "cron_restart",
+    "log_date_format",
+    "log_max_size",
+    "log_max_files",
+];
+
 type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -113,11 +146,10 @@ pub fn processes(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<RawProc
 
 fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut Problems<'_>) -> RawProcess {
     let name = key.get_ref().to_string();
-    // `[name]` starts at its `[`; `name = { … }` and dotted keys start at the key.
-    let header_start = key.span().start.min(value.span().start);
+    let header = header(key, value, problems.text());
     let mut p = RawProcess {
         name: name.clone(),
-        header: header_start..header_start,
+        header,
         command: String::new(),
         cwd: None,
         env_files: Vec::new(),
@@ -252,15 +284,35 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
                 }
             }
             _ => match k_str.strip_prefix("env_") {
-                Some(env_name) if is_env_name(env_name) => p
-                    .env_overrides
-                    .push(EnvOverride { name: env_name.to_string(), vars: env_table(k_str, v, problems) }),
-                Some(_) => problems.at(k.span(), ErrorKind::BadEnvName(show(k_str))),
+                Some(env_name) if is_env_name(env_name) => match closest(k_str, KEYS.iter().copied()) {
+                    // `env_fle = "a.env"`: a typo, more likely than an environment named `fle`.
+                    Some(meant) if !matches!(v.get_ref(), DeValue::Table(_)) => problems.hint(
+                        k.span(),
+                        ErrorKind::WrongType {
+                            key: show(k_str),
+                            expected: "a table of strings",
+                            found: found(v.get_ref()),
+                        },
+                        Some(did_you_mean(meant)),
+                    ),
+                    _ => p.env_overrides.push(EnvOverride {
+                        name: env_name.to_string(),
+                        vars: env_table(k_str, v, problems),
+                    }),
+                },
+                Some(_) => problems.hint(
+                    k.span(),
+                    ErrorKind::BadEnvName(show(k_str)),
+                    closest(k_str, KEYS.iter().copied()).map(did_you_mean),
+                ),
                 None => match v.get_ref() {
                     // `[api.v2]`: TOML nests tables at a dot.
                     DeValue::Table(_) => dotted_name(&name, k, v, problems),
-                    _ => problems
-                        .at(k.span(), ErrorKind::UnknownKey { key: show(k_str), process: show(&name) }),
+                    _ => problems.hint(
+                        k.span(),
+                        ErrorKind::UnknownKey { key: show(k_str), process: show(&name) },
+                        closest(k_str, KEYS.iter().copied()).map(did_you_mean),
+                    ),
                 },
             },
         }
@@ -304,6 +356,19 @@ fn dotted_name(process: &str, key: &Key<'_>, value: &Value<'_>, problems: &mut P
          inside another; quote the name: `[\"{dotted}\"]`"
     );
     problems.at(start..start, ErrorKind::Rule(hint));
+}
+
+/// Where errors about a process as a whole point: its `[name]` header, from `[` to `]`; for
+/// `name = { … }` and dotted keys, the name.
+fn header(key: &Key<'_>, value: &Value<'_>, text: &str) -> Range<usize> {
+    let name = key.span();
+    if value.span().start >= name.start {
+        return name;
+    }
+    let start = value.span().start;
+    let rest = text.get(name.end..).unwrap_or("");
+    let close = rest.trim_start_matches([' ', '\t']);
+    if close.starts_with(']') { start..name.end + (rest.len() - close.len()) + 1 } else { start..name.end }
 }
 
 /// `<name>` of an `env_<name>` key: `A-Z a-z 0-9 _ -`, at least one.
@@ -638,7 +703,7 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             (
                 "[worker]\ncommand = \"w\"\nrestrat = \"always\"\n",
-                &["3:1: unknown key `restrat` in [worker]"],
+                &["3:1: unknown key `restrat` in [worker] (did you mean `restart`?)"],
             ),
             (
                 "[worker]\ncommand = \"w\"\nautorestart = true\nexec_mode = \"cluster\"\n",
@@ -678,7 +743,8 @@ mod tests {
             ),
             (
                 "[web]\ncommand = \"x\"\nenv_ = { A = \"1\" }\n",
-                &["3:1: invalid environment name in key `env_` (use `env_` and `A-Z a-z 0-9 _ -`)"],
+                &["3:1: invalid environment name in key `env_` (use `env_` and `A-Z a-z 0-9 _ -`) \
+                     (did you mean `env`?)"],
             ),
             (
                 "[web]\ncommand = \"x\"\n\"env_b@d\" = {}\n",
@@ -787,6 +853,41 @@ mod tests {
             fx.load("[\"api.v2\"]\ncommand = \"x\"\n[web]\ncommand = \"y\"\n[web.env]\nA = \"1\"\n", None);
         assert_eq!(cfg.processes[0].name, "api.v2", "quoted, it is one name");
         assert_eq!(cfg.processes[1].env, [("A".to_string(), "1".to_string())], "`[web.env]` is still env");
+    }
+
+    /// [`super::KEYS`], the list suggestions come from, holds only keys the loader knows.
+    #[test]
+    fn every_key_of_the_suggestion_list_is_known() {
+        for key in super::KEYS.iter().filter(|&&k| k != "command") {
+            let fx = Fixture::new();
+            fx.write("pm3.toml", &format!("[w]\ncommand = \"x\"\n{key} = 1\n"));
+            if let Err(e) = super::super::load(&fx.config_path(), None) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn misspelt_keys_get_a_suggestion() {
+        let cases: &[(&str, &str)] = &[
+            ("comand = \"x\"", "2:1: unknown key `comand` in [w] (did you mean `command`?)"),
+            ("instance = 2", "2:1: unknown key `instance` in [w] (did you mean `instances`?)"),
+            ("env-file = \"a.env\"", "2:1: unknown key `env-file` in [w] (did you mean `env_file`?)"),
+            ("dependson = []", "2:1: unknown key `dependson` in [w] (did you mean `depends_on`?)"),
+            ("kill_timout = 1", "2:1: unknown key `kill_timout` in [w] (did you mean `kill_timeout`?)"),
+            ("port = 1", "2:1: unknown key `port` in [w]"),
+            // `env_<name>` is an environment, unless its value says it is a typo.
+            (
+                "env_fle = \"a.env\"",
+                "2:1: `env_fle` must be a table of strings, got string `a.env` (did you mean `env_file`?)",
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("[w]\n{line}\ncommand = \"x\"\n");
+            assert_eq!(load_errors(&text), [*want], "for file:\n{text}");
+        }
+        let fx = Fixture::new();
+        assert_eq!(fx.load("[w]\ncommand = \"x\"\nenv_fle = { A = \"1\" }\n", None).processes.len(), 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::envfile::{self, EnvFileError};
-use super::error::{ErrorKind, Located, Pos, Problems, show};
+use super::error::{ErrorKind, Excerpt, Lines, Located, Pos, Problems, show};
 use super::parse::{Instances, RawProcess, Watch};
 use crate::instances::{self, Expanding};
 use crate::spec::ProcessDef;
@@ -160,14 +160,14 @@ fn expansions(
                     }
                     Some(Origin::File { path, line, order }) => problems.elsewhere(
                         *order,
-                        Located {
-                            path: path.clone(),
-                            pos: Some(Pos { line: *line, col: 1 }),
-                            kind: ErrorKind::BadValue {
+                        Located::new(
+                            path,
+                            Some(Pos { line: *line, col: 1 }),
+                            ErrorKind::BadValue {
                                 key: show(name),
                                 reason: format!("{reason} (env file of [{}])", show(&def.name)),
                             },
-                        },
+                        ),
                     ),
                     None => {}
                 }
@@ -247,6 +247,10 @@ fn env_file(
                 pos: Some(Pos { line, col: 1 }),
                 path,
                 kind: ErrorKind::EnvFileSyntax { line: show(&text), process: show(process) },
+                help: None,
+                excerpt: Some(Excerpt { first_line: line, span: 0..text.len(), lines: Lines::Text(text) }),
+                label: None,
+                notes: Vec::new(),
             },
         ),
     }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use super::error::{ErrorKind, Problems, show};
+use super::error::{ErrorKind, Problems, closest, did_you_mean, show};
 use super::parse::RawProcess;
 
 pub use crate::spec::name_problem;
@@ -14,7 +14,7 @@ pub use crate::spec::name_problem;
 /// that gave no process (`[api.v2]` alone) already has its own message.
 pub fn check(processes: &[RawProcess], tables: bool, env_name: Option<&str>, problems: &mut Problems<'_>) {
     if processes.is_empty() && !tables {
-        problems.at_end(ErrorKind::NoProcess);
+        problems.at_end(ErrorKind::NoProcess, None);
     }
     names(processes, problems);
     dependencies(processes, problems);
@@ -32,15 +32,23 @@ fn names(processes: &[RawProcess], problems: &mut Problems<'_>) {
     }
 }
 
+/// Unknown names get a suggestion among the file's other processes, for the first
+/// [`SUGGESTIONS`] of them (a bound on the work a hostile file can ask for).
 fn dependencies(processes: &[RawProcess], problems: &mut Problems<'_>) {
+    const SUGGESTIONS: usize = 64;
     let known: HashSet<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    let mut unknown = 0;
     for p in processes {
         for dep in &p.depends_on {
             let dep_name = dep.get_ref().as_str();
             if dep_name == p.name {
                 problems.at(dep.span(), ErrorKind::SelfDependency(show(dep_name)));
             } else if !known.contains(dep_name) {
-                problems.at(dep.span(), ErrorKind::UnknownDependency(show(dep_name)));
+                unknown += 1;
+                let others = processes.iter().map(|o| o.name.as_str()).filter(|&o| o != p.name);
+                let help =
+                    if unknown <= SUGGESTIONS { closest(dep_name, others).map(did_you_mean) } else { None };
+                problems.hint(dep.span(), ErrorKind::UnknownDependency(show(dep_name)), help);
             }
         }
     }
@@ -110,21 +118,33 @@ fn cycles(processes: &[RawProcess], problems: &mut Problems<'_>) {
     }
 
     for cycle in found {
-        let (first, second) = (cycle[0], cycle[1 % cycle.len()]);
-        let span = edges[first]
-            .iter()
-            .find(|(t, _)| *t == second)
-            .map_or_else(|| processes[first].header.clone(), |(_, s)| s.clone());
+        // Each link: where `from` names `to`, and saying so.
+        let links: Vec<(Range<usize>, String)> = (0..cycle.len())
+            .map(|i| {
+                let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
+                let span = edges[from]
+                    .iter()
+                    .find(|(t, _)| *t == to)
+                    .map_or_else(|| processes[from].header.clone(), |(_, s)| s.clone());
+                let says =
+                    format!("`{}` depends on `{}`", show(&processes[from].name), show(&processes[to].name));
+                (span, says)
+            })
+            .collect();
         let mut names: Vec<String> = cycle.iter().map(|&i| show(&processes[i].name)).collect();
-        names.push(show(&processes[first].name));
-        problems.at(span, ErrorKind::Cycle(names.join(" -> ")));
+        names.push(show(&processes[cycle[0]].name));
+        let mut links = links.into_iter();
+        if let Some((span, says)) = links.next() {
+            problems.with_notes(span, ErrorKind::Cycle(names.join(" -> ")), says, links.collect());
+        }
     }
 }
 
 fn env_name_is_defined(processes: &[RawProcess], env: &str, problems: &mut Problems<'_>) {
-    let defined = processes.iter().any(|p| p.env_overrides.iter().any(|o| o.name == env));
-    if !defined {
-        problems.at_end(ErrorKind::UnknownEnv(show(env)));
+    let names = processes.iter().flat_map(|p| p.env_overrides.iter().map(|o| o.name.as_str()));
+    if !names.clone().any(|n| n == env) {
+        let help = closest(env, names).map(|n| did_you_mean(&format!("--env {n}")));
+        problems.at_end(ErrorKind::UnknownEnv(show(env)), help);
     }
 }
 
@@ -186,6 +206,14 @@ mod tests {
                 &["3:21: `depends_on` names unknown process `cache`"],
             ),
             (
+                // A suggestion among the other processes of the file, never the process itself.
+                "[web]\ncommand = \"x\"\ndepends_on = [\"dbb\", \"wbe\"]\n[db]\ncommand = \"y\"\n",
+                &[
+                    "3:15: `depends_on` names unknown process `dbb` (did you mean `db`?)",
+                    "3:22: `depends_on` names unknown process `wbe`",
+                ],
+            ),
+            (
                 "[web]\ncommand = \"x\"\ndepends_on = [\"web\"]\n",
                 &["3:15: `web` depends on itself (`web -> web`)"],
             ),
@@ -232,6 +260,8 @@ mod tests {
                 fx.config_path().display()
             )
         );
+        let err = fx.load_err(text, Some("prd"));
+        assert!(err.ends_with("(asked for with `--env prd`) (did you mean `--env prod`?)"), "{err}");
         // A name one process defines is fine for all of them.
         let text = "[web]\ncommand = \"x\"\nenv_prod = { A = \"1\" }\n[db]\ncommand = \"y\"\n";
         assert_eq!(fx.load(text, Some("prod")).processes.len(), 2);

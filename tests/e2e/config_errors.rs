@@ -1,8 +1,17 @@
-//! Bad input in `pm3.toml` or on the command line: every error exits 1, prints
-//! `PATH:LINE:COL: message` naming the offending key or value (the file only, for `--env`), and
-//! starts nothing: no daemon when none ran, and an unchanged `list` when one did.
+//! Bad input in `pm3.toml` or on the command line: every error exits 1, prints `error: message`
+//! and ` --> PATH:LINE:COL` pointing at the offending key or value (line 1, column 1 for an
+//! `--env` no process defines), with the source line underlined, and starts nothing: no daemon
+//! when none ran, and an unchanged `list` when one did. The exact text is pinned by the golden
+//! files of `golden/` ([`golden_files`]).
 
-use crate::harness::{Pm3, locations, snapshot, stderr};
+use std::fs;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Pm3, locations, snapshot, stderr, stdout};
 
 /// Where an error may point: (line, column), column 0 meaning any column of that line.
 type At = &'static [(u32, u32)];
@@ -76,9 +85,9 @@ fn zero_or_negative_instances() {
 fn bad_size() {
     let pm3 = rejected("[w]\ncommand = \"sleep 1000\"\nmax_memory = \"12X\"\n", &[], &[], &[(3, 14)]);
     let msg = stderr(&pm3.fails(&["start"]));
-    assert!(msg.ends_with("`max_memory`: `12X` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+    assert!(msg.starts_with("error: `max_memory`: `12X` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
     let msg = stderr(&Pm3::with_config("[w]\ncommand = \"x\"\nlog_max_size = -5\n").fails(&["start"]));
-    assert!(msg.ends_with("`log_max_size`: `-5` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
+    assert!(msg.starts_with("error: `log_max_size`: `-5` is not a size (use 512K, 200M, 1G)\n"), "{msg}");
 }
 
 /// `[api.v2]` nests tables in TOML: the message says to quote the name, and quoted it works.
@@ -87,10 +96,10 @@ fn a_dotted_process_name_must_be_quoted() {
     let pm3 = rejected("[api.v2]\ncommand = \"sleep 1000\"\n", &[], &[], &[(1, 1)]);
     let msg = stderr(&pm3.fails(&["start"]));
     assert!(
-        msg.ends_with(
-            "pm3.toml:1:1: `[api.v2]` is not a process named `api.v2`: TOML reads a dot in a table name as \
+        msg.starts_with(
+            "error: `[api.v2]` is not a process named `api.v2`: TOML reads a dot in a table name as \
              a table inside another; quote the name: `[\"api.v2\"]`\n"
-        ),
+        ) && msg.contains("pm3.toml:1:1\n"),
         "{msg}"
     );
     pm3.config("[\"api.v2\"]\ncommand = \"sleep 1000\"\n");
@@ -204,8 +213,120 @@ fn no_config_file_found() {
 fn json_error_shape_for_a_config_error() {
     let pm3 = Pm3::with_config("[web]\ncommand = \"sleep 1000\"\nrestrat = \"always\"\n");
     let msg = pm3.json_error(&["start"]);
-    assert!(msg.contains("restrat"), "{msg}");
-    assert!(locations(&msg, "pm3.toml").contains(&(3, 1)), "{msg}");
+    // One line per problem, `PATH:LINE:COL: message`, with the suggestion.
+    let want = format!(
+        "{}:3:1: unknown key `restrat` in [web] (did you mean `restart`?)",
+        pm3.config_path().display()
+    );
+    assert_eq!(msg, want);
+}
+
+/// Golden files: each directory of `tests/e2e/golden/` is a project (`pm3.toml` and the files it
+/// names; `args`, if present, holds more arguments for `pm3 start`). `start.stderr` is the exact
+/// stderr of `pm3 start` and `start.json` the exact stdout of `pm3 start --json`, the project
+/// directory written `$DIR`. After a deliberate change of wording or layout, regenerate them
+/// with `PM3_BLESS=1 cargo test --test e2e golden_files` and review the diff.
+#[test]
+fn golden_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/golden");
+    let bless = std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty());
+    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("read {}: {e}", root.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 7, "golden cases missing in {}", root.display());
+    let mut failed = Vec::new();
+    for case in &cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let pm3 = Pm3::new();
+        let mut args = vec!["start".to_string()];
+        for entry in fs::read_dir(case).expect("read a golden case") {
+            let path = entry.expect("directory entry").path();
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            match file.as_str() {
+                "start.stderr" | "start.json" => {}
+                "args" => args.extend(text.split_whitespace().map(String::from)),
+                _ => {
+                    pm3.write(&file, &text);
+                }
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dir = pm3.project.display().to_string();
+        let human = pm3.fails(&args);
+        assert_eq!(stdout(&human), "", "{name}: nothing on stdout\n{}", pm3.explain(&human));
+        let json = pm3.fails(&[&args[..], &["--json"]].concat());
+        assert_eq!(stderr(&json), "", "{name}: nothing on stderr with --json\n{}", pm3.explain(&json));
+        assert!(!pm3.socket().exists(), "{name}: a config error must not start the daemon");
+        for (file, got) in [("start.stderr", stderr(&human)), ("start.json", stdout(&json))] {
+            let got = got.replace(&dir, "$DIR");
+            let path = case.join(file);
+            if bless {
+                fs::write(&path, &got).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+                continue;
+            }
+            let want = fs::read_to_string(&path).unwrap_or_default();
+            if got != want {
+                failed.push(format!("{name}/{file}:\n--- want\n{want}--- got\n{got}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "golden files differ (PM3_BLESS=1 regenerates them):\n\n{}",
+        failed.join("\n")
+    );
+}
+
+/// Colors on a terminal only, and not with `NO_COLOR` set (an empty one does not count).
+#[test]
+fn config_errors_are_colored_on_a_terminal_only() {
+    let pm3 = Pm3::with_config("[web]\ncommand = 1\n");
+    for (no_color, colored) in [(None, true), (Some("1"), false), (Some(""), true)] {
+        let text = stderr_on_a_terminal(&pm3, &["start"], no_color);
+        assert!(text.contains("command = 1"), "{text:?}");
+        assert_eq!(text.contains("\u{1b}["), colored, "NO_COLOR={no_color:?}: {text:?}");
+    }
+    // Not a terminal: no colors even without `NO_COLOR`.
+    let mut cmd = pm3.command(&["start"]);
+    cmd.env_remove("NO_COLOR");
+    let out = pm3.exec(cmd, &["start"]);
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", pm3.explain(&out));
+}
+
+/// What `pm3 ARGS` writes to stderr when stderr is a terminal (a pseudo-terminal here), with
+/// `NO_COLOR` set to `no_color` (or unset).
+fn stderr_on_a_terminal(pm3: &Pm3, args: &[&str], no_color: Option<&str>) -> String {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors into the integers given; the other arguments may
+    // be null.
+    let rc = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = pm3.command(args);
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().expect("spawn pm3");
+    // Our copy of the slave end went into `cmd`: drop it so the master reads EOF once pm3 exits.
+    drop(cmd);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for pm3").is_none() {
+        assert!(Instant::now() < deadline, "pm3 {args:?} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = Vec::new();
+    // Reading past what was written ends in EIO once the slave end is closed.
+    let _ = fs::File::from(master).read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]

@@ -691,7 +691,8 @@ pub fn http_get(port: u16) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// Every `LINE:COL` that follows `file:` in `text` (`pm3.toml:3:1: ...`).
+/// Every `LINE:COL` that follows `file:` in `text`: ` --> pm3.toml:3:1` (and ` ::: ` lines) in
+/// what a person reads, `pm3.toml:3:1: ...` in the one-line form of `--json`.
 pub fn locations(text: &str, file: &str) -> Vec<(u32, u32)> {
     let mut found = Vec::new();
     let pat = format!("{file}:");
