@@ -73,6 +73,17 @@ pub struct ProcessDef {
     pub log_max_size: u64,
     /// Rotated log files kept.
     pub log_max_files: u32,
+    /// Whether rotated log files are gzipped (`.1.gz` …). A state file written before the key
+    /// existed gets the default.
+    #[serde(default = "default_log_compress")]
+    pub log_compress: bool,
+}
+
+/// `log_compress` by default.
+pub const DEFAULT_LOG_COMPRESS: bool = false;
+
+fn default_log_compress() -> bool {
+    DEFAULT_LOG_COMPRESS
 }
 
 /// When a process that exits by itself is started again.
@@ -118,6 +129,7 @@ impl ProcessDef {
             log_date_format: None,
             log_max_size: 10 << 20,
             log_max_files: 3,
+            log_compress: DEFAULT_LOG_COMPRESS,
         }
     }
 
@@ -126,7 +138,11 @@ impl ProcessDef {
     }
 
     pub fn rotation(&self) -> crate::logs::file::Rotation {
-        crate::logs::file::Rotation { max_size: self.log_max_size, max_files: self.log_max_files }
+        crate::logs::file::Rotation {
+            max_size: self.log_max_size,
+            max_files: self.log_max_files,
+            compress: self.log_compress,
+        }
     }
 
     pub fn min_uptime(&self) -> Duration {
