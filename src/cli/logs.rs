@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::logs::tail::{Follower, last_lines};
+use crate::logs::tail::{Follower, last_lines_rotated};
 use crate::protocol::NameInfo;
 
 /// Which streams to show.
@@ -36,7 +36,7 @@ pub fn show(names: &[NameInfo], lines: usize, streams: Streams, follow: bool, js
     let stdout = io::stdout();
     let mut w = stdout.lock();
     for s in &sources {
-        for line in last_lines(&s.path, lines)? {
+        for line in last_lines_rotated(&s.path, lines)? {
             print_line(&mut w, s, &line, prefixed, json)?;
         }
     }
