@@ -21,6 +21,7 @@ mod init;
 mod lifecycle;
 mod logs;
 mod reload;
+mod retention;
 mod supervision;
 mod targets;
 mod triggers;
