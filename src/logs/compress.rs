@@ -4,8 +4,9 @@
 //! alone may decide where a file is). The worker thread only reads a rotated file through the
 //! descriptor it was handed and writes `.NAME.gz.tmp` beside it, then syncs it. When a job is
 //! done the daemon's thread is woken ([`finisher`]), finds where the file is now (it may have
-//! shifted meanwhile: it is found by its inode), renames the temporary file to `NAME.K.gz`, and
-//! only then removes `NAME.K`. So:
+//! shifted meanwhile: it is found by its inode, and the job keeps it open until then, so no
+//! newer file can have been given that inode number), renames the temporary file to
+//! `NAME.K.gz`, and only then removes `NAME.K`. So:
 //!
 //! - the daemon never waits for a compression: a rotation hands the file over and goes on;
 //! - a rotation while a compression runs shifts the plain file as any other, and the result lands
@@ -26,6 +27,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::ThreadId;
 
 use super::file::{Rotation, rotated, rotated_gz};
 
@@ -60,6 +62,8 @@ struct Job {
     file: File,
     id: FileId,
     tmp: PathBuf,
+    /// The thread that renames the files of `log` (the daemon's): it alone applies the result.
+    owner: ThreadId,
 }
 
 enum Outcome {
@@ -73,8 +77,12 @@ enum Outcome {
 
 struct Done {
     log: PathBuf,
+    /// Still open: while it is, no other file can take its inode number, so `id` finds this
+    /// file or none (a file removed meanwhile keeps its inode until it is closed).
+    file: File,
     id: FileId,
     tmp: PathBuf,
+    owner: ThreadId,
     outcome: Outcome,
 }
 
@@ -140,9 +148,16 @@ pub fn hand_over(log: &Path, file: File) {
 }
 
 /// Applies every finished job: renames each result into place and starts the next job of its log.
-/// Runs on the daemon's thread, the only one that renames log files.
+/// Runs on the daemon's thread, the only one that renames log files (jobs started on another
+/// thread, as unit tests do, are left to theirs).
 pub fn finish() {
-    let done = std::mem::take(&mut *lock(&DONE));
+    let me = std::thread::current().id();
+    let done: Vec<Done> = {
+        let mut all = lock(&DONE);
+        let (mine, others) = std::mem::take(&mut *all).into_iter().partition(|d| d.owner == me);
+        *all = others;
+        mine
+    };
     if done.is_empty() {
         return;
     }
@@ -166,8 +181,10 @@ fn apply(st: &mut State, d: Done) {
     }
     match d.outcome {
         Outcome::Compressed(read) => {
+            // Its size now, through the descriptor held since: more than was read if appended to.
+            let whole = d.file.metadata().is_ok_and(|m| m.len() == read);
             match locate(&d.log, d.id) {
-                Some((k, len)) if len == read => {
+                Some(k) if whole => {
                     let gz = rotated_gz(&d.log, k);
                     if let Err(e) = std::fs::rename(&d.tmp, &gz) {
                         tracing::warn!(log = %gz.display(), "cannot put the compressed log in place: {e}");
@@ -199,12 +216,11 @@ fn apply(st: &mut State, d: Done) {
     }
 }
 
-/// Where the file `id` is among the rotated files of `log` (they are numbered without gaps),
-/// with its size.
-fn locate(log: &Path, id: FileId) -> Option<(u32, u64)> {
+/// Where the file `id` is among the rotated files of `log` (they are numbered without gaps).
+fn locate(log: &Path, id: FileId) -> Option<u32> {
     for k in 1..=crate::spec::MAX_LOG_FILES + 1 {
         match std::fs::symlink_metadata(rotated(log, k)) {
-            Ok(meta) if FileId::of(&meta) == id => return Some((k, meta.len())),
+            Ok(meta) if FileId::of(&meta) == id => return Some(k),
             Ok(_) => {}
             Err(_) if !rotated_gz(log, k).exists() => return None,
             Err(_) => {}
@@ -239,7 +255,8 @@ fn start_next(st: &mut State, log: &Path) {
 }
 
 fn start(st: &mut State, log: &Path, file: File, id: FileId) {
-    let job = Job { log: log.to_path_buf(), file, id, tmp: tmp_path(log) };
+    let job =
+        Job { log: log.to_path_buf(), file, id, tmp: tmp_path(log), owner: std::thread::current().id() };
     let tx = match &st.jobs {
         Some(tx) => tx.clone(),
         None => match spawn_worker() {
@@ -270,9 +287,8 @@ fn work(rx: &mpsc::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compress(&job)))
             .unwrap_or_else(|_| Outcome::Failed(io::Error::other("the compressor panicked")));
-        let Job { log, file, id, tmp } = job;
-        drop(file);
-        lock(&DONE).push(Done { log, id, tmp, outcome });
+        let Job { log, file, id, tmp, owner } = job;
+        lock(&DONE).push(Done { log, file, id, tmp, owner, outcome });
         WAKE.notify_one();
     }
 }
@@ -401,7 +417,9 @@ mod tests {
         let p = dir.path().join("w-out.log");
         let mut f = LogFile::open(&p, rotation(64 * 1024, 4)).expect("open");
         // About 15 rotations in a row, none waiting for a compression: jobs finish while their
-        // files shift, and files shifted out end theirs.
+        // files shift, and files shifted out end theirs. Every rotated file has the same size
+        // here, so a result put in place by an inode number that a newer file reused would show
+        // (it did, before jobs kept their file open until applied).
         let mut chunk = String::new();
         for i in 0..150_000u32 {
             chunk += &format!("{i}\n");
