@@ -219,7 +219,7 @@ impl LogFile {
             return Ok(());
         }
         // The oldest kept file goes, and any beyond it (left by a larger `log_max_files`).
-        remove_from(&self.path, n);
+        remove_from(&self.path, n, super::compress::large(self.rotation.max_size));
         for k in (1..n).rev() {
             rename_if_there(&rotated(&self.path, k), &rotated(&self.path, k + 1))?;
             rename_if_there(&rotated_gz(&self.path, k), &rotated_gz(&self.path, k + 1))?;
@@ -245,8 +245,9 @@ fn rename_if_there(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Removes the rotated files `k` (plain and `.gz`) from `first` on, as long as there are some.
-fn remove_from(path: &Path, first: u32) {
-    let gone = |p: PathBuf| std::fs::remove_file(p).is_ok();
+/// A large one is freed off the daemon's thread ([`super::compress::remove`]).
+fn remove_from(path: &Path, first: u32, large: bool) {
+    let gone = |p: PathBuf| super::compress::remove(&p, large).is_ok();
     let mut k = first.max(1);
     while k <= crate::spec::MAX_LOG_FILES + 1 {
         let plain = gone(rotated(path, k));
@@ -263,10 +264,10 @@ fn remove_from(path: &Path, first: u32) {
 /// to it go even after a gap, and any beyond it that a larger limit left.
 pub fn remove_rotated(path: &Path, max_files: u32) {
     for k in 1..=max_files {
-        let _ = std::fs::remove_file(rotated(path, k));
-        let _ = std::fs::remove_file(rotated_gz(path, k));
+        let _ = super::compress::remove(&rotated(path, k), true);
+        let _ = super::compress::remove(&rotated_gz(path, k), true);
     }
-    remove_from(path, max_files + 1);
+    remove_from(path, max_files + 1, true);
     let _ = std::fs::remove_file(super::compress::tmp_path(path));
 }
 
