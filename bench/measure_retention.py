@@ -7,7 +7,8 @@ Subcommands:
   burst     1,000,000 lines of 101 bytes (`seq -f %0100.0f 1 1000000`, 101 MB) written as fast
             as seq goes, under each retention: the old defaults (10M x 3, plain), the defaults
             (20M x 10, compressed), the default sizes uncompressed. Lines kept (in order, each
-            once), files, disk once compressed, times, CPU of the daemon and of its gzip thread.
+            once), files, disk once compressed, times, CPU of the daemon and of its pm3-gzip
+            thread (which compresses, and closes the large files the daemon removes).
   compress  a service log (timestamps, levels, request lines, ids, JSON; generated from a fixed
             seed) of 2 x 20 MiB + a little, written through pm3 under the defaults: two rotated
             files of 20 MiB compressed by the daemon's gzip thread; its CPU time, the wall time
@@ -258,7 +259,7 @@ def cmd_report(a):
     r = m.load_results(a.results)
     out = ["### Burst: 1,000,000 lines of 101 bytes (101 MB), as fast as `seq` writes them", "",
            "| retention | lines kept | rotated files | on disk after | exit seen after | compressed after "
-           "| daemon CPU | of which gzip thread |",
+           "| daemon CPU | of which its pm3-gzip thread |",
            "|---|---|---|---|---|---|---|---|"]
     for key, label, _, _ in RETENTIONS:
         b = r.get(f"burst_{key}")

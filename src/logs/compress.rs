@@ -2,12 +2,11 @@
 //!
 //! The daemon's thread does every rename of a log's files (a rotation shifts them, so one thread
 //! alone may decide where a file is). The worker thread only reads a rotated file through the
-//! descriptor it was handed and writes `.NAME.gz.tmp` beside it, then writes it out to the disk
-//! ([`write_out`]). When a job is
-//! done the daemon's thread is woken ([`finisher`]), finds where the file is now (it may have
-//! shifted meanwhile: it is found by its inode, and the job keeps it open until then, so no
-//! newer file can have been given that inode number), renames the temporary file to
-//! `NAME.K.gz`, and only then removes `NAME.K`. So:
+//! descriptor it was handed, writes `.NAME.gz.tmp` beside it and out to the disk
+//! ([`write_out`]). When a job is done the daemon's thread is woken ([`finisher`]), finds where
+//! the file is now (it may have shifted meanwhile: it is found by its inode, and the job keeps
+//! it open until then, so no newer file can have been given that inode number), renames the
+//! temporary file to `NAME.K.gz`, and only then removes `NAME.K`. So:
 //!
 //! - the daemon never waits for a compression: a rotation hands the file over and goes on;
 //! - a rotation while a compression runs shifts the plain file as any other, and the result lands
