@@ -81,6 +81,30 @@ pub struct ProcessDef {
     /// process's state, kept by restart, reload and resurrect until a command names another.
     #[serde(default)]
     pub env_name: Option<String>,
+    /// Whether rotated log files are gzipped (`.1.gz` …). A state file written before the key
+    /// existed gets the default.
+    #[serde(default = "default_log_compress")]
+    pub log_compress: bool,
+}
+
+/// `log_max_size` by default. With [`DEFAULT_LOG_MAX_FILES`], the rotated files alone hold
+/// 200 MiB of a stream: a burst of 1,000,000 lines of 100 bytes (100 MB) is kept whole, twice
+/// over, or with a 24-byte `log_date_format` stamp on every line (125 MB), wherever in the
+/// current file it starts. Worst case on disk: 220 MiB a stream, 440 MiB a process (stdout and
+/// stderr), less once compressed (see docs/architecture.md, "Log retention").
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 20 << 20;
+
+/// `log_max_files` by default (see [`DEFAULT_LOG_MAX_SIZE`]). Ten files of 20 MiB rather than
+/// fewer larger ones: the same guarantee for less disk (the current file is the excess), and
+/// `pm3 log` reaching into a compressed rotation decompresses at most 20 MiB.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 10;
+
+/// `log_compress` by default: on. gzip level 1 costs ~4 ms of one (niced) core per MB rotated
+/// on service logs and saves 65–96 % of their bytes (docs/architecture.md).
+pub const DEFAULT_LOG_COMPRESS: bool = true;
+
+fn default_log_compress() -> bool {
+    DEFAULT_LOG_COMPRESS
 }
 
 /// When a process that exits by itself is started again.
@@ -136,8 +160,9 @@ impl ProcessDef {
             watch_debounce_ms: 500,
             cron_restart: None,
             log_date_format: None,
-            log_max_size: 10 << 20,
-            log_max_files: 3,
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            log_compress: DEFAULT_LOG_COMPRESS,
             env_name: None,
         }
     }
@@ -147,7 +172,11 @@ impl ProcessDef {
     }
 
     pub fn rotation(&self) -> crate::logs::file::Rotation {
-        crate::logs::file::Rotation { max_size: self.log_max_size, max_files: self.log_max_files }
+        crate::logs::file::Rotation {
+            max_size: self.log_max_size,
+            max_files: self.log_max_files,
+            compress: self.log_compress,
+        }
     }
 
     pub fn min_uptime(&self) -> Duration {
@@ -496,6 +525,22 @@ mod tests {
     #[test]
     fn a_default_definition_is_valid() {
         assert_eq!(def("web").problems(), []);
+    }
+
+    /// The burst: 1,000,000 lines written at once, 101 bytes each (bench/retention.sh
+    /// writes it through a real daemon). Whatever the current file held when it began, the
+    /// rotated files alone, each cut at a line boundary (so up to one line short of full), hold
+    /// all of it, and still do with a 24-byte `log_date_format` stamp on every line.
+    #[test]
+    fn the_default_retention_keeps_a_burst_of_a_million_lines() {
+        let d = def("w");
+        let (lines, line) = (1_000_000u64, 101u64);
+        let rotated_room = u64::from(d.log_max_files) * (d.log_max_size - line);
+        assert!(rotated_room >= lines * line, "{rotated_room} bytes kept for a {} byte burst", lines * line);
+        assert!(rotated_room >= lines * (line + 24), "and with timestamps");
+        // Worst case on disk per process: stdout and stderr, current file and rotated ones.
+        assert_eq!(2 * u64::from(d.log_max_files + 1) * d.log_max_size, 440 << 20);
+        assert!(d.log_compress);
     }
 
     #[test]

@@ -41,6 +41,7 @@ const KEYS: &[&str] = &[
     "log_date_format",
     "log_max_size",
     "log_max_files",
+    "log_compress",
     "restrat",
     "",
     "a.b",

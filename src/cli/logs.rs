@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
-use crate::logs::tail::{Follower, last_lines};
+use crate::logs::tail::{Follower, last_lines_rotated};
 use crate::protocol::NameInfo;
 
 /// Which streams to show.
@@ -81,7 +81,7 @@ pub fn show(
     let mut w = stdout.lock();
     let mut tails = Vec::with_capacity(sources.len());
     for (i, s) in sources.iter().enumerate() {
-        tails.push((i, last_lines(&s.path, lines)?));
+        tails.push((i, last_lines_rotated(&s.path, lines)?));
     }
     for (i, line) in merge_by_time(&sources, tails) {
         print_line(&mut w, &sources[i], &line, prefixed, json)?;

@@ -91,6 +91,7 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
     local.block_on(&rt, async move {
         let d = Daemon::new(paths, Some(printer.clone()), None);
         tokio::task::spawn_local(reaper::reap_orphans());
+        tokio::task::spawn_local(crate::logs::compress::finisher());
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         // The terminal going away must not leave the processes behind (they run in their own

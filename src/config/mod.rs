@@ -517,6 +517,15 @@ kill_signal = "SIGUSR2"
     }
 
     #[test]
+    fn log_compress_is_a_boolean_that_defaults_to_on() {
+        let fx = Fixture::new();
+        let cfg = fx.load("[a]\ncommand = \"x\"\n[b]\ncommand = \"x\"\nlog_compress = false\n", None);
+        assert!(cfg.processes[0].log_compress && !cfg.processes[1].log_compress);
+        let errors = load_errors("[w]\ncommand = \"x\"\nlog_compress = \"yes\"\n");
+        assert!(errors.len() == 1 && errors[0].starts_with("3:16: `log_compress`"), "{errors:?}");
+    }
+
+    #[test]
     fn every_error_is_one_located_line() {
         let fx = Fixture::new();
         let err = fx.load_err("[web]\ncommand = 1\ninstances = 0\ndepends_on = [\"nope\"]\n", Some("prod"));

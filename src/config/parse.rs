@@ -76,6 +76,7 @@ pub struct RawProcess {
     pub log_date_format: Option<String>,
     pub log_max_size: Option<u64>,
     pub log_max_files: Option<u32>,
+    pub log_compress: Option<bool>,
     /// Where the value of each key is (`command`, `env.PORT`, …), for the rules checked on the
     /// finished definition ([`crate::spec::ProcessDef::problems`]).
     pub spans: Vec<(String, Range<usize>)>,
@@ -180,6 +181,7 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         log_date_format: None,
         log_max_size: None,
         log_max_files: None,
+        log_compress: None,
         spans: Vec::new(),
     };
     let mut has_command = false;
@@ -283,6 +285,10 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
                     }
                 }
             }
+            "log_compress" => match v.get_ref() {
+                DeValue::Boolean(b) => p.log_compress = Some(*b),
+                _ => wrong_type("log_compress", "a boolean", v, problems),
+            },
             _ => match k_str.strip_prefix("env_") {
                 Some(env_name) if is_env_name(env_name) => match closest(k_str, KEYS.iter().copied()) {
                     // `env_fle = "a.env"`: a typo, more likely than an environment named `fle`.

@@ -133,6 +133,9 @@ pub fn process(
     if let Some(n) = raw.log_max_files {
         def.log_max_files = n;
     }
+    if let Some(b) = raw.log_compress {
+        def.log_compress = b;
+    }
     expansions(&def, &origins, health_span, base, problems);
     def
 }

@@ -187,6 +187,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
         source,
     })?;
     tokio::task::spawn_local(crate::process::reaper::reap_orphans());
+    tokio::task::spawn_local(crate::logs::compress::finisher());
     // Processes the previous daemon started but never recorded are adopted or stopped before
     // anything waiting is started again.
     let strays = if unclean { recover::Strays::find(&home) } else { recover::Strays::none() };

@@ -581,11 +581,10 @@ fn flush(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let mut out = Vec::new();
     for e in names.iter().filter_map(|n| table.entries.get(n)) {
         let paths = [d.ctx.paths.out_log(&e.inst.name), d.ctx.paths.err_log(&e.inst.name)];
-        // Rotated files go; the current ones are emptied (their writers append, so they carry on).
+        // Rotated files go, plain or compressed; the current ones are emptied (their writers
+        // append, so they carry on).
         for p in &paths {
-            for k in 1..=e.inst.def.log_max_files {
-                let _ = std::fs::remove_file(crate::logs::file::rotated(p, k));
-            }
+            crate::logs::file::remove_rotated(p, e.inst.def.log_max_files);
         }
         let failed: Vec<String> = paths
             .iter()

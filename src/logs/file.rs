@@ -1,6 +1,8 @@
 //! A log file that rotates itself: `name.log` past `max_size` becomes `name.log.1` (older ones
 //! shift to `.2` …, the oldest beyond `max_files` is removed). The cut is made at a line
-//! boundary, so no line is lost or split between two files.
+//! boundary, so no line is lost or split between two files. With `log_compress`, rotated files
+//! become `name.log.1.gz` … in the background ([`super::compress`]); a shift moves plain and
+//! compressed files alike, so a config that toggles compression keeps every file in its place.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -17,6 +19,8 @@ pub struct Rotation {
     pub max_size: u64,
     /// Rotated files kept (0: the log is simply started afresh).
     pub max_files: u32,
+    /// Whether rotated files are gzipped (`log_compress`).
+    pub compress: bool,
 }
 
 /// An append-only, self-rotating log file.
@@ -48,6 +52,7 @@ impl LogFile {
             other => other?,
         };
         let size = file.metadata()?.len();
+        super::compress::opened(path, rotation);
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
     }
 
@@ -203,7 +208,9 @@ impl LogFile {
         self.size > 0 && self.file.read_at(&mut last, self.size - 1).is_ok_and(|n| n == 1 && last[0] != b'\n')
     }
 
-    /// `x.log.{n-1}` → `x.log.{n}` …, `x.log` → `x.log.1`, then a fresh `x.log`.
+    /// `x.log.{n-1}` → `x.log.{n}` … (each as plain or `.gz`, whichever it is), `x.log` →
+    /// `x.log.1`, then a fresh `x.log`; with `compress`, the file that became `x.log.1` is handed
+    /// to the compressor, which works on its own thread.
     pub fn rotate(&mut self) -> io::Result<()> {
         let n = self.rotation.max_files;
         if n == 0 {
@@ -211,25 +218,70 @@ impl LogFile {
             self.size = 0;
             return Ok(());
         }
-        let _ = std::fs::remove_file(rotated(&self.path, n));
+        // The oldest kept file goes, and any beyond it (left by a larger `log_max_files`).
+        remove_from(&self.path, n, super::compress::large(self.rotation.max_size));
         for k in (1..n).rev() {
-            let from = rotated(&self.path, k);
-            if from.exists() {
-                std::fs::rename(&from, rotated(&self.path, k + 1))?;
-            }
+            rename_if_there(&rotated(&self.path, k), &rotated(&self.path, k + 1))?;
+            rename_if_there(&rotated_gz(&self.path, k), &rotated_gz(&self.path, k + 1))?;
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file =
+        let fresh =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&self.path)?;
+        let old = std::mem::replace(&mut self.file, fresh);
         self.size = 0;
+        if self.rotation.compress {
+            super::compress::hand_over(&self.path, old);
+        }
         Ok(())
     }
+}
+
+/// Renames `from` to `to`; nothing to do when there is no `from`.
+fn rename_if_there(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the rotated files `k` (plain and `.gz`) from `first` on, as long as there are some.
+/// A large one is freed off the daemon's thread ([`super::compress::remove`]).
+fn remove_from(path: &Path, first: u32, large: bool) {
+    let gone = |p: PathBuf| super::compress::remove(&p, large).is_ok();
+    let mut k = first.max(1);
+    while k <= crate::spec::MAX_LOG_FILES + 1 {
+        let plain = gone(rotated(path, k));
+        let gz = gone(rotated_gz(path, k));
+        if !plain && !gz {
+            break;
+        }
+        k += 1;
+    }
+}
+
+/// Removes every rotated file of `path`, plain or compressed (`pm3 flush`), and a compression in
+/// progress (its job finds its file gone and ends). `max_files` is the current limit: files up
+/// to it go even after a gap, and any beyond it that a larger limit left.
+pub fn remove_rotated(path: &Path, max_files: u32) {
+    for k in 1..=max_files {
+        let _ = super::compress::remove(&rotated(path, k), true);
+        let _ = super::compress::remove(&rotated_gz(path, k), true);
+    }
+    remove_from(path, max_files + 1, true);
+    let _ = std::fs::remove_file(super::compress::tmp_path(path));
 }
 
 /// `x.log.k`.
 pub fn rotated(path: &Path, k: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{k}"));
+    PathBuf::from(s)
+}
+
+/// `x.log.k.gz`.
+pub fn rotated_gz(path: &Path, k: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{k}.gz"));
     PathBuf::from(s)
 }
 
@@ -241,7 +293,8 @@ mod tests {
     fn rotates_at_line_boundaries_and_keeps_max_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("a-out.log");
-        let mut f = LogFile::open(&p, Rotation { max_size: 100, max_files: 2 }).expect("open");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 100, max_files: 2, compress: false }).expect("open");
         let mut all = Vec::new();
         for i in 0..100 {
             let line = format!("line {i:04}\n");
@@ -266,19 +319,60 @@ mod tests {
     }
 
     #[test]
+    fn a_shift_moves_plain_and_compressed_files_alike_and_drops_what_is_beyond_max_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m-out.log");
+        // Left by a config that compressed, then did not, and kept 5 files, now 3.
+        std::fs::write(rotated(&p, 1), "r1").expect("write");
+        std::fs::write(rotated_gz(&p, 2), "r2").expect("write");
+        std::fs::write(rotated(&p, 3), "r3").expect("write");
+        std::fs::write(rotated_gz(&p, 4), "r4").expect("write");
+        std::fs::write(rotated(&p, 5), "r5").expect("write");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 1 << 20, max_files: 3, compress: false }).expect("open");
+        f.write(b"current\n").expect("write");
+        f.rotate().expect("rotate");
+        let read = |q: PathBuf| std::fs::read_to_string(q).ok();
+        assert_eq!(read(p.clone()).as_deref(), Some(""));
+        assert_eq!(read(rotated(&p, 1)).as_deref(), Some("current\n"));
+        assert_eq!(read(rotated(&p, 2)).as_deref(), Some("r1"));
+        assert_eq!(read(rotated_gz(&p, 3)).as_deref(), Some("r2"), ".2.gz became .3.gz");
+        for k in 3..=6 {
+            assert!(!rotated(&p, k).exists(), ".{k} is gone");
+        }
+        for k in 4..=6 {
+            assert!(!rotated_gz(&p, k).exists(), ".{k}.gz is gone");
+        }
+
+        // `flush` removes every rotated file, plain or not, those beyond `max_files` too, and a
+        // compression's temporary file.
+        std::fs::write(rotated_gz(&p, 4), "beyond").expect("write");
+        std::fs::write(super::super::compress::tmp_path(&p), "partial").expect("write");
+        remove_rotated(&p, 3);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert_eq!(left, ["m-out.log"], "only the current file stays");
+    }
+
+    #[test]
     fn splice_moves_pipe_bytes_into_the_file_and_stops_short_of_the_rotation_size() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (r, w) = rustix::pipe::pipe().expect("pipe");
         rustix::io::write(&w, b"one\ntwo\n").expect("write");
         let p = dir.path().join("s.log");
-        let mut f = LogFile::open(&p, Rotation { max_size: 1 << 20, max_files: 1 }).expect("open");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 1 << 20, max_files: 1, compress: false }).expect("open");
         assert_eq!(f.splice_from(&r, 1 << 20), Ok(Some(8)));
         assert_eq!(f.splice_from(&r, 1 << 20), Err(rustix::io::Errno::AGAIN), "the pipe is empty");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "one\ntwo\n");
 
         // Within SPLICE_MARGIN of max_size the bytes are left for `write`, which cuts at lines.
         let q = dir.path().join("t.log");
-        let mut g = LogFile::open(&q, Rotation { max_size: SPLICE_MARGIN + 4, max_files: 1 }).expect("open");
+        let mut g =
+            LogFile::open(&q, Rotation { max_size: SPLICE_MARGIN + 4, max_files: 1, compress: false })
+                .expect("open");
         rustix::io::write(&w, b"three\nfour\n").expect("write");
         assert_eq!(g.splice_from(&r, 1 << 20), Ok(Some(4)));
         assert_eq!(g.splice_from(&r, 1 << 20), Ok(None));
@@ -293,7 +387,8 @@ mod tests {
     fn the_cut_plan_takes_the_lines_that_fit_like_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.log");
-        let mut f = LogFile::open(&p, Rotation { max_size: 10, max_files: 1 }).expect("open");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 10, max_files: 1, compress: false }).expect("open");
         assert_eq!(f.cut_plan(b"", false), (0, false));
         assert_eq!(f.cut_plan(b"abc\n", false), (4, false), "all of it fits");
         f.write(b"abcd\n").expect("write");
@@ -314,7 +409,8 @@ mod tests {
     fn a_line_longer_than_the_limit_stays_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("b.log");
-        let mut f = LogFile::open(&p, Rotation { max_size: 10, max_files: 1 }).expect("open");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 10, max_files: 1, compress: false }).expect("open");
         f.write(b"short\n").expect("write");
         f.write(b"a very long line indeed\nnext\n").expect("write");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "next\n");

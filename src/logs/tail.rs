@@ -1,19 +1,84 @@
 //! Reading log files back for `pm3 log`: the last N lines, read backwards from the end so a huge
-//! log costs no more than the lines shown, and following a file as it grows, is emptied
-//! (`flush`) or replaced (rotation).
+//! log costs no more than the lines shown (continuing into the rotated files, plain or gzipped,
+//! when the current one holds fewer), and following a file as it grows, is emptied (`flush`) or
+//! replaced (rotation).
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::file::{rotated, rotated_gz};
+
 /// The last `n` lines of `path` (without their newlines); a missing file has none.
 pub fn last_lines(path: &Path, n: usize) -> io::Result<Vec<Vec<u8>>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    match File::open(path) {
+        Ok(file) => tail_of(file, n),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last `n` lines of the log `path` and, where it holds fewer, of its rotated files before
+/// it, newest first: `path.1` or `path.1.gz`, then `.2` … (a plain file is read where both are
+/// there, as for a moment after a compression). A gzipped file cannot be read backwards: it is
+/// decompressed whole, at most `log_max_size` of it, to keep its last lines.
+pub fn last_lines_rotated(path: &Path, n: usize) -> io::Result<Vec<Vec<u8>>> {
+    let mut lines = last_lines(path, n)?;
+    let mut older = Vec::new();
+    for k in 1..=crate::spec::MAX_LOG_FILES + 1 {
+        let want = n - lines.len() - older.len();
+        if want == 0 {
+            break;
+        }
+        let got = match File::open(rotated(path, k)) {
+            Ok(file) => tail_of(file, want)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let gz = rotated_gz(path, k);
+                match File::open(&gz) {
+                    Ok(file) => tail_of_gz(file, want)
+                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", gz.display())))?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        // Older files' lines go before: collected newest file first, reversed at the end.
+        older.extend(got.into_iter().rev());
+    }
+    older.reverse();
+    older.append(&mut lines);
+    Ok(older)
+}
+
+/// The last `n` lines of a gzipped file, read through once.
+fn tail_of_gz(file: File, n: usize) -> io::Result<Vec<Vec<u8>>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut reader =
+        BufReader::with_capacity(64 * 1024, flate2::read::MultiGzDecoder::new(BufReader::new(file)));
+    let mut ring: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        // Past `n` lines the oldest one goes, and its allocation takes the next line.
+        let spare = if ring.len() == n { ring.pop_front().unwrap_or_default() } else { Vec::new() };
+        ring.push_back(std::mem::replace(&mut line, spare));
+    }
+    Ok(ring.into())
+}
+
+/// The last `n` lines of an open file, read backwards from its end.
+fn tail_of(mut file: File, n: usize) -> io::Result<Vec<Vec<u8>>> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -182,6 +247,40 @@ mod tests {
         assert_eq!(last_lines(&dir.path().join("missing"), 5).expect("read").len(), 0);
         write!(f, "no newline").expect("write");
         assert_eq!(last_lines(&p, 1).expect("read"), vec![b"no newline".to_vec()]);
+    }
+
+    #[test]
+    fn last_lines_reach_into_plain_and_gzipped_rotations_when_the_current_file_is_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.log");
+        let gz = |text: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text.as_bytes()).expect("gzip");
+            e.finish().expect("gzip")
+        };
+        let lines = |from: u32, to: u32| (from..=to).map(|i| format!("{i}\n")).collect::<String>();
+        std::fs::write(rotated_gz(&p, 3), gz(&lines(1, 100))).expect("write");
+        std::fs::write(rotated_gz(&p, 2), gz(&lines(101, 200))).expect("write");
+        std::fs::write(rotated(&p, 1), lines(201, 300)).expect("write");
+        std::fs::write(&p, lines(301, 305)).expect("write");
+        let got = |n| -> Vec<u32> {
+            last_lines_rotated(&p, n)
+                .expect("read")
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).parse().expect("number"))
+                .collect()
+        };
+        assert_eq!(got(3), [303, 304, 305], "the current file is enough");
+        assert_eq!(got(8), [298, 299, 300, 301, 302, 303, 304, 305], "into .1");
+        assert_eq!(got(110), (196..=305).collect::<Vec<_>>(), "into .2.gz");
+        assert_eq!(got(1000), (1..=305).collect::<Vec<_>>(), "all there is");
+        assert!(got(0).is_empty());
+        // The current file alone for `last_lines` (what the daemon reads for `info`).
+        assert_eq!(last_lines(&p, 10).expect("read").len(), 5);
+        // A damaged .gz is an error that names it.
+        std::fs::write(rotated_gz(&p, 2), b"\x1f\x8b\x08\x00garbage").expect("write");
+        let e = last_lines_rotated(&p, 1000).expect_err("damaged");
+        assert!(e.to_string().contains("x.log.2.gz"), "{e}");
     }
 
     #[test]

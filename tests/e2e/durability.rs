@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::harness::{
-    BIN, Pm3, alive, daemons_for, group_members, line_channel, mode, proc_stat, read_lossy, read_until,
-    row_in, send_signal, stderr, stdout,
+    BIN, Pm3, alive, daemons_for, group_members, line_channel, mode, proc_stat, read_lossy, read_rotated,
+    read_until, row_in, send_signal, stderr, stdout, uncompressed,
 };
 
 /// Pids of live processes whose argv is exactly `argv` and whose cwd is `cwd`, leaving out
@@ -128,7 +128,7 @@ fn leaders_mentioning(dir: &Path) -> Vec<(i32, Vec<String>)> {
 
 /// SIGKILLs the daemon of `pm3` and waits until it is gone with all its threads: a dead
 /// leader shows as a zombie while its other threads still hold the socket and the lock.
-fn kill_daemon(pm3: &Pm3) {
+pub(crate) fn kill_daemon(pm3: &Pm3) {
     let daemon = pm3.daemon_pid().expect("pm3.pid");
     send_signal(daemon, libc::SIGKILL);
     let leader = daemon.to_string();
@@ -324,12 +324,13 @@ fn no_line_is_lost_or_doubled_when_the_daemon_is_sigkilled_during_fast_writes() 
         writer.display()
     ));
     let names = ["w:0", "w:1", "w:2"];
+    // Rotated files are compressed as they come (`log_compress` is on by default), so daemons
+    // are also killed in the middle of compressions.
     let log_of = |n: &str| -> String {
         let mut all = String::new();
         for k in (1..=FILES).rev() {
-            let mut rotated = pm3.log_path(n, "out").into_os_string();
-            rotated.push(format!(".{k}"));
-            all.push_str(&read_lossy(Path::new(&rotated)));
+            let bytes = read_rotated(&pm3.log_path(n, "out"), k).unwrap_or_default();
+            all.push_str(&String::from_utf8_lossy(&bytes));
         }
         all.push_str(&pm3.read_log(n, "out"));
         all
@@ -348,6 +349,10 @@ fn no_line_is_lost_or_doubled_when_the_daemon_is_sigkilled_during_fast_writes() 
     pm3.write("stop", "");
     pm3.wait_until("the writers have exited", |rows| {
         names.iter().all(|n| rows.iter().any(|r| r["name"] == *n && r["status"] == "stopped"))
+    });
+    // What a killed daemon left half-compressed is compressed again by the next one.
+    pm3.wait_for("every rotated file to be compressed", || {
+        names.iter().all(|n| uncompressed(&pm3.log_path(n, "out"), FILES) == (vec![], false))
     });
     let mut lost = 0;
     let mut report = Vec::new();
@@ -474,13 +479,14 @@ fn every_line_of_a_fast_writer_is_logged_when_its_exit_is_reported() {
     assert_contiguous(&nums, 1, "fast-out.log");
 }
 
-/// The same writer with `log_max_size = "200K"` and `log_max_files = 3`: at most 4 files, none
-/// over 200K, and the numbers across `.3`, `.2`, `.1` and the current file are contiguous up to
+/// The same writer with `log_max_size = "200K"`, `log_max_files = 3` and `log_compress = false`
+/// (compressed rotations: `retention`): at most 4 files, none over 200K, and the numbers across `.3`, `.2`, `.1` and the current file are contiguous up to
 /// 200000. `flush` empties the current file and removes the rotated ones.
 #[test]
 fn rotation_cuts_at_lines_keeps_max_files_and_loses_nothing_in_between() {
     let pm3 = Pm3::with_config(
-        "[fast]\ncommand = \"seq 1 200000\"\nrestart = \"never\"\nlog_max_size = \"200K\"\nlog_max_files = 3\n",
+        "[fast]\ncommand = \"seq 1 200000\"\nrestart = \"never\"\nlog_max_size = \"200K\"\nlog_max_files = 3\n\
+         log_compress = false\n",
     );
     pm3.ok(&["start"]);
     pm3.wait_until("fast has exited", |rows| {
@@ -529,7 +535,8 @@ fn log_follow_survives_rotation_and_restart() {
     pm3.ok(&["start"]);
     pm3.wait_log("tick", "out", "tick 2\n");
     let rotated = pm3.home.join("logs/tick-out.log.1");
-    assert!(!rotated.exists(), "no rotation yet");
+    let rotated_gz = pm3.home.join("logs/tick-out.log.1.gz");
+    assert!(!rotated.exists() && !rotated_gz.exists(), "no rotation yet");
 
     let mut follower = pm3.spawn(&["log", "tick", "-f"]);
     let rx = line_channel(follower.stdout.take().expect("stdout"));
@@ -540,7 +547,7 @@ fn log_follow_survives_rotation_and_restart() {
     let burst: Vec<&String> = got.iter().filter(|l| l.contains("burst ")).collect();
     assert_eq!(burst.len(), 300, "every burst line streamed once");
     read_until(&rx, "a tick after the burst", |l| l.contains("tick "));
-    assert!(rotated.exists(), "the burst rotated tick-out.log");
+    assert!(rotated.exists() || rotated_gz.exists(), "the burst rotated tick-out.log");
 
     pm3.ok(&["restart", "tick"]);
     let pid = pm3.pid_of("tick");

@@ -545,6 +545,36 @@ pub fn read_lossy(path: &Path) -> String {
     fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
+/// `log.k` or `log.k.gz`: a rotated log file, plain or compressed.
+pub fn rotated(log: &Path, k: u32, gz: bool) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(if gz { format!(".{k}.gz") } else { format!(".{k}") });
+    PathBuf::from(name)
+}
+
+/// The bytes of rotated file `k` of `log`, from `log.k` or else `log.k.gz` (decompressed), as
+/// `pm3 log` reads them; `None` when neither is there. Safe while the daemon compresses: it
+/// renames the `.gz` into place before it removes the plain file.
+pub fn read_rotated(log: &Path, k: u32) -> Option<Vec<u8>> {
+    match fs::read(rotated(log, k, false)) {
+        Ok(bytes) => Some(bytes),
+        Err(_) => {
+            let file = fs::File::open(rotated(log, k, true)).ok()?;
+            let mut bytes = Vec::new();
+            flate2::read::MultiGzDecoder::new(file).read_to_end(&mut bytes).expect("a whole .gz");
+            Some(bytes)
+        }
+    }
+}
+
+/// Rotated files of `log` not compressed yet, and whether a compression is under way (its
+/// temporary file exists).
+pub fn uncompressed(log: &Path, max_files: u32) -> (Vec<u32>, bool) {
+    let plain = (1..=max_files).filter(|&k| rotated(log, k, false).exists()).collect();
+    let name = log.file_name().expect("a file name").to_string_lossy();
+    (plain, log.with_file_name(format!(".{name}.gz.tmp")).exists())
+}
+
 /// The names of a list, in order.
 pub fn names(rows: &[Value]) -> Vec<String> {
     rows.iter().filter_map(|r| r["name"].as_str().map(String::from)).collect()

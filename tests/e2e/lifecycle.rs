@@ -485,9 +485,11 @@ fn a_stop_during_pre_start_kills_the_hook_and_never_spawns() {
         "[slow]\ncommand = \"sh -c 'touch spawned; exec sleep 1000'\"\npre_start = \"echo hook-$$ > hook.pid; exec sleep 30\"\n",
     );
     let start = pm3.spawn(&["start"]);
-    pm3.wait_for("pre_start running", || pm3.project.join("hook.pid").exists());
-    let hook: i32 =
-        read_lossy(&pm3.project.join("hook.pid")).trim().trim_start_matches("hook-").parse().unwrap();
+    // The shell creates the file before `echo` writes into it: wait for the whole line.
+    let hook_pid =
+        || read_lossy(&pm3.project.join("hook.pid")).trim().trim_start_matches("hook-").parse::<i32>();
+    pm3.wait_for("pre_start running", || hook_pid().is_ok());
+    let hook = hook_pid().unwrap();
     pm3.remember(hook);
     assert_eq!(pm3.row("slow")["status"], "starting");
     let t = Instant::now();

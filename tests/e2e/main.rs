@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod readme;
 mod reload;
+mod retention;
 mod shell;
 mod supervision;
 mod targets;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::app::{LOG_LINES, LogLine, Msg, Stream};
 use crate::client::Client;
-use crate::logs::tail::{Follower, last_lines};
+use crate::logs::tail::{Follower, last_lines_rotated};
 use crate::paths::Paths;
 use crate::protocol::{Request, Response};
 
@@ -83,7 +83,7 @@ fn open(paths: &Paths, name: String) -> (Followed, Vec<LogLine>) {
     let mut lines = Vec::new();
     let mut files = Vec::new();
     for (stream, path) in [(Stream::Out, out), (Stream::Err, err)] {
-        match last_lines(&path, LOG_LINES) {
+        match last_lines_rotated(&path, LOG_LINES) {
             Ok(got) => lines.extend(got.iter().map(|l| LogLine { stream, text: clean(l) })),
             Err(e) => lines.push(LogLine {
                 stream: Stream::Err,
