@@ -285,9 +285,9 @@ fn var_name_len(s: &str) -> usize {
     len
 }
 
-/// The byte index of the `}` that closes a default value, counting the `${…}` nested in it and
-/// skipping `$$`.
-fn closing_brace(s: &str) -> Option<usize> {
+/// The byte index of the `}` that closes a default value (or an interpolation), counting the
+/// `${…}` nested in it and skipping `$$`.
+pub fn closing_brace(s: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;

@@ -216,17 +216,7 @@ async fn restart(
 /// dependency order.
 pub(super) fn running_dependents(d: &Rc<Daemon>, names: &[String]) -> Vec<String> {
     let table = d.table.borrow();
-    let wanted = table.closure(names, |p| {
-        table
-            .entries
-            .values()
-            .filter(|e| e.inst.def.depends_on.iter().any(|d| d == p))
-            .filter(|e| {
-                let status = e.handle.snapshot.borrow().status;
-                status.is_running() || status == Status::Waiting
-            })
-            .collect()
-    });
+    let wanted = with_running_dependents(&table, names);
     let extra: BTreeSet<String> = wanted.into_iter().filter(|n| !names.contains(n)).collect();
     in_dependency_order(&table, &extra)
 }
@@ -477,23 +467,28 @@ async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     Ok(Report { processes: stop_names(d, &names, |reply| Cmd::Stop { reply }).await })
 }
 
+/// `names` and every running (or waiting) dependent of them, transitively.
+fn with_running_dependents(table: &Table, names: &[String]) -> BTreeSet<String> {
+    table.closure(names, |p| {
+        table
+            .entries
+            .values()
+            .filter(|e| e.inst.def.depends_on.iter().any(|d| d == p))
+            .filter(|e| {
+                let status = e.handle.snapshot.borrow().status;
+                status.is_running() || status == Status::Waiting
+            })
+            .collect()
+    })
+}
+
 /// Sends `make`'s command (a stop, or the daemon's shutdown) to `names` and every running
 /// dependent of them, dependents first, layer by layer; returns once all have answered.
 async fn stop_names(d: &Rc<Daemon>, names: &[String], make: fn(Reply) -> Cmd) -> Vec<Outcome> {
     let layers = {
         let table = d.table.borrow();
         // Running (or waiting) dependents of what is stopped, transitively, stop first.
-        let wanted = table.closure(names, |p| {
-            table
-                .entries
-                .values()
-                .filter(|e| e.inst.def.depends_on.iter().any(|d| d == p))
-                .filter(|e| {
-                    let status = e.handle.snapshot.borrow().status;
-                    status.is_running() || status == Status::Waiting
-                })
-                .collect()
-        });
+        let wanted = with_running_dependents(&table, names);
         let procs: BTreeMap<String, Vec<String>> = wanted
             .iter()
             .filter_map(|n| table.entries.get(n))

@@ -23,6 +23,7 @@ use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::detect::{Detected, Instances, Origin, Proposal, Remark, Skipped};
+use crate::instances::closing_brace;
 use crate::instances::{Found, expand};
 use crate::spec::RestartPolicy;
 
@@ -437,27 +438,6 @@ fn name_len(s: &str) -> usize {
         .map(|(i, c)| i + c.len_utf8())
         .last()
         .unwrap_or(0)
-}
-
-/// The byte index of the `}` that closes an interpolation, counting nested `${…}`.
-fn closing_brace(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
-            b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' if depth == 0 => return Some(i),
-            b'}' => depth -= 1,
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// A compose duration (`1m30s`, `500ms`, `2.5s`, `1h`) in milliseconds.
