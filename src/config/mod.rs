@@ -26,6 +26,8 @@ use crate::spec::{ConfigFile, MAX_FILE_INSTANCES, ProcessDef};
 mod envfile;
 mod error;
 mod parse;
+/// Every key a process table may hold (what "did you mean" suggests from).
+pub use parse::KEYS;
 mod render;
 mod resolve;
 mod validate;

@@ -104,10 +104,7 @@ fn cmdline(pid: i32) -> String {
 
 /// The value of `key` in the environment `pid` was started with.
 fn environ_var(pid: i32, key: &str) -> Option<String> {
-    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{key}=");
-    env.split(|&b| b == 0)
-        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned()))
+    crate::harness::environ(pid)?.remove(key)
 }
 
 /// Live group leaders of the test that run the same command with the same `PM3_INSTANCE_ID`:

@@ -648,6 +648,20 @@ pub fn exited(pid: i32) -> bool {
     })
 }
 
+/// The environment `pid` was started with, read from `/proc`; `None` when it cannot be read.
+pub fn environ(pid: i32) -> Option<std::collections::BTreeMap<String, String>> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect(),
+    )
+}
+
 /// Every live (non-zombie) process whose process group is `pgid`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };

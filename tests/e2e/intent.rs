@@ -2,19 +2,13 @@
 //! command names another, and `info` shows what runs, and what the file now says when that
 //! differs.
 
-use std::fs;
-
 use crate::harness::Pm3;
 
 /// `LEVEL` in the live process's environment (from /proc, not from pm3's answer).
 fn level(pm3: &Pm3, name: &str) -> String {
     let pid = pm3.pid_of(name);
-    let environ = fs::read(format!("/proc/{pid}/environ")).expect("read environ");
-    environ
-        .split(|&b| b == 0)
-        .find_map(|kv| kv.strip_prefix(b"LEVEL="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
+    let env = crate::harness::environ(pid).unwrap_or_else(|| panic!("cannot read the environment of {pid}"));
+    env.get("LEVEL").cloned().unwrap_or_default()
 }
 
 const APP: &str =

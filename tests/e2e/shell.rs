@@ -12,14 +12,7 @@ fn comm(pid: i32) -> String {
 }
 
 fn environ(pid: i32) -> BTreeMap<String, String> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    raw.split(|&b| b == 0)
-        .filter_map(|kv| {
-            let kv = String::from_utf8_lossy(kv);
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_string(), v.to_string()))
-        })
-        .collect()
+    crate::harness::environ(pid).unwrap_or_default()
 }
 
 #[test]

@@ -10,15 +10,7 @@ use crate::harness::{Pm3, locations, stderr};
 
 /// The environment `pid` runs with, read from `/proc`.
 fn environ(pid: i32) -> BTreeMap<String, String> {
-    let raw =
-        std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_else(|e| panic!("environ of {pid}: {e}"));
-    raw.split(|&b| b == 0)
-        .filter_map(|kv| {
-            let kv = String::from_utf8_lossy(kv);
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_string(), v.to_string()))
-        })
-        .collect()
+    crate::harness::environ(pid).unwrap_or_else(|| panic!("cannot read the environment of {pid}"))
 }
 
 #[test]
