@@ -229,18 +229,16 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     // Under a daemon the process carries its markers (`process::marker`), whatever the starting
     // environment said; elsewhere (`pm3 run`) it carries none, so no daemon ever takes it for one
     // of its own.
-    let mut env = std::borrow::Cow::Borrowed(launch.env);
-    match marker::home().and_then(|h| h.to_str()) {
-        Some(home) => {
-            env.to_mut().insert(marker::HOME_VAR.to_string(), home.to_string());
-        }
-        None => {
-            if env.contains_key(marker::NAME_VAR) {
-                env.to_mut().remove(marker::NAME_VAR);
-            }
-        }
-    }
-    let prepared = Prepared::new(&path, launch.argv, &env, stdio).map_err(exec_error)?;
+    // Passed to the child as it is built, without copying the map.
+    let home = marker::home().and_then(|h| h.to_str());
+    let env = launch
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| *k != marker::HOME_VAR || home.is_none())
+        .filter(|(k, _)| *k != marker::NAME_VAR || home.is_some())
+        .chain(home.map(|h| (marker::HOME_VAR, h)));
+    let prepared = Prepared::new(&path, launch.argv, env, stdio).map_err(exec_error)?;
     // The child inherits our working directory instead of being given one (a `chdir` file
     // action needs a libc symbol a static binary may not have). The daemon itself only uses
     // absolute paths, and returns to `/` right after.
@@ -269,10 +267,10 @@ impl Prepared {
     /// `argv[0]` stays the name as written (`sleep`), the program is `path`; `stdio` are the
     /// descriptors that become the child's 0, 1 and 2. The child gets its own process group,
     /// an empty signal mask and SIGPIPE back to its default (Rust ignores it), as std does.
-    fn new(
+    fn new<'a>(
         path: &Path,
         argv: &[String],
-        env: &BTreeMap<String, String>,
+        env: impl Iterator<Item = (&'a str, &'a str)>,
         stdio: [RawFd; 3],
     ) -> io::Result<Prepared> {
         use std::os::unix::ffi::OsStrExt;
@@ -280,11 +278,8 @@ impl Prepared {
         let path = CString::new(path.as_os_str().as_bytes()).map_err(nul)?;
         let args: Vec<CString> =
             argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(nul)?;
-        let vars: Vec<CString> = env
-            .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")))
-            .collect::<Result<_, _>>()
-            .map_err(nul)?;
+        let vars: Vec<CString> =
+            env.map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<_, _>>().map_err(nul)?;
         // The pointers stay valid: a CString's buffer does not move when the CString does.
         let pointers = |list: &[CString]| -> Vec<*const libc::c_char> {
             list.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
