@@ -132,18 +132,31 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 
 /// Orders the last lines of several logs for `pm3 log`. A line stamped with its log's
 /// `log_date_format` sorts by that time; a line without a readable stamp takes the time of the
-/// line before it in the same log; a log without stamps sorts as a block at the time it was last
-/// written (pm3 cannot know when each of its lines was). Ties keep each log's own order.
+/// line before it in the same log; a log without stamps sorts as a block at the time its
+/// process's logs were last written (pm3 cannot know when each of its lines was), stdout first.
+/// Ties keep each log's own order.
 fn merge_by_time(sources: &[Source], tails: Vec<(usize, Vec<Vec<u8>>)>) -> Vec<(usize, Vec<u8>)> {
     if tails.len() < 2 {
         return tails.into_iter().flat_map(|(i, lines)| lines.into_iter().map(move |l| (i, l))).collect();
     }
-    let mut keyed: Vec<(NaiveDateTime, usize, usize, Vec<u8>)> = Vec::new();
-    for (i, lines) in tails {
-        let written = std::fs::metadata(&sources[i].path)
+    let modified = |path: &PathBuf| {
+        std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map(|t| chrono::DateTime::<chrono::Local>::from(t).naive_local())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    // A process's unstamped logs sort together, at the time the later of them was written, so
+    // that its stdout block always comes before its stderr block.
+    let mut written: HashMap<&str, NaiveDateTime> = HashMap::new();
+    for (i, _) in &tails {
+        let s = &sources[*i];
+        let t = modified(&s.path);
+        let e = written.entry(s.name.as_str()).or_default();
+        *e = (*e).max(t);
+    }
+    let mut keyed: Vec<(NaiveDateTime, usize, usize, Vec<u8>)> = Vec::new();
+    for (i, lines) in tails {
+        let written = written.get(sources[i].name.as_str()).copied().unwrap_or_default();
         let mut last = None;
         for (j, line) in lines.into_iter().enumerate() {
             let stamp = sources[i].date_format.as_deref().and_then(|f| stamp_of(&line, f));
@@ -194,4 +207,39 @@ fn stdout_error(e: io::Error) -> io::Error {
         std::process::exit(0);
     }
     io::Error::new(e.kind(), format!("cannot write to stdout: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn source(dir: &std::path::Path, name: &str, stream: &'static str, age_s: u64) -> Source {
+        let path = dir.join(format!("{name}-{stream}.log"));
+        let f = std::fs::File::create(&path).expect("create log");
+        f.set_modified(SystemTime::now() - Duration::from_secs(age_s)).expect("set mtime");
+        Source { name: name.into(), stream, path, date_format: None }
+    }
+
+    fn lines(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_process_keeps_stdout_before_stderr_whichever_was_written_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // stderr written last, then stdout written last: the order must not change.
+        for (out_age, err_age) in [(20, 10), (10, 20)] {
+            let sources = vec![
+                source(dir.path(), "a", "out", out_age),
+                source(dir.path(), "a", "err", err_age),
+                source(dir.path(), "b", "out", 15),
+            ];
+            let tails = vec![(0, lines(&["o1", "o2"])), (1, lines(&["e1"])), (2, lines(&["b1"]))];
+            let merged: Vec<(usize, Vec<u8>)> = merge_by_time(&sources, tails);
+            let order: Vec<usize> = merged.iter().map(|(i, _)| *i).collect();
+            // `b` was written 15 s ago, before `a`'s latest write (10 s ago).
+            assert_eq!(order, vec![2, 0, 0, 1], "out age {out_age}, err age {err_age}");
+        }
+    }
 }
