@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod instances;
+pub mod listen;
 pub mod logs;
 pub mod paths;
 pub mod process;

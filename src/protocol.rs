@@ -237,6 +237,22 @@ pub struct ProcessDetail {
     /// When the file changed: its command, to compare with the running one.
     #[serde(default)]
     pub file_command: Option<String>,
+    /// The sockets of `listen`, in descriptor order (the first is descriptor 3).
+    #[serde(default)]
+    pub listen: Vec<ListenInfo>,
+}
+
+/// One socket of `listen` as `info` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenInfo {
+    /// The address as written in the file.
+    pub address: String,
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// The descriptor the instances get it on.
+    pub fd: u32,
+    /// Whether the daemon holds it bound now.
+    pub bound: bool,
 }
 
 /// Output a log lost while it could not be written.
@@ -335,6 +351,10 @@ impl Action {
 pub struct ErrorReply {
     pub kind: ErrorKind,
     pub message: String,
+    /// For a socket that could not be bound: the process and the index in its `listen`, so
+    /// the CLI can point at the entry in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<(String, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +368,8 @@ pub enum ErrorKind {
     BadRequest,
     /// A process could not be started.
     Spawn,
+    /// A `listen` socket could not be bound (the address is taken, or not ours to bind).
+    Bind,
     /// Something on the daemon's side failed.
     Internal,
     /// The daemon is stopping everything and will exit; it takes no more changes.
@@ -358,7 +380,7 @@ pub enum ErrorKind {
 
 impl ErrorReply {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind, message: message.into() }
+        ErrorReply { kind, message: message.into(), listen: None }
     }
 }
 

@@ -85,6 +85,10 @@ pub struct ProcessDef {
     /// existed gets the default.
     #[serde(default = "default_log_compress")]
     pub log_compress: bool,
+    /// Sockets pm3 binds for the process and passes to each instance (`tcp://…`, `unix:…`),
+    /// as written, in order (see [`crate::listen`]). Absent from older state files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<String>,
 }
 
 /// `log_max_size` by default. With [`DEFAULT_LOG_MAX_FILES`], the rotated files alone hold
@@ -164,6 +168,7 @@ impl ProcessDef {
             log_max_files: DEFAULT_LOG_MAX_FILES,
             log_compress: DEFAULT_LOG_COMPRESS,
             env_name: None,
+            listen: Vec::new(),
         }
     }
 
@@ -384,6 +389,9 @@ impl ProcessDef {
                 }
                 nul(key, h, &mut out);
             }
+        }
+        for (key, why) in crate::listen::problems(&self.listen) {
+            out.push(Invalid::new(key, why));
         }
         if self.max_memory == Some(0) {
             out.push(Invalid::new("max_memory", "`max_memory` must be at least 1 byte, got 0"));

@@ -310,8 +310,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             sized(Request::Start { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
             let config = keep_env(config, env.as_deref(), &mut client);
+            let file = config.as_ref().map(|c| c.file.path.clone());
             let req = Request::Start { config, targets };
-            let report = expect_done(client.request(req)?)?;
+            let report = expect_done(client.request(req).map_err(|e| located(e, file.as_deref()))?)?;
             out.report("start", &report)?;
             if wait {
                 drop(client);
@@ -324,8 +325,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             sized(Request::Restart { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
             let config = keep_env(config, env.as_deref(), &mut client);
+            let file = config.as_ref().map(|c| c.file.path.clone());
             let req = Request::Restart { config, targets };
-            let report = expect_done(client.request(req)?)?;
+            let report = expect_done(client.request(req).map_err(|e| located(e, file.as_deref()))?)?;
             out.report("restart", &report)
         }
         Command::Reload { targets, env } => {
@@ -333,8 +335,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             sized(Request::Reload { config: config.clone(), targets: Vec::new() })?;
             let mut client = Client::connect_or_start(&paths)?;
             let config = keep_env(config, env.as_deref(), &mut client);
+            let file = config.as_ref().map(|c| c.file.path.clone());
             let req = Request::Reload { config, targets };
-            let report = expect_done(client.request(req)?)?;
+            let report = expect_done(client.request(req).map_err(|e| located(e, file.as_deref()))?)?;
             out.report("reload", &report)
         }
         Command::Run { targets, env } => {
@@ -627,6 +630,22 @@ fn list(client: &mut Client) -> Result<Vec<ProcessInfo>, CliError> {
     match client.request(Request::List)? {
         Response::List(rows) => Ok(rows),
         _ => Err(unexpected()),
+    }
+}
+
+/// A socket the daemon could not bind is shown at its `listen` entry in the file, like a
+/// config error; every other error as it is.
+fn located(e: ClientError, file: Option<&std::path::Path>) -> CliError {
+    match (&e, file) {
+        (ClientError::Daemon(reply), Some(path)) if reply.kind == crate::protocol::ErrorKind::Bind => {
+            match &reply.listen {
+                Some((process, index)) => {
+                    CliError::Config(config::locate(path, process, "listen", *index, &reply.message))
+                }
+                None => CliError::Client(e),
+            }
+        }
+        _ => CliError::Client(e),
     }
 }
 

@@ -200,6 +200,10 @@ pub fn detail(d: &ProcessDetail) -> String {
         kv("--env", e.clone());
     }
     kv("argv", shell_words::join(&d.argv));
+    for l in &d.listen {
+        let state = if l.bound { "bound" } else { "not bound" };
+        kv("listen", format!("{} (fd {}, name {}, {state})", l.address, l.fd, l.name));
+    }
     kv("cwd", d.cwd.display().to_string());
     if let Some(h) = &d.health_check {
         let state = d.health_error.as_ref().map(|e| format!(" (last probe: {e})")).unwrap_or_default();

@@ -113,6 +113,36 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     }
 }
 
+/// A problem the daemon found with a value of the file (a `listen` address it cannot bind),
+/// located like a loading error: at `[process]`'s `key`, entry `index` when it is an array.
+/// Without the file or the key, the message alone.
+pub fn locate(path: &Path, process: &str, key: &str, index: usize, message: &str) -> ConfigError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let span = DeTable::parse(&text).ok().and_then(|root| {
+        let table = root.get_ref().get(process)?;
+        let toml::de::DeValue::Table(t) = table.get_ref() else { return None };
+        let value = t.get(key)?;
+        match value.get_ref() {
+            toml::de::DeValue::Array(items) => items.get(index).map(|i| i.span()),
+            _ => Some(value.span()),
+        }
+    });
+    let kind = ErrorKind::Rule(message.to_string());
+    let problems = match span {
+        Some(span) => {
+            let mut p = Problems::new(path, &text);
+            p.at(span, kind);
+            return p.finish().err().unwrap_or_else(|| ConfigError {
+                path: path.to_path_buf(),
+                text: String::new(),
+                problems: Vec::new(),
+            });
+        }
+        None => vec![Located::new(path, None, kind)],
+    };
+    ConfigError { path: path.to_path_buf(), text, problems }
+}
+
 /// [`load_with`] for processes started from this process's own environment.
 pub fn load(path: &Path, env_name: Option<&str>) -> Result<ConfigFile, ConfigError> {
     load_with(path, env_name, &own_environment())

@@ -77,6 +77,7 @@ pub struct RawProcess {
     pub log_max_size: Option<u64>,
     pub log_max_files: Option<u32>,
     pub log_compress: Option<bool>,
+    pub listen: Vec<Spanned<String>>,
     /// Where the value of each key is (`command`, `env.PORT`, …), for the rules checked on the
     /// finished definition ([`crate::spec::ProcessDef::problems`]).
     pub spans: Vec<(String, Range<usize>)>,
@@ -123,6 +124,7 @@ pub const KEYS: &[&str] = &[
     "log_date_format",
     "log_max_size",
     "log_max_files",
+    "listen",
 ];
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -182,6 +184,7 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
         log_max_size: None,
         log_max_files: None,
         log_compress: None,
+        listen: Vec::new(),
         spans: Vec::new(),
     };
     let mut has_command = false;
@@ -215,6 +218,10 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
             }
             "env" => p.env = env_table("env", v, problems),
             "env_file" => p.env_files = env_files(v, problems),
+            "listen" => {
+                p.listen = listen(v, problems);
+                p.spans.extend(p.listen.iter().enumerate().map(|(i, l)| (format!("listen[{i}]"), l.span())));
+            }
             "instances" => p.instances = instances(v, problems),
             "increment_var" => {
                 if let Some(s) = string(k_str, v, problems) {
@@ -461,6 +468,24 @@ fn env_files(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>>
             .collect(),
         _ => {
             wrong_type("env_file", "a string or an array of strings", v, problems);
+            Vec::new()
+        }
+    }
+}
+
+/// `listen`: one address, or an array of them (each checked on the finished definition).
+fn listen(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
+    match v.get_ref() {
+        DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                string(&format!("listen[{i}]"), item, problems).map(|s| Spanned::new(item.span(), s))
+            })
+            .collect(),
+        _ => {
+            wrong_type("listen", "a string or an array of strings", v, problems);
             Vec::new()
         }
     }

@@ -133,6 +133,7 @@ pub fn process(
     if let Some(n) = raw.log_max_files {
         def.log_max_files = n;
     }
+    def.listen = raw.listen.iter().map(|l| l.get_ref().clone()).collect();
     if let Some(b) = raw.log_compress {
         def.log_compress = b;
     }

@@ -19,6 +19,7 @@ pub fn check(processes: &[RawProcess], tables: bool, env_name: Option<&str>, pro
     names(processes, problems);
     dependencies(processes, problems);
     cycles(processes, problems);
+    shared_sockets(processes, problems);
     if let Some(env) = env_name {
         env_name_is_defined(processes, env, problems);
     }
@@ -28,6 +29,31 @@ fn names(processes: &[RawProcess], problems: &mut Problems<'_>) {
     for p in processes {
         if let Some(reason) = name_problem(&p.name) {
             problems.at(p.header.clone(), ErrorKind::BadName { name: show(&p.name), reason });
+        }
+    }
+}
+
+/// Two processes cannot listen on the same address: pm3 binds each socket once, for one
+/// process.
+fn shared_sockets(processes: &[RawProcess], problems: &mut Problems<'_>) {
+    let mut seen: HashMap<crate::listen::Endpoint, &str> = HashMap::new();
+    for p in processes {
+        for l in &p.listen {
+            let Ok(parsed) = crate::listen::Listen::parse(l.get_ref()) else { continue };
+            match seen.get(&parsed.endpoint) {
+                Some(other) if *other != p.name => problems.at(
+                    l.span(),
+                    ErrorKind::Rule(format!(
+                        "`listen`: process `{}` already listens on {}",
+                        show(other),
+                        parsed.endpoint
+                    )),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(parsed.endpoint, &p.name);
+                }
+            }
         }
     }
 }

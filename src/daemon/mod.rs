@@ -65,6 +65,7 @@ impl Daemon {
                 bus: Rc::new(channel::channel(0u64).0),
                 stats: Rc::default(),
                 tee,
+                sockets: Rc::default(),
             },
             watchers: RefCell::default(),
             resume: RefCell::default(),

@@ -241,12 +241,44 @@ pub(super) async fn prepare(
             .map_err(|e| not_in_file(&d.table.borrow(), &items, &payload.file.path, targets).unwrap_or(e))?
     };
     check_conflicts(&d.table.borrow(), &payload)?;
+    bind_sockets(d, &payload.file.processes, &names)?;
     let whole_file = targets.is_empty();
     let base_env = Rc::new(payload.env);
     let config = Rc::new(payload.file.path);
     let defs: Vec<Rc<ProcessDef>> = payload.file.processes.into_iter().map(Rc::new).collect();
     let removed = reconcile(d, &defs, &base_env, &config, whole_file).await;
     Ok((names, Report { processes: removed }))
+}
+
+/// Binds the sockets of the processes about to start (those of `names`) before anything of
+/// the request changes: a socket that cannot be bound is the request's error, pointing at its
+/// `listen` entry.
+fn bind_sockets(d: &Rc<Daemon>, defs: &[ProcessDef], names: &[String]) -> Result<()> {
+    let wanted: Vec<&ProcessDef> = defs
+        .iter()
+        .filter(|def| !def.listen.is_empty())
+        .filter(|def| names.iter().any(|n| n.split(':').next() == Some(def.name.as_str())))
+        .collect();
+    d.ctx.sockets.ensure(&wanted).map_err(|e| {
+        let mut reply = ErrorReply::new(ErrorKind::Bind, e.to_string());
+        reply.listen = Some((e.process, e.index));
+        reply
+    })
+}
+
+/// Closes the sockets of every process that no longer has an instance running or about to
+/// run: after `pm3 stop` of the whole process, or its removal.
+pub(super) fn release_idle_sockets(d: &Rc<Daemon>) {
+    let table = d.table.borrow();
+    for process in d.ctx.sockets.processes() {
+        let busy = table.instances_of(&process).iter().any(|e| {
+            let status = e.handle.snapshot.borrow().status;
+            status != Status::Stopped
+        });
+        if !busy {
+            d.ctx.sockets.release(&process);
+        }
+    }
 }
 
 /// Why a target the config file does not define is refused, when the daemon manages it: it
@@ -400,10 +432,13 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
     let names: Vec<String> = victims.into_iter().map(|(n, _)| n).collect();
     let rxs = dispatch(&d.table.borrow(), &names, |_, reply| Cmd::Remove { reply });
     let out = collect(rxs).await;
-    let mut table = d.table.borrow_mut();
-    for name in &names {
-        table.entries.remove(name);
+    {
+        let mut table = d.table.borrow_mut();
+        for name in &names {
+            table.entries.remove(name);
+        }
     }
+    release_idle_sockets(d);
     out
 }
 
@@ -464,7 +499,9 @@ pub(super) fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Ve
 /// Stops the targets and, first, every running dependent of them.
 async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let names = d.table.borrow().resolve(targets)?;
-    Ok(Report { processes: stop_names(d, &names, |reply| Cmd::Stop { reply }).await })
+    let report = Report { processes: stop_names(d, &names, |reply| Cmd::Stop { reply }).await };
+    release_idle_sockets(d);
+    Ok(report)
 }
 
 /// `names` and every running (or waiting) dependent of them, transitively.
@@ -615,6 +652,7 @@ pub async fn shutdown(d: &Rc<Daemon>) -> Report {
     }
     let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
     let report = Report { processes: stop_names(d, &names, |reply| Cmd::Shutdown { reply }).await };
+    d.ctx.sockets.release_all();
     d.cleanup_files();
     report
 }
@@ -622,5 +660,7 @@ pub async fn shutdown(d: &Rc<Daemon>) -> Report {
 /// Stops every managed instance, dependents first (`pm3 run` on its way out).
 pub async fn stop_all(d: &Rc<Daemon>) -> Report {
     let names: Vec<String> = d.table.borrow().entries.keys().cloned().collect();
-    Report { processes: stop_names(d, &names, |reply| Cmd::Shutdown { reply }).await }
+    let report = Report { processes: stop_names(d, &names, |reply| Cmd::Shutdown { reply }).await };
+    d.ctx.sockets.release_all();
+    report
 }

@@ -66,6 +66,7 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
         pre_start: def.pre_start.clone(),
         post_stop: def.post_stop.clone(),
         env_name: def.env_name.clone(),
+        listen: listen_info(d, def),
         config_changed,
         file_command,
         log_gaps: [d.ctx.paths.out_log(&e.inst.name), d.ctx.paths.err_log(&e.inst.name)]
@@ -125,4 +126,20 @@ fn info(e: &Entry, snap: &Snapshot, stats: &mut crate::stats::StatsCache) -> Pro
 
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The sockets of `def`'s `listen` and whether the daemon holds each bound.
+fn listen_info(d: &Daemon, def: &crate::spec::ProcessDef) -> Vec<crate::protocol::ListenInfo> {
+    let bound = d.ctx.sockets.listed(&def.name);
+    def.listen
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let parsed = crate::listen::Listen::parse(text).ok();
+            let name = parsed.as_ref().map_or(def.name.as_str(), |l| l.fd_name(&def.name)).to_string();
+            let address = parsed.as_ref().map_or_else(|| text.clone(), |l| l.endpoint.to_string());
+            let is_bound = bound.iter().any(|(a, _)| *a == address);
+            crate::protocol::ListenInfo { address, name, fd: 3 + i as u32, bound: is_bound }
+        })
+        .collect()
 }

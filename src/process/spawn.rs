@@ -181,7 +181,20 @@ pub struct Launch<'a> {
     pub argv: &'a [String],
     pub cwd: &'a Path,
     pub env: &'a BTreeMap<String, String>,
+    /// Listening sockets handed on as descriptors 3, 4… with `LISTEN_FDS`, `LISTEN_PID` and
+    /// `LISTEN_FDNAMES` (the systemd protocol); empty for most processes.
+    pub sockets: &'a [RawFd],
+    /// `LISTEN_FDNAMES`: one name per socket, `:`-separated.
+    pub fd_names: &'a str,
 }
+
+/// The variables of the systemd protocol: pm3 sets them for a process with sockets, and
+/// removes them from the environment of every other (they would describe someone else's
+/// descriptors).
+const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// Room for the digits of any pid (`pid_max` is at most 2^22) and the NUL after them.
+const PID_DIGITS: usize = 11;
 
 /// A process that was started: its pid (== its process group id) and the daemon's ends.
 #[derive(Debug)]
@@ -231,19 +244,36 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Spawned, SpawnError> {
     // of its own.
     // Passed to the child as it is built, without copying the map.
     let home = marker::home().and_then(|h| h.to_str());
+    let count = launch.sockets.len().to_string();
+    let sockets = (!launch.sockets.is_empty())
+        .then_some([("LISTEN_FDS", count.as_str()), ("LISTEN_FDNAMES", launch.fd_names)])
+        .into_iter()
+        .flatten();
     let env = launch
         .env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .filter(|(k, _)| *k != marker::HOME_VAR || home.is_none())
         .filter(|(k, _)| *k != marker::NAME_VAR || home.is_some())
-        .chain(home.map(|h| (marker::HOME_VAR, h)));
-    let prepared = Prepared::new(&path, launch.argv, env, stdio).map_err(exec_error)?;
+        .filter(|(k, _)| !LISTEN_VARS.contains(k))
+        .chain(home.map(|h| (marker::HOME_VAR, h)))
+        .chain(sockets);
+    let mut prepared = Prepared::new(&path, launch.argv, env, stdio).map_err(exec_error)?;
+    if !launch.sockets.is_empty() {
+        prepared.reserve_pid_slot();
+    }
     // The child inherits our working directory instead of being given one (a `chdir` file
     // action needs a libc symbol a static binary may not have). The daemon itself only uses
     // absolute paths, and returns to `/` right after.
-    let spawned =
-        std::env::set_current_dir(launch.cwd).and_then(|()| super::limits::as_caller(|| prepared.spawn()));
+    let spawned = std::env::set_current_dir(launch.cwd).and_then(|()| {
+        super::limits::as_caller(|| {
+            if launch.sockets.is_empty() {
+                prepared.spawn()
+            } else {
+                prepared.fork_exec(stdio, launch.sockets)
+            }
+        })
+    });
     let _ = std::env::set_current_dir("/");
     // Only the child holds the write side of its pipes from now on.
     drop((null, out_child, err_child));
@@ -261,6 +291,8 @@ struct Prepared {
     envp: Vec<*const libc::c_char>,
     actions: FileActions,
     attr: SpawnAttr,
+    /// `LISTEN_PID=` and room for the digits, which the forked child writes itself.
+    pid_slot: Option<Box<[u8]>>,
 }
 
 impl Prepared {
@@ -292,7 +324,85 @@ impl Prepared {
         let attr = SpawnAttr::new()?;
         let mut strings = args;
         strings.extend(vars);
-        Ok(Prepared { path, _strings: strings, argv, envp, actions, attr })
+        Ok(Prepared { path, _strings: strings, argv, envp, actions, attr, pid_slot: None })
+    }
+
+    /// Adds `LISTEN_PID=` to the environment with room for the child's pid, which only the
+    /// child knows (it writes it between fork and exec: [`Prepared::fork_exec`]).
+    fn reserve_pid_slot(&mut self) {
+        let mut slot = vec![0u8; "LISTEN_PID=".len() + PID_DIGITS].into_boxed_slice();
+        slot[.."LISTEN_PID=".len()].copy_from_slice(b"LISTEN_PID=");
+        // The pointer stays valid: a boxed slice's buffer does not move when the box does.
+        let at = self.envp.len().saturating_sub(1);
+        self.envp.insert(at, slot.as_ptr().cast());
+        self.pid_slot = Some(slot);
+    }
+
+    /// The path for processes with sockets: `fork` then, in the child, what `posix_spawn` does
+    /// from its attributes and file actions (own process group, default SIGPIPE, empty signal
+    /// mask, `stdio` on 0-2) plus the sockets on 3… and its own pid in `LISTEN_PID`, then
+    /// `execve`. Between fork and exec the child only makes async-signal-safe calls and writes
+    /// to memory prepared before the fork: nothing allocates. An exec failure comes back through
+    /// a close-on-exec pipe.
+    fn fork_exec(&self, stdio: [RawFd; 3], sockets: &[RawFd]) -> io::Result<u32> {
+        const MAX: usize = 3 + crate::listen::MAX_LISTEN;
+        if sockets.len() > crate::listen::MAX_LISTEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many listening sockets"));
+        }
+        let mut sources = [-1 as RawFd; MAX];
+        let wanted = 3 + sockets.len();
+        sources[..3].copy_from_slice(&stdio);
+        sources[3..wanted].copy_from_slice(sockets);
+        let slot: *mut u8 = match &self.pid_slot {
+            // SAFETY: the child writes into its own copy of this buffer, never the parent.
+            Some(s) => unsafe { s.as_ptr().add("LISTEN_PID=".len()).cast_mut() },
+            None => std::ptr::null_mut(),
+        };
+        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // Signals stay blocked across the fork so that no handler of the daemon runs in the
+        // child; the child resets the handlers, then unblocks.
+        // SAFETY: sigset_t is a plain bit set, filled by sigfillset.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: fills and installs a signal mask we own.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        // SAFETY: fork; the child below only calls async-signal-safe functions on memory that
+        // was prepared before the fork, then execs or exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: the child side; see `child_after_fork`.
+            unsafe { child_after_fork(&sources[..wanted], slot, report_write.as_raw_fd(), self) }
+        }
+        let fork_error = io::Error::last_os_error();
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        drop(report_write);
+        if pid < 0 {
+            return Err(fork_error);
+        }
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            match rustix::io::read(&report_read, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if got == 0 {
+            // The pipe closed on exec: the program runs.
+            return u32::try_from(pid).map_err(|_| io::Error::other("fork returned no pid"));
+        }
+        // The exec failed: the child has exited; reap it.
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
     }
 
     /// The call: the pid of the child, or why it could not be executed.
@@ -313,6 +423,75 @@ impl Prepared {
         };
         check(ret)?;
         u32::try_from(pid).map_err(|_| io::Error::other("posix_spawn returned no pid"))
+    }
+}
+
+/// The child between `fork` and `execve` ([`Prepared::fork_exec`]): async-signal-safe calls only,
+/// no allocation.
+///
+/// # Safety
+/// Call only in a freshly forked child; `sources` are open descriptors (stdio then sockets),
+/// `slot` is null or points to `PID_DIGITS` writable bytes inside `prepared`'s environment.
+unsafe fn child_after_fork(sources: &[RawFd], slot: *mut u8, report: RawFd, prepared: &Prepared) -> ! {
+    // SAFETY: the caller's contract; every call below is async-signal-safe.
+    unsafe {
+        let fail = |report: RawFd| -> ! {
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        };
+        // Handlers of the daemon (tokio's signal pipes) are not the program's: back to default.
+        for sig in 1..libc::SIGRTMIN() {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction != libc::SIG_DFL
+                && (current.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(report);
+        }
+        // Every source above the targets first, so that moving one never overwrites another.
+        let floor = sources.len() as libc::c_int;
+        let mut high = [-1 as RawFd; 3 + crate::listen::MAX_LISTEN];
+        for (i, &fd) in sources.iter().enumerate() {
+            high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor.max(report + 1));
+            if high[i] < 0 {
+                fail(report);
+            }
+        }
+        // dup2 leaves the new descriptor without close-on-exec: these, and only these, pass.
+        for (target, &fd) in high[..sources.len()].iter().enumerate() {
+            if libc::dup2(fd, target as libc::c_int) < 0 {
+                fail(report);
+            }
+        }
+        if !slot.is_null() {
+            let mut pid = libc::getpid() as u32;
+            let mut digits = [0u8; PID_DIGITS];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 || n == PID_DIGITS - 1 {
+                    break;
+                }
+            }
+            for i in 0..n {
+                *slot.add(i) = digits[n - 1 - i];
+            }
+            *slot.add(n) = 0;
+        }
+        let empty: libc::sigset_t = std::mem::zeroed();
+        let mut set = empty;
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::execve(prepared.path.as_ptr(), prepared.argv.as_ptr(), prepared.envp.as_ptr());
+        fail(report)
     }
 }
 

@@ -194,6 +194,8 @@ pub struct Ctx {
     pub stats: Rc<RefCell<StatsCache>>,
     /// Where complete output lines also go (`pm3 run` prints them); `None` in the daemon.
     pub tee: Option<Rc<dyn LineSink>>,
+    /// The listening sockets of processes with `listen`.
+    pub sockets: Rc<crate::listen::Sockets>,
 }
 
 impl Ctx {
@@ -688,7 +690,10 @@ impl Supervisor {
         let probe = self.probe(&env)?;
         let argv = spawn::argv(&def.command);
         let (out_log, err_log) = self.open_logs()?;
-        let launch = Launch { argv: &argv, cwd: &def.cwd, env: &env };
+        let bound = self.ctx.sockets.for_spawn(def)?;
+        let sockets = bound.as_ref().map(|b| b.raw_fds()).unwrap_or_default();
+        let fd_names = bound.as_ref().map_or("", |b| b.names.as_str());
+        let launch = Launch { argv: &argv, cwd: &def.cwd, env: &env, sockets: &sockets, fd_names };
         let spawned = spawn::spawn(&launch).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         let watch_and_streams = ExitWatch::new(pid).and_then(|exit| {

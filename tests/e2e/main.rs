@@ -21,6 +21,7 @@ mod hostile;
 mod init;
 mod intent;
 mod lifecycle;
+mod listen;
 mod logs;
 mod readme;
 mod reload;
