@@ -15,7 +15,8 @@ use super::ops::{Result, collect, dispatch, in_dependency_order, prepare, runnin
 /// Rolling restart: one instance at a time, each replacement online (health check passed, or up
 /// for `min_uptime` without one) before the next is touched, then the running dependents the
 /// same way. A replacement that fails stops the rollout; the instances after it are left as
-/// they were.
+/// they were. An instance of a process with `listen` is replaced by surge (`Cmd::Surge`): the
+/// old process serves until the new one is ready, and keeps serving if it fails.
 pub async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[String]) -> Result<Report> {
     let (names, mut report) = prepare(d, config, targets).await?;
     // Running dependents follow, once what they depend on has been rolled (dependency order
@@ -27,9 +28,15 @@ pub async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[St
         let (rxs, mut snap, def) = {
             let table = d.table.borrow();
             let Some(e) = table.entries.get(&name) else { continue };
-            let rxs = dispatch(&table, std::slice::from_ref(&name), |e, reply| Cmd::Restart {
-                deps: table.dep_watches(&e.inst.def.depends_on),
-                reply,
+            // With `listen`, a running instance is replaced by surge: the new process starts
+            // beside the old one, on the same sockets.
+            let rxs = dispatch(&table, std::slice::from_ref(&name), |e, reply| {
+                let deps = table.dep_watches(&e.inst.def.depends_on);
+                if !e.inst.def.listen.is_empty() && e.handle.snapshot.borrow().status.is_running() {
+                    Cmd::Surge { deps, reply }
+                } else {
+                    Cmd::Restart { deps, reply }
+                }
             });
             (rxs, e.handle.snapshot.clone(), e.inst.def.clone())
         };
@@ -40,7 +47,13 @@ pub async fn reload(d: &Rc<Daemon>, config: Option<ConfigPayload>, targets: &[St
             pid: None,
             detail: None,
         });
+        // A surge answers once its replacement is ready (and the old process stopping).
+        let surged = outcome.action == Action::Online;
+        if surged {
+            outcome.action = Action::Restarted;
+        }
         if outcome.action != Action::Failed
+            && !surged
             && let Err(why) = replacement_ready(&mut snap, &def, Patience::FirstRun).await
         {
             outcome.action = Action::Failed;

@@ -50,6 +50,8 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
                         env: Rc::new(sup.inst.env()),
                     }));
                     sup.run = Some(Box::new(run));
+                    // The sockets of `listen` live on in the process: take them back.
+                    sup.ctx.sockets.recover_from(&sup.inst.def, pid);
                     sup.machine = super::Machine::new(running_state(status));
                     tracing::info!(name = %sup.inst.name, pid, "adopted");
                 }
@@ -124,6 +126,7 @@ impl Supervisor {
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
+            launched: None,
         })
     }
 }

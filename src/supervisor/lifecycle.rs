@@ -112,6 +112,9 @@ pub enum Event {
     HealthTimeout,
     KillTimeout,
     BackoffOver,
+    /// A surge reload swapped the current run for its replacement, which is ready (online)
+    /// while the old run drains on the side (see [`super::surge`]).
+    Replaced,
 }
 
 /// Which requests an answer goes to.
@@ -355,6 +358,15 @@ impl Machine {
             Event::BackoffOver => {
                 if self.state == Backoff {
                     self.launch(def, &mut fx);
+                }
+            }
+            // Only a running instance that nothing is stopping can take a replacement; the
+            // surge never promotes otherwise (it is interrupted first).
+            Event::Replaced => {
+                if matches!(self.state, Starting | Online | Unhealthy) && !self.closed {
+                    self.state = Online;
+                    self.short_runs = 0;
+                    fx.extend([Effect::CountRestart, Effect::Publish(Status::Online)]);
                 }
             }
         }
@@ -607,6 +619,7 @@ mod tests {
             Event::HealthTimeout,
             Event::KillTimeout,
             Event::BackoffOver,
+            Event::Replaced,
         ]
     }
 
@@ -692,6 +705,24 @@ mod tests {
                 assert_eq!(*s, m.status(), "{row}");
             }
         }
+    }
+
+    #[test]
+    fn a_replacement_is_online_at_once_and_counts_as_a_restart() {
+        let d = def();
+        for from in [Starting, Online, Unhealthy] {
+            let (m, fx) = run(&d, from, &[Event::Replaced]);
+            assert_eq!(m.state, Online);
+            assert_eq!(fx, [CountRestart, Publish(Status::Online)]);
+        }
+        // Nothing to replace, or being stopped: no change.
+        for from in [Stopped, Errored, Waiting, Backoff, PostStop, stopping()] {
+            let (m, fx) = run(&d, from, &[Event::Replaced]);
+            assert_eq!((m.state, fx), (from, vec![]));
+        }
+        let mut m = at(Online);
+        m.closed = true;
+        assert_eq!(m.step(&d, Event::Replaced), []);
     }
 
     /// Runs `events` from `state` and returns the state reached and every effect, in order.

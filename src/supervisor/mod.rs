@@ -15,6 +15,7 @@ pub mod health;
 pub mod hooks;
 pub mod lifecycle;
 pub mod policy;
+pub mod surge;
 pub mod triggers;
 
 use std::cell::RefCell;
@@ -40,6 +41,7 @@ use crate::spec::ProcessDef;
 use crate::stats::StatsCache;
 use health::Probe;
 use lifecycle::{Effect, Event, Machine, State, Waiter};
+use surge::{Surge, SurgeEffect, SurgeEvent};
 
 pub use adopt::{Prior, adopt};
 
@@ -182,6 +184,10 @@ pub enum Cmd {
     Remove { reply: Reply },
     /// The daemon shuts down: stop like `Stop`, and refuse every start from now on.
     Shutdown { reply: Reply },
+    /// Reload by surge (a process with `listen`): start a replacement beside the running
+    /// process and stop the old one once the new one is ready; the reply comes then (`online`),
+    /// or `failed` with the old one still running. Not running: a plain restart.
+    Surge { deps: Vec<watch::Receiver<Snapshot>>, reply: Reply },
 }
 
 /// Daemon-wide things every supervisor needs.
@@ -245,6 +251,8 @@ struct Run {
     memory_at: Option<tokio::time::Instant>,
     /// Next `cron_restart` time.
     cron_at: Option<tokio::time::Instant>,
+    /// What a surge replacement was started with, until it becomes the current run.
+    launched: Option<Rc<Launched>>,
 }
 
 /// One run of a probe.
@@ -301,6 +309,18 @@ struct Supervisor {
     waiters: Vec<(Waiter, Reply)>,
     shutting_down: bool,
     done: bool,
+    /// The surge reload, and the run it owns beside the current one (see [`surge`]).
+    surge: Surge,
+    side: Option<Box<Run>>,
+    side_kill_at: Option<tokio::time::Instant>,
+    side_poll: bool,
+    /// When a candidate without a health check counts as ready (`min_uptime`).
+    side_ready_at: Option<tokio::time::Instant>,
+    surge_reply: Option<Reply>,
+    /// Answers to stops and removals, held until the side run is gone too.
+    held: Vec<(Reply, Outcome)>,
+    /// The lifecycle ended the task while a side run was still being stopped.
+    finish_pending: bool,
 }
 
 impl Supervisor {
@@ -329,6 +349,14 @@ impl Supervisor {
             waiters: Vec::new(),
             shutting_down: false,
             done: false,
+            surge: Surge::Idle,
+            side: None,
+            side_kill_at: None,
+            side_poll: false,
+            side_ready_at: None,
+            surge_reply: None,
+            held: Vec::new(),
+            finish_pending: false,
         }
     }
 
@@ -342,7 +370,10 @@ impl Supervisor {
             if let Some(event) = self.next_event().await {
                 self.feed(event);
             }
-            if !self.rx_open && matches!(self.machine.state, State::Stopped | State::Errored) {
+            if !self.rx_open
+                && matches!(self.machine.state, State::Stopped | State::Errored)
+                && !self.surge.busy()
+            {
                 break;
             }
         }
@@ -371,7 +402,13 @@ impl Supervisor {
         let kill_at = self.kill_at;
         let backoff_until = self.backoff_until;
         let group_poll = self.group_poll;
-        let Supervisor { rx, rx_open, run, hook, deps_bus, .. } = self;
+        let side_timers = SideTimers {
+            kill_at: self.side_kill_at,
+            poll: self.side_poll,
+            ready_at: self.side_ready_at,
+            candidate: self.surge == Surge::Candidate,
+        };
+        let Supervisor { rx, rx_open, run, hook, deps_bus, side, .. } = self;
         let (exit, out, err, health, memory_at, cron_at, leader_up) = match run.as_deref_mut() {
             Some(r) => (
                 Some(&r.exit),
@@ -391,6 +428,7 @@ impl Supervisor {
             biased;
             status = async { match exit { Some(x) => x.exited().await, None => std::future::pending().await } }, if leader_up => Io::Exited(status),
             cmd = rx.recv(), if *rx_open => Io::Cmd(cmd),
+            side_io = side_next(side.as_deref_mut(), side_timers), if side.is_some() => Io::Side(side_io),
             res = async { match hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if hook.is_some() => Io::HookDone(res),
             _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Io::KillTimeout,
             _ = tokio::time::sleep(GROUP_POLL), if group_poll => Io::GroupCheck,
@@ -408,13 +446,18 @@ impl Supervisor {
         };
         match io {
             Io::Output => None,
+            Io::Side(side_io) => self.on_side(side_io),
             Io::Cmd(Some(cmd)) => self.on_cmd(cmd),
             Io::Cmd(None) => {
                 // The daemon dropped its handle: nothing may be left running behind it.
                 self.rx_open = false;
                 Some(Event::Shutdown)
             }
-            Io::Exited(status) => self.on_exit(status),
+            Io::Exited(status) => {
+                // The current run ended by itself: a replacement coming up beside it goes too.
+                self.surge_event(SurgeEvent::Interrupt);
+                self.on_exit(status)
+            }
             Io::HookDone(result) => {
                 self.hook = None;
                 Some(Event::HookDone(result))
@@ -455,7 +498,40 @@ impl Supervisor {
 
     /// A command from the daemon: queue its reply, hand the lifecycle its event.
     fn on_cmd(&mut self, cmd: Cmd) -> Option<Event> {
+        // Any command that changes what runs comes before a replacement that is not ready yet.
+        if matches!(
+            cmd,
+            Cmd::Start { .. }
+                | Cmd::Stop { .. }
+                | Cmd::Restart { .. }
+                | Cmd::Remove { .. }
+                | Cmd::Shutdown { .. }
+                | Cmd::Trigger { .. }
+        ) {
+            self.surge_event(SurgeEvent::Interrupt);
+        }
         let (waiter, reply, event) = match cmd {
+            Cmd::Surge { deps, reply } => {
+                if self.surge_reply.is_some() || self.surge.busy() {
+                    let _ = reply.send(self.outcome(
+                        Action::Failed,
+                        Some("a reload of this instance is already under way".into()),
+                    ));
+                    return None;
+                }
+                let running =
+                    matches!(self.machine.state, State::Starting | State::Online | State::Unhealthy)
+                        && !self.machine.closed()
+                        && self.run.as_ref().is_some_and(|r| r.exited.is_none());
+                if !running {
+                    self.deps = deps;
+                    self.waiters.push((Waiter::Restart, reply));
+                    return Some(Event::Restart);
+                }
+                self.surge_reply = Some(reply);
+                self.surge_event(SurgeEvent::Begin { running });
+                return None;
+            }
             Cmd::Start { deps, reply } => {
                 self.deps = deps;
                 (Waiter::Start, reply, Event::Start)
@@ -581,7 +657,13 @@ impl Supervisor {
                 let why = if self.shutting_down { "daemon is shutting down" } else { "removed" };
                 self.answer(waiter, Action::Failed, Some(why.into()));
             }
-            Effect::Finish => self.done = true,
+            Effect::Finish => {
+                if self.surge.busy() {
+                    self.finish_pending = true;
+                } else {
+                    self.done = true;
+                }
+            }
         }
         None
     }
@@ -592,11 +674,193 @@ impl Supervisor {
         while i < self.waiters.len() {
             if self.waiters[i].0 == waiter {
                 let (_, reply) = self.waiters.swap_remove(i);
-                let _ = reply.send(self.outcome(action, detail.clone()));
+                let outcome = self.outcome(action, detail.clone());
+                // "Stopped" means every process of the instance is gone, the side run too.
+                if self.surge.busy() && matches!(waiter, Waiter::Stop | Waiter::Remove) {
+                    self.held.push((reply, outcome));
+                    continue;
+                }
+                let _ = reply.send(outcome);
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// Runs a surge event and carries out its effects.
+    fn surge_event(&mut self, event: SurgeEvent) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            for effect in self.surge.step(event) {
+                if let Some(next) = self.apply_surge(effect) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        if !self.surge.busy() {
+            self.side_kill_at = None;
+            self.side_poll = false;
+            self.side_ready_at = None;
+            if let Some(r) = self.side.take() {
+                linger(r.out, r.err);
+            }
+            for (reply, outcome) in std::mem::take(&mut self.held) {
+                let _ = reply.send(outcome);
+            }
+            if std::mem::take(&mut self.finish_pending) {
+                self.done = true;
+            }
+        }
+    }
+
+    fn apply_surge(&mut self, effect: SurgeEffect) -> Option<SurgeEvent> {
+        match effect {
+            SurgeEffect::SpawnCandidate => {
+                let env = Rc::new(self.inst.env());
+                let launched = Rc::new(Launched { def: self.inst.def.clone(), env: env.clone() });
+                match self.try_spawn(env) {
+                    Ok(mut run) => {
+                        tracing::info!(
+                            name = %self.inst.name,
+                            pid = run.pid,
+                            beside = ?self.run.as_ref().map(|r| r.pid),
+                            "surge: replacement started"
+                        );
+                        run.launched = Some(launched);
+                        if run.health.is_none() {
+                            self.side_ready_at =
+                                Some(tokio::time::Instant::now() + self.inst.def.min_uptime());
+                        }
+                        self.side = Some(Box::new(run));
+                        return Some(SurgeEvent::Spawned(Ok(())));
+                    }
+                    Err(e) => {
+                        tracing::warn!(name = %self.inst.name, "surge: cannot start the replacement: {e}");
+                        return Some(SurgeEvent::Spawned(Err(e)));
+                    }
+                }
+            }
+            SurgeEffect::Promote => {
+                std::mem::swap(&mut self.run, &mut self.side);
+                self.side_ready_at = None;
+                if let Some(r) = &mut self.run {
+                    let (pid, start_time) = (r.pid, r.start_time);
+                    let launched = r.launched.take();
+                    tracing::info!(name = %self.inst.name, pid, "surge: replacement online");
+                    self.snap.send_modify(|s| {
+                        s.pid = Some(pid);
+                        s.start_time = start_time;
+                        s.started_at = Some(SystemTime::now());
+                        s.error = None;
+                        s.health_error = None;
+                        s.launched = launched;
+                    });
+                }
+                self.feed(Event::Replaced);
+            }
+            SurgeEffect::StopSide => {
+                self.side_ready_at = None;
+                if let Some(r) = &self.side {
+                    let sig = self.inst.def.kill_signal;
+                    tracing::info!(name = %self.inst.name, pid = r.pid, "surge: stopping {sig}");
+                    let _ = signal::signal_group(r.pid, sig);
+                    let _ = signal::signal_group(r.pid, Signal::from_number(libc::SIGCONT).unwrap_or(sig));
+                    self.side_kill_at = Some(tokio::time::Instant::now() + self.inst.def.kill_timeout());
+                    if r.exited.is_some() {
+                        self.side_poll = true;
+                    }
+                } else {
+                    return Some(SurgeEvent::SideGone);
+                }
+            }
+            SurgeEffect::KillSide => {
+                self.side_kill_at = None;
+                if let Some(r) = &self.side {
+                    tracing::info!(name = %self.inst.name, pid = r.pid, "surge: kill timeout: SIGKILL");
+                    let _ = signal::signal_group(r.pid, Signal::KILL);
+                }
+            }
+            SurgeEffect::Answer(result) => {
+                if let Some(reply) = self.surge_reply.take() {
+                    let outcome = match result {
+                        Ok(()) => self.outcome(Action::Online, None),
+                        Err(why) => {
+                            self.outcome(Action::Failed, Some(format!("the replacement failed: {why}")))
+                        }
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+            SurgeEffect::FallBack => {}
+        }
+        None
+    }
+
+    /// Something happened to the side run.
+    fn on_side(&mut self, io: SideIo) -> Option<Event> {
+        match io {
+            SideIo::Output => {}
+            SideIo::Exited(status) => {
+                let r = self.side.as_mut()?;
+                r.out.drain_up_to(EXIT_BUDGET, None);
+                r.err.drain_up_to(EXIT_BUDGET, None);
+                r.exited = Some(status);
+                let (pid, gone) = (r.pid, !group_alive(r.pid));
+                tracing::info!(name = %self.inst.name, pid, ?status, "surge: side run exited");
+                if self.surge == Surge::Candidate {
+                    let why = match status {
+                        ExitStatus::Unknown => "exited".to_string(),
+                        s => format!("exited ({s:?})"),
+                    };
+                    self.surge_event(SurgeEvent::Failed(why));
+                }
+                if gone {
+                    self.surge_event(SurgeEvent::SideGone);
+                } else if self.side.is_some() {
+                    self.side_poll = true;
+                }
+            }
+            SideIo::GroupCheck => {
+                let pid = self.side.as_ref()?.pid;
+                if !group_alive(pid) {
+                    self.surge_event(SurgeEvent::SideGone);
+                }
+            }
+            SideIo::KillTimeout => {
+                self.side_kill_at = None;
+                self.surge_event(SurgeEvent::KillTimeout);
+            }
+            SideIo::ReadyTimer => {
+                self.side_ready_at = None;
+                self.surge_event(SurgeEvent::Ready);
+            }
+            SideIo::ProbeDue => {
+                let cwd = self.inst.def.cwd.clone();
+                let timeout = self.inst.def.probe_timeout();
+                let h = self.side.as_mut()?.health.as_mut()?;
+                let (probe, env) = (h.probe.clone(), h.env.clone());
+                h.attempt = Some(Box::pin(async move { probe.check(&cwd, &env, timeout).await }));
+            }
+            SideIo::ProbeDone(Ok(())) => {
+                if let Some(r) = self.side.as_mut() {
+                    r.health = None;
+                }
+                self.surge_event(SurgeEvent::Ready);
+            }
+            SideIo::ProbeDone(Err(e)) => {
+                let interval = Duration::from_millis(self.inst.def.health_interval_ms);
+                if let Some(h) = self.side.as_mut().and_then(|r| r.health.as_mut()) {
+                    h.attempt = None;
+                    h.next = tokio::time::Instant::now() + interval;
+                }
+                tracing::debug!(name = %self.inst.name, "surge: replacement not healthy yet: {e}");
+            }
+            SideIo::HealthTimeout => {
+                let why = format!("health check did not pass within {}ms", self.inst.def.health_timeout_ms);
+                self.surge_event(SurgeEvent::Failed(why));
+            }
+        }
+        None
     }
 
     fn outcome(&self, action: Action, detail: Option<String>) -> Outcome {
@@ -722,6 +986,7 @@ impl Supervisor {
             health,
             memory_at: def.max_memory.map(|_| triggers::next_memory_check()),
             cron_at: self.next_cron(),
+            launched: None,
         })
     }
 
@@ -806,6 +1071,7 @@ impl Supervisor {
 /// What woke the task.
 enum Io {
     Cmd(Option<Cmd>),
+    Side(SideIo),
     Exited(ExitStatus),
     Output,
     HookDone(Result<(), String>),
@@ -820,6 +1086,53 @@ enum Io {
     HealthTimeout,
     MemoryCheck,
     CronDue,
+}
+
+/// What happened to the side run of a surge.
+enum SideIo {
+    Exited(ExitStatus),
+    Output,
+    GroupCheck,
+    KillTimeout,
+    /// A candidate without a health check has been up for `min_uptime`.
+    ReadyTimer,
+    ProbeDue,
+    ProbeDone(Result<(), String>),
+    HealthTimeout,
+}
+
+/// The side run's timers, copied out of the task for one wait.
+#[derive(Clone, Copy)]
+struct SideTimers {
+    kill_at: Option<tokio::time::Instant>,
+    poll: bool,
+    ready_at: Option<tokio::time::Instant>,
+    /// The side run is a candidate (probed, timed) rather than a run being stopped.
+    candidate: bool,
+}
+
+/// Waits for the next thing that happens to the side run (never resolves without one).
+async fn side_next(side: Option<&mut Run>, t: SideTimers) -> SideIo {
+    let Some(Run { exit, out, err, exited, health, .. }) = side else {
+        return std::future::pending().await;
+    };
+    let leader_up = exited.is_none();
+    let health = if t.candidate { health.as_mut() } else { None };
+    let probe_busy = health.as_ref().is_some_and(|h| h.attempt.is_some());
+    let probe_next = health.as_ref().map(|h| h.next);
+    let unhealthy_at = health.as_ref().map(|h| h.unhealthy_at);
+    tokio::select! {
+        biased;
+        status = exit.exited(), if leader_up => SideIo::Exited(status),
+        _ = sleep_until(t.kill_at.unwrap_or_else(far_future)), if t.kill_at.is_some() => SideIo::KillTimeout,
+        _ = tokio::time::sleep(GROUP_POLL), if t.poll => SideIo::GroupCheck,
+        _ = sleep_until(t.ready_at.unwrap_or_else(far_future)), if t.ready_at.is_some() && t.candidate => SideIo::ReadyTimer,
+        res = poll_attempt(health), if probe_busy => SideIo::ProbeDone(res),
+        _ = sleep_until(probe_next.unwrap_or_else(far_future)), if probe_next.is_some() && !probe_busy => SideIo::ProbeDue,
+        _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if unhealthy_at.is_some() => SideIo::HealthTimeout,
+        _ = out.pump() => SideIo::Output,
+        _ = err.pump() => SideIo::Output,
+    }
 }
 
 /// Copies what is ready on a stream of the current run (never resolves without one).
