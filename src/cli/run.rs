@@ -97,7 +97,22 @@ pub fn run(paths: Paths, config: ConfigPayload, targets: Vec<String>) -> Result<
         // The terminal going away must not leave the processes behind (they run in their own
         // process groups, so its hangup never reaches them).
         let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let report = ops::start(&d, Some(config), &targets, None).await.map_err(|e| e.message)?;
+        let file = config.file.path.clone();
+        let report = match ops::start(&d, Some(config), &targets, None).await {
+            Ok(report) => report,
+            // A socket that cannot be bound: shown at its `listen` entry, like a config error.
+            Err(e) => match (&e.kind, &e.listen) {
+                (crate::protocol::ErrorKind::Bind, Some((process, index))) => {
+                    let located = crate::config::locate(&file, process, "listen", *index, &e.message);
+                    super::to_stderr(&format!(
+                        "{}\n",
+                        located.render(super::output::color_on(&std::io::stderr()))
+                    ));
+                    return Ok(1);
+                }
+                _ => return Err(e.message),
+            },
+        };
         for o in report.processes.iter().filter(|o| o.action == Action::Failed) {
             announce(&printer, &o.name, &format!("failed: {}", o.detail.as_deref().unwrap_or("?")));
         }

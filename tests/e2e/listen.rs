@@ -322,3 +322,187 @@ fn a_failing_replacement_leaves_the_old_instance_serving() {
     let marked: Vec<i32> = pm3.test_processes();
     assert!(marked.iter().all(|p| old.contains(p)), "only the old instances run: {marked:?}");
 }
+
+/// The pids of the instances of the test's app (python processes started in the project).
+fn app_pids(pm3: &Pm3) -> Vec<i32> {
+    pm3.test_processes()
+        .into_iter()
+        .filter(|&p| {
+            fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(6).any(|w| w == b"app.py"))
+        })
+        .collect()
+}
+
+/// Sockets survive a daemon SIGKILL: the next daemon takes the very same socket back from a
+/// living instance, restarts hand it on, and the port answers throughout.
+#[test]
+fn sockets_survive_a_daemon_sigkill() {
+    let pm3 = Pm3::new();
+    pm3.write("app.py", APP);
+    let port = free_port();
+    pm3.config(&format!(
+        "[web]\ncommand = \"{} app.py\"\ninstances = 2\nmin_uptime = 300\nlisten = \"tcp://127.0.0.1:{port}\"\n",
+        python()
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["web:0", "web:1"]);
+    pm3.wait_log("web:0", "out", "serving on");
+    let pids = [pm3.pid_of("web:0"), pm3.pid_of("web:1")];
+    pids.iter().for_each(|p| pm3.remember(*p));
+    let socket = sockets_of(pids[0]).into_iter().find(|s| s.0 == 3).expect("fd 3").1;
+    let daemon = pm3.daemon_pid().expect("daemon");
+    assert!(sockets_of(daemon).iter().any(|s| s.1 == socket), "the daemon holds the socket");
+    send_signal(daemon, libc::SIGKILL);
+    pm3.wait_for("the daemon to die", || exited(daemon));
+    assert!(http_get(port).is_some_and(|a| a.contains("hello")), "served while no daemon runs");
+
+    // The next daemon adopts both instances and takes the socket back.
+    let rows = pm3.list();
+    assert_eq!(
+        snapshot(&rows).iter().map(|r| r.2).collect::<Vec<_>>(),
+        [Some(pids[0] as i64), Some(pids[1] as i64)]
+    );
+    let new_daemon = pm3.daemon_pid().expect("new daemon");
+    assert_ne!(new_daemon, daemon);
+    assert!(sockets_of(new_daemon).iter().any(|s| s.1 == socket), "the new daemon holds the same socket");
+    assert_eq!(pm3.info("web:0")["listen"][0]["bound"], true);
+
+    // A restart hands the same socket on; a reload too, and the port never stops answering.
+    pm3.ok(&["restart", "web:0"]);
+    pm3.wait_online(&["web:0"]);
+    let fresh = pm3.pid_of("web:0");
+    pm3.remember(fresh);
+    assert_eq!(sockets_of(fresh).into_iter().find(|s| s.0 == 3).map(|s| s.1), Some(socket.clone()));
+    let env = environ(fresh).expect("environ");
+    assert_eq!(env.get("LISTEN_FDS").map(String::as_str), Some("1"));
+    assert_eq!(env.get("LISTEN_PID"), Some(&fresh.to_string()));
+    pm3.ok(&["reload", "web"]);
+    for n in ["web:0", "web:1"] {
+        let p = pm3.pid_of(n);
+        pm3.remember(p);
+        assert_eq!(sockets_of(p).into_iter().find(|s| s.0 == 3).map(|s| s.1), Some(socket.clone()), "{n}");
+    }
+    assert!(http_get(port).is_some_and(|a| a.contains("hello")));
+    pm3.ok(&["kill"]);
+    assert_eq!(pm3.survivors(DEADLINE), Vec::<i32>::new());
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "`pm3 kill` closed the socket");
+}
+
+/// `pm3 kill`, and a daemon SIGKILL, in the middle of a surge reload leave no orphan, and
+/// `list` never shows an instance twice.
+#[test]
+fn kill_and_daemon_death_during_a_surge_leave_no_orphan() {
+    for sigkill in [false, true] {
+        let pm3 = Pm3::new();
+        pm3.write("app.py", APP);
+        let port = free_port();
+        // Replacements take 3 s to count as ready: the reload is caught in the middle.
+        pm3.config(&format!(
+            "[web]\ncommand = \"{} app.py\"\ninstances = 2\nmin_uptime = 3000\nkill_timeout = 2000\nlisten = \"tcp://127.0.0.1:{port}\"\n",
+            python()
+        ));
+        pm3.ok(&["start"]);
+        pm3.wait_online(&["web:0", "web:1"]);
+        let old = app_pids(&pm3);
+        assert_eq!(old.len(), 2, "{old:?}");
+        let mut reload = pm3
+            .command(&["reload", "web"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("reload");
+        // The candidate of web:0 runs beside the old one.
+        pm3.wait_for("a replacement beside the old instances", || app_pids(&pm3).len() == 3);
+        let all = app_pids(&pm3);
+        all.iter().for_each(|p| pm3.remember(*p));
+        assert_eq!(names(&pm3.list()), ["web:0", "web:1"]);
+        if sigkill {
+            let daemon = pm3.daemon_pid().expect("daemon");
+            send_signal(daemon, libc::SIGKILL);
+            pm3.wait_for("the daemon to die", || exited(daemon));
+            let _ = reload.wait();
+            // The next daemon adopts what the state recorded and stops the unrecorded one.
+            let rows = pm3.list();
+            assert_eq!(names(&rows), ["web:0", "web:1"], "{}", pm3.daemon_log());
+            pm3.wait_for("the replacement nobody recorded to be stopped", || app_pids(&pm3).len() == 2);
+            let left = app_pids(&pm3);
+            let listed: Vec<i32> =
+                pm3.list().iter().filter_map(|r| r["pid"].as_i64()).map(|p| p as i32).collect();
+            assert_eq!(
+                left,
+                {
+                    let mut l = listed.clone();
+                    l.sort();
+                    l
+                },
+                "the processes running are the ones listed"
+            );
+            assert!(
+                http_get(port).is_some_and(|a| a.contains("hello")),
+                "still served after the new daemon took over"
+            );
+        }
+        pm3.ok(&["kill"]);
+        let _ = reload.wait();
+        assert_eq!(pm3.survivors(DEADLINE), Vec::<i32>::new(), "sigkill={sigkill}: {}", pm3.daemon_log());
+        assert!(all.iter().all(|&p| exited(p)));
+    }
+}
+
+/// `pm3 run` binds the sockets and hands them on the same way, keeps them across a crash and
+/// restart of an instance, and closes them when it stops; a taken port is a located error.
+#[test]
+fn pm3_run_passes_the_sockets_too() {
+    let pm3 = Pm3::new();
+    pm3.write("app.py", APP);
+    let port = free_port();
+    pm3.config(&format!(
+        "[web]\ncommand = \"{} app.py\"\ninstances = 2\nrestart_delay = 0\nlisten = \"tcp://127.0.0.1:{port}\"\n",
+        python()
+    ));
+    let mut run = pm3
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pm3 run");
+    pm3.wait_for("both instances to serve", || app_pids(&pm3).len() == 2 && http_get(port).is_some());
+    let pids = app_pids(&pm3);
+    pids.iter().for_each(|p| pm3.remember(*p));
+    for &p in &pids {
+        let env = environ(p).expect("environ");
+        assert_eq!(env.get("LISTEN_FDS").map(String::as_str), Some("1"));
+        assert_eq!(env.get("LISTEN_PID"), Some(&p.to_string()));
+        assert_eq!(fds_of(p).iter().filter(|&&fd| fd > 2).min(), Some(&3));
+    }
+    let socket = sockets_of(pids[0]).into_iter().find(|s| s.0 == 3).expect("fd 3").1;
+    // A crash: the restarted instance gets the same socket.
+    send_signal(pids[0], libc::SIGKILL);
+    pm3.wait_for("the crashed instance to be replaced", || {
+        let now = app_pids(&pm3);
+        now.len() == 2 && !now.contains(&pids[0])
+    });
+    let fresh = *app_pids(&pm3).iter().find(|p| !pids.contains(p)).expect("new pid");
+    pm3.remember(fresh);
+    pm3.wait_for("the new instance to hold fd 3", || sockets_of(fresh).iter().any(|s| s.0 == 3));
+    assert_eq!(sockets_of(fresh).into_iter().find(|s| s.0 == 3).map(|s| s.1), Some(socket));
+    send_signal(run.id() as i32, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(st) = run.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "pm3 run did not exit");
+        std::thread::sleep(POLL);
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(pm3.survivors(DEADLINE), Vec::<i32>::new());
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "the socket closed with pm3 run");
+
+    let _taken = TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    let out = pm3.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", pm3.explain(&out));
+    let err = stderr(&out);
+    assert_eq!(locations(&err, "pm3.toml"), [(5, 10)], "{err}");
+    assert!(app_pids(&pm3).is_empty(), "nothing started");
+}
