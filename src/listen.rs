@@ -417,7 +417,9 @@ impl Sockets {
             if def.listen.is_empty() || self.current(def).is_some() {
                 continue;
             }
-            match self.bind_all(def) {
+            let pending: Vec<(&str, &[Endpoint])> =
+                fresh.iter().map(|(n, b)| (n.as_str(), b.endpoints.as_slice())).collect();
+            match self.bind_all(def, &pending) {
                 Ok(b) => fresh.push((def.name.clone(), b)),
                 Err(e) => {
                     for (name, b) in &fresh {
@@ -441,7 +443,7 @@ impl Sockets {
         if let Some(b) = self.current(def) {
             return Ok(Some(b));
         }
-        let bound = self.bind_all(def).map_err(|e| e.to_string())?;
+        let bound = self.bind_all(def, &[]).map_err(|e| e.to_string())?;
         Ok(Some(self.install(def.name.clone(), bound)))
     }
 
@@ -464,7 +466,9 @@ impl Sockets {
         self.by_process.borrow().get(&def.name).filter(|b| b.spec == def.listen).cloned()
     }
 
-    fn bind_all(&self, def: &ProcessDef) -> Result<Bound, BindError> {
+    /// Binds every socket of `def` (keeping those its process already has); `pending` are
+    /// sockets bound for other processes in the same request, not installed yet.
+    fn bind_all(&self, def: &ProcessDef, pending: &[(&str, &[Endpoint])]) -> Result<Bound, BindError> {
         let entries = parsed(def).map_err(|e| BindError {
             process: def.name.clone(),
             index: 0,
@@ -484,7 +488,9 @@ impl Sockets {
                 endpoint: l.endpoint.to_string(),
                 source,
             };
-            if let Some(other) = self.holder_of(&l.endpoint).filter(|o| *o != def.name) {
+            let pending_holder =
+                pending.iter().find(|(_, eps)| eps.contains(&l.endpoint)).map(|(n, _)| n.to_string());
+            if let Some(other) = self.holder_of(&l.endpoint).or(pending_holder).filter(|o| *o != def.name) {
                 for p in &created {
                     let _ = std::fs::remove_file(p);
                 }
@@ -687,6 +693,14 @@ mod tests {
         assert_eq!(e.index, 1);
         assert!(e.to_string().contains("process `web` listens on it"), "{e}");
         assert!(s.listed("api").is_empty());
+        // Two new processes on one address in the same request: the second is refused.
+        let mut x = ProcessDef::new("x", "true", dir.path().to_path_buf());
+        x.listen = vec![format!("unix:{}", dir.path().join("c.sock").display())];
+        let mut y = x.clone();
+        y.name = "y".into();
+        let e = s.ensure(&[&x, &y]).expect_err("shared");
+        assert!(e.to_string().contains("process `x` listens on it"), "{e}");
+        assert!(s.listed("x").is_empty() && !dir.path().join("c.sock").exists(), "nothing kept");
         drop((first, again));
         s.release("web");
         assert!(!dir.path().join("a.sock").exists(), "the file goes with the socket");

@@ -480,6 +480,19 @@ impl ConfigFile {
                 return Err(format!("{file}: process `{}` is defined twice", def.name));
             }
         }
+        let mut listening = std::collections::BTreeMap::new();
+        for def in &self.processes {
+            for endpoint in def.listen.iter().filter_map(|l| crate::listen::Listen::parse(l).ok()) {
+                if let Some(other) = listening.insert(endpoint.endpoint.to_string(), def.name.as_str())
+                    && other != def.name
+                {
+                    return Err(format!(
+                        "{file}: [{}] `listen`: process `{other}` already listens on {}",
+                        def.name, endpoint.endpoint
+                    ));
+                }
+            }
+        }
         for def in &self.processes {
             if let Some(dep) = def.depends_on.iter().find(|d| !names.contains(d.as_str())) {
                 return Err(format!("{file}: [{}] `depends_on` names unknown process `{dep}`", def.name));

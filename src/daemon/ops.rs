@@ -273,7 +273,7 @@ pub(super) fn release_idle_sockets(d: &Rc<Daemon>) {
     for process in d.ctx.sockets.processes() {
         let busy = table.instances_of(&process).iter().any(|e| {
             let status = e.handle.snapshot.borrow().status;
-            status != Status::Stopped
+            !matches!(status, Status::Stopped | Status::Errored)
         });
         if !busy {
             d.ctx.sockets.release(&process);

@@ -321,6 +321,8 @@ struct Supervisor {
     held: Vec<(Reply, Outcome)>,
     /// The lifecycle ended the task while a side run was still being stopped.
     finish_pending: bool,
+    /// A reload that came while the previous one's old run still drained.
+    queued_surge: Option<(Vec<watch::Receiver<Snapshot>>, Reply)>,
 }
 
 impl Supervisor {
@@ -357,6 +359,7 @@ impl Supervisor {
             surge_reply: None,
             held: Vec::new(),
             finish_pending: false,
+            queued_surge: None,
         }
     }
 
@@ -451,6 +454,7 @@ impl Supervisor {
             Io::Cmd(None) => {
                 // The daemon dropped its handle: nothing may be left running behind it.
                 self.rx_open = false;
+                self.surge_event(SurgeEvent::Interrupt);
                 Some(Event::Shutdown)
             }
             Io::Exited(status) => {
@@ -509,9 +513,18 @@ impl Supervisor {
                 | Cmd::Trigger { .. }
         ) {
             self.surge_event(SurgeEvent::Interrupt);
+            if let Some((_, reply)) = self.queued_surge.take() {
+                let _ =
+                    reply.send(self.outcome(Action::Failed, Some("interrupted by another command".into())));
+            }
         }
         let (waiter, reply, event) = match cmd {
             Cmd::Surge { deps, reply } => {
+                // The old run of a previous reload still drains: this one begins once it is gone.
+                if self.surge_reply.is_none() && matches!(self.surge, Surge::Draining { .. }) {
+                    self.queued_surge = Some((deps, reply));
+                    return None;
+                }
                 if self.surge_reply.is_some() || self.surge.busy() {
                     let _ = reply.send(self.outcome(
                         Action::Failed,
@@ -709,6 +722,11 @@ impl Supervisor {
             }
             if std::mem::take(&mut self.finish_pending) {
                 self.done = true;
+            }
+            if let Some((deps, reply)) = self.queued_surge.take() {
+                if let Some(event) = self.on_cmd(Cmd::Surge { deps, reply }) {
+                    self.feed(event);
+                }
             }
         }
     }

@@ -506,3 +506,93 @@ fn pm3_run_passes_the_sockets_too() {
     assert_eq!(locations(&err, "pm3.toml"), [(5, 10)], "{err}");
     assert!(app_pids(&pm3).is_empty(), "nothing started");
 }
+
+/// Bad `listen` values sent straight to the socket (skipping the loader) are refused, and the
+/// daemon keeps serving: a NUL, a huge port, a 4 KB unix path, a relative path, thousands of
+/// entries, two processes on one address.
+#[test]
+fn raw_requests_with_bad_listen_values_are_refused() {
+    use pm3::protocol::{ConfigPayload, Envelope, Request, VERSION};
+    use pm3::spec::{ConfigFile, ProcessDef};
+    use std::io::BufRead;
+    let pm3 = Pm3::with_config("[a]\ncommand = \"sleep 1000\"\n");
+    pm3.ok(&["start"]);
+    let send = |defs: Vec<ProcessDef>| -> String {
+        let config = ConfigPayload {
+            file: ConfigFile { path: pm3.config_path(), processes: defs },
+            env: std::collections::BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+        };
+        let line = serde_json::to_string(&Envelope {
+            v: VERSION,
+            req: Request::Start { config: Some(config), targets: Vec::new() },
+        })
+        .expect("encode");
+        let mut s = std::os::unix::net::UnixStream::connect(pm3.socket()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(format!("{line}\n").as_bytes()).expect("send");
+        let mut answer = String::new();
+        std::io::BufReader::new(s).read_line(&mut answer).expect("answer");
+        answer
+    };
+    let def = |listen: Vec<String>| {
+        let mut d = ProcessDef::new("web", "sleep 1000", pm3.project.clone());
+        d.listen = listen;
+        d
+    };
+    let port = free_port();
+    for (listen, why) in [
+        (vec![format!("tcp://127.0.0.1:{port}\0")], "NUL"),
+        (vec!["tcp://127.0.0.1:4294967296".into()], "not an IP address and port"),
+        (vec![format!("unix:/{}", "a".repeat(4096))], "more than the 107"),
+        (vec!["unix:app.sock".into()], "must be absolute"),
+        (vec![format!("tcp://127.0.0.1:{port}"); 5000], "at most 16"),
+    ] {
+        let answer = send(vec![def(listen)]);
+        assert!(answer.contains("\"error\"") && answer.contains(why), "{why}: {answer}");
+    }
+    let mut other = def(vec![format!("tcp://127.0.0.1:{port}")]);
+    other.name = "api".into();
+    let answer = send(vec![def(vec![format!("tcp://127.0.0.1:{port}")]), other]);
+    assert!(answer.contains("process `web` already listens on"), "{answer}");
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing kept bound");
+    assert_eq!(names(&pm3.list()), ["a"], "the daemon serves on, nothing added");
+}
+
+/// The replacement runs beside the old process (the old one is still draining when the reload
+/// returns: a plain restart would have waited for it), and a second reload while the old one
+/// still drains waits for it and succeeds; one row, one process once settled.
+#[test]
+fn the_replacement_overlaps_the_draining_old_process() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let cmd = pm3.script("drain", "trap 'sleep 1; exit 0' TERM\nwhile true; do sleep 0.1; done\n");
+    pm3.config(&format!(
+        "[w]\ncommand = \"{cmd}\"\nmin_uptime = 300\nkill_timeout = 5000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    let shells = |pm3: &Pm3| -> Vec<i32> {
+        pm3.test_processes()
+            .into_iter()
+            .filter(|&p| {
+                fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(8).any(|w| w == b"drain.sh"))
+            })
+            .collect()
+    };
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w"]);
+    let first = pm3.pid_of("w");
+    pm3.remember(first);
+    pm3.ok(&["reload", "w"]);
+    let second = pm3.pid_of("w");
+    pm3.remember(second);
+    assert_ne!(second, first);
+    assert!(alive(first) && alive(second), "the old process still drains beside its replacement");
+    assert_eq!(environ(second).expect("environ").get("LISTEN_PID"), Some(&second.to_string()));
+    // Again at once: it waits for the old one to be gone, then surges.
+    pm3.ok(&["reload", "w"]);
+    let third = pm3.pid_of("w");
+    pm3.remember(third);
+    assert!(third != second && exited(first), "the first was gone before the second reload began");
+    assert_eq!(names(&pm3.list()), ["w"]);
+    pm3.wait_for("only the current process to remain", || shells(&pm3) == [third]);
+    assert_eq!(pm3.row("w")["restarts"], 2);
+}
