@@ -152,7 +152,17 @@ pub fn problems(listen: &[String]) -> Vec<(String, String)> {
 pub fn bind(endpoint: &Endpoint) -> io::Result<OwnedFd> {
     match endpoint {
         Endpoint::Tcp(addr) => bind_tcp(addr),
-        Endpoint::Unix(path) => bind_unix(path),
+        Endpoint::Unix(path) => bind_unix(path, false),
+    }
+}
+
+/// [`bind`] for sockets the instances of a previous daemon still hold and that could not be
+/// taken back: a TCP socket binds beside theirs (`SO_REUSEPORT`); a unix socket file is
+/// replaced, so new connections reach the new socket while the old instances finish theirs.
+pub fn bind_again(endpoint: &Endpoint) -> io::Result<OwnedFd> {
+    match endpoint {
+        Endpoint::Tcp(addr) => bind_tcp(addr),
+        Endpoint::Unix(path) => bind_unix(path, true),
     }
 }
 
@@ -250,13 +260,14 @@ fn unix_addr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     Ok((sun, len as libc::socklen_t))
 }
 
-fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
+fn bind_unix(path: &Path, replace: bool) -> io::Result<OwnedFd> {
     let (sun, len) = unix_addr(path)?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, "the path exists and is not a socket"));
         }
         match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) if replace => std::fs::remove_file(path)?,
             Ok(_) => return Err(io::Error::new(io::ErrorKind::AddrInUse, "something listens on it")),
             // Nothing listens: a file left behind by a process that is gone.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
@@ -401,6 +412,9 @@ impl Bound {
 #[derive(Debug, Default)]
 pub struct Sockets {
     by_process: RefCell<BTreeMap<String, Rc<Bound>>>,
+    /// Processes whose sockets live on in instances of a previous daemon but could not be
+    /// taken back: their next bind replaces what those hold ([`bind_again`]).
+    lost: RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// The parsed entries of a definition (the loader and the daemon checked them).
@@ -506,7 +520,8 @@ impl Sockets {
             let (fd, file) = match kept {
                 Some(k) => k,
                 None => {
-                    let fd = match bind(&l.endpoint) {
+                    let again = self.lost.borrow().contains(&def.name);
+                    let fd = match if again { bind_again(&l.endpoint) } else { bind(&l.endpoint) } {
                         Ok(fd) => fd,
                         Err(e) => {
                             for p in &created {
@@ -530,6 +545,7 @@ impl Sockets {
         }
         let names = entries.iter().map(|l| l.fd_name(&def.name)).collect::<Vec<_>>().join(":");
         let endpoints = entries.into_iter().map(|l| l.endpoint).collect();
+        self.lost.borrow_mut().remove(&def.name);
         Ok(Bound { spec: def.listen.clone(), endpoints, names, fds, files })
     }
 
@@ -550,9 +566,13 @@ impl Sockets {
         for (i, l) in entries.iter().enumerate() {
             match take_from(pid, 3 + i as RawFd) {
                 Ok(fd) if is_listening_on(fd.as_raw_fd(), &l.endpoint) => fds.push(fd),
-                Ok(_) => return false,
+                Ok(_) => {
+                    self.lost.borrow_mut().insert(def.name.clone());
+                    return false;
+                }
                 Err(e) => {
-                    tracing::info!(process = %def.name, pid, "cannot take its sockets back: {e}");
+                    tracing::info!(process = %def.name, pid, "cannot take its sockets back ({e}): they will be bound again");
+                    self.lost.borrow_mut().insert(def.name.clone());
                     return false;
                 }
             }
@@ -656,6 +676,10 @@ mod tests {
         let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("plain");
         let taken = Endpoint::Tcp(plain.local_addr().expect("addr"));
         assert_eq!(bind(&taken).expect_err("taken").kind(), io::ErrorKind::AddrInUse);
+        // Beside our own socket (SO_REUSEPORT on both), a second bind succeeds: how a daemon
+        // that could not take its socket back binds again while old instances hold it.
+        let beside = bind_again(&real).expect("beside");
+        assert!(is_listening_on(beside.as_raw_fd(), &real));
     }
 
     #[test]
@@ -666,6 +690,10 @@ mod tests {
         let fd = bind(&e).expect("bind");
         assert!(is_listening_on(fd.as_raw_fd(), &e));
         assert_eq!(bind(&e).expect_err("in use").kind(), io::ErrorKind::AddrInUse);
+        // A socket nobody can take back is replaced when asked.
+        let second = bind_again(&e).expect("replace");
+        assert!(is_listening_on(second.as_raw_fd(), &e));
+        drop(second);
         drop(fd);
         // The file is left behind, and nothing listens: it is replaced.
         assert!(path.exists());
