@@ -584,6 +584,10 @@ pub fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Comma
     // Only an instance's own process carries its name: a hook left running by a daemon that
     // died must not be taken for the instance by the next one.
     cmd.env_remove(marker::NAME_VAR);
+    // Sockets are the instance's, not its hooks' or probes'.
+    for var in LISTEN_VARS {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
