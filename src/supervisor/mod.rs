@@ -826,10 +826,7 @@ impl Supervisor {
                 let (pid, gone) = (r.pid, !group_alive(r.pid));
                 tracing::info!(name = %self.inst.name, pid, ?status, "surge: side run exited");
                 if self.surge == Surge::Candidate {
-                    let why = match status {
-                        ExitStatus::Unknown => "exited".to_string(),
-                        s => format!("exited ({s:?})"),
-                    };
+                    let why = format!("exited ({status}) before it was ready");
                     self.surge_event(SurgeEvent::Failed(why));
                 }
                 if gone {

@@ -596,3 +596,33 @@ fn the_replacement_overlaps_the_draining_old_process() {
     pm3.wait_for("only the current process to remain", || shells(&pm3) == [third]);
     assert_eq!(pm3.row("w")["restarts"], 2);
 }
+
+/// A replacement whose health check never passes is stopped once `health_timeout` is over;
+/// the old process never noticed.
+#[test]
+fn an_unhealthy_replacement_is_rolled_back() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    pm3.config(&format!(
+        "[w]\ncommand = \"sleep 1000\"\nhealth_check = \"exec:test ! -e broken\"\nhealth_interval = 100\nhealth_timeout = 800\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w"]);
+    let old = pm3.pid_of("w");
+    pm3.remember(old);
+    pm3.write("broken", "");
+    let out = pm3.fails(&["reload", "w"]);
+    let err = stderr(&out);
+    assert!(err.contains("health check did not pass within 800ms"), "{}", pm3.explain(&out));
+    assert_eq!(pm3.pid_of("w"), old);
+    assert_eq!(pm3.row("w")["status"], "online");
+    assert_eq!(pm3.row("w")["restarts"], 0);
+    let sleeps = |pm3: &Pm3| -> Vec<i32> {
+        pm3.test_processes()
+            .into_iter()
+            .filter(|&p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep")))
+            .collect()
+    };
+    pm3.wait_for("the replacement to be gone", || sleeps(&pm3) == [old]);
+    assert!(connects(port), "the socket is still bound");
+}
