@@ -248,12 +248,17 @@ fn reload_under_load(with_listen: bool) -> (Load, Load) {
     let stop = AtomicBool::new(false);
     let (load, reload) = std::thread::scope(|s| {
         let load = s.spawn(|| hammer(port, CLIENTS, &stop, 20_000, Duration::from_secs(40)));
+        let t0 = std::time::Instant::now();
         let out = pm3.run(&["reload", "web"]);
-        // Until the last old instance has drained and exited.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while old.iter().any(|&p| !exited(p)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(POLL);
-        }
+        eprintln!("pm3 reload took {:.2} s; old instances gone {:.2} s later", t0.elapsed().as_secs_f64(), {
+            let t1 = std::time::Instant::now();
+            let deadline = t1 + Duration::from_secs(15);
+            while old.iter().any(|&p| !exited(p)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            t1.elapsed().as_secs_f64()
+        });
+        // The load went on until the last old instance had drained and exited.
         stop.store(true, Ordering::Relaxed);
         (load.join().expect("load thread"), out)
     });
