@@ -412,6 +412,17 @@ impl Supervisor {
             candidate: self.surge == Surge::Candidate,
         };
         let Supervisor { rx, rx_open, run, hook, deps_bus, side, .. } = self;
+        // The side run's output is copied last, like the current run's; its exit, probe and
+        // timers come with the other events.
+        let (side_ctl, side_out, side_err) = match side.as_deref_mut() {
+            Some(Run { exit, out, err, exited, health, .. }) => (
+                Some(SideCtl { exit, leader_up: exited.is_none(), health: health.as_mut() }),
+                Some(out),
+                Some(err),
+            ),
+            None => (None, None, None),
+        };
+        let side_live = side_ctl.is_some();
         let (exit, out, err, health, memory_at, cron_at, leader_up) = match run.as_deref_mut() {
             Some(r) => (
                 Some(&r.exit),
@@ -431,7 +442,7 @@ impl Supervisor {
             biased;
             status = async { match exit { Some(x) => x.exited().await, None => std::future::pending().await } }, if leader_up => Io::Exited(status),
             cmd = rx.recv(), if *rx_open => Io::Cmd(cmd),
-            side_io = side_next(side.as_deref_mut(), side_timers), if side.is_some() => Io::Side(side_io),
+            side_io = side_next(side_ctl, side_timers), if side_live => Io::Side(side_io),
             res = async { match hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if hook.is_some() => Io::HookDone(res),
             _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Io::KillTimeout,
             _ = tokio::time::sleep(GROUP_POLL), if group_poll => Io::GroupCheck,
@@ -446,6 +457,8 @@ impl Supervisor {
             // (each wake-up copies at most `PUMP_BUDGET` bytes per stream).
             _ = pump(out) => Io::Output,
             _ = pump(err) => Io::Output,
+            _ = pump(side_out) => Io::Output,
+            _ = pump(side_err) => Io::Output,
         };
         match io {
             Io::Output => None,
@@ -503,10 +516,10 @@ impl Supervisor {
     /// A command from the daemon: queue its reply, hand the lifecycle its event.
     fn on_cmd(&mut self, cmd: Cmd) -> Option<Event> {
         // Any command that changes what runs comes before a replacement that is not ready yet.
+        // (A start leaves a running instance as it is: not among them.)
         if matches!(
             cmd,
-            Cmd::Start { .. }
-                | Cmd::Stop { .. }
+            Cmd::Stop { .. }
                 | Cmd::Restart { .. }
                 | Cmd::Remove { .. }
                 | Cmd::Shutdown { .. }
@@ -817,7 +830,6 @@ impl Supervisor {
     /// Something happened to the side run.
     fn on_side(&mut self, io: SideIo) -> Option<Event> {
         match io {
-            SideIo::Output => {}
             SideIo::Exited(status) => {
                 let r = self.side.as_mut()?;
                 r.out.drain_up_to(EXIT_BUDGET, None);
@@ -1106,7 +1118,6 @@ enum Io {
 /// What happened to the side run of a surge.
 enum SideIo {
     Exited(ExitStatus),
-    Output,
     GroupCheck,
     KillTimeout,
     /// A candidate without a health check has been up for `min_uptime`.
@@ -1126,13 +1137,20 @@ struct SideTimers {
     candidate: bool,
 }
 
-/// Waits for the next thing that happens to the side run (never resolves without one).
-async fn side_next(side: Option<&mut Run>, t: SideTimers) -> SideIo {
-    let Some(Run { exit, out, err, exited, health, .. }) = side else {
+/// What of the side run [`side_next`] waits on (its output is copied apart).
+struct SideCtl<'a> {
+    exit: &'a ExitWatch,
+    leader_up: bool,
+    health: Option<&'a mut HealthRun>,
+}
+
+/// Waits for the next thing that happens to the side run, but output (never resolves without
+/// a side run).
+async fn side_next(side: Option<SideCtl<'_>>, t: SideTimers) -> SideIo {
+    let Some(SideCtl { exit, leader_up, health }) = side else {
         return std::future::pending().await;
     };
-    let leader_up = exited.is_none();
-    let health = if t.candidate { health.as_mut() } else { None };
+    let health = if t.candidate { health } else { None };
     let probe_busy = health.as_ref().is_some_and(|h| h.attempt.is_some());
     let probe_next = health.as_ref().map(|h| h.next);
     let unhealthy_at = health.as_ref().map(|h| h.unhealthy_at);
@@ -1145,8 +1163,6 @@ async fn side_next(side: Option<&mut Run>, t: SideTimers) -> SideIo {
         res = poll_attempt(health), if probe_busy => SideIo::ProbeDone(res),
         _ = sleep_until(probe_next.unwrap_or_else(far_future)), if probe_next.is_some() && !probe_busy => SideIo::ProbeDue,
         _ = sleep_until(unhealthy_at.unwrap_or_else(far_future)), if unhealthy_at.is_some() => SideIo::HealthTimeout,
-        _ = out.pump() => SideIo::Output,
-        _ = err.pump() => SideIo::Output,
     }
 }
 
