@@ -275,6 +275,39 @@ mod tests {
     }
 
     #[test]
+    fn listen_values_are_checked_where_they_are_written() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[web]\ncommand = \"x\"\nlisten = 8080\n",
+                &["3:10: `listen` must be a string or an array of strings, got integer `8080`"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nlisten = [\"tcp://127.0.0.1:1\", \"udp://127.0.0.1:2\"]\n",
+                &[
+                    "3:32: `listen[1]`: must start with `tcp://` or `unix:` (`tcp://127.0.0.1:8080`, `unix:/run/app.sock`)",
+                ],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nlisten = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:1\"]\n",
+                &["3:32: `listen[1]`: tcp://127.0.0.1:1 is listed twice"],
+            ),
+            (
+                "[web]\ncommand = \"x\"\nlisten = \"unix:/tmp/a.sock\"\n[api]\ncommand = \"y\"\nlisten = \"unix:/tmp/a.sock\"\n",
+                &["6:10: `listen`: process `web` already listens on unix:/tmp/a.sock"],
+            ),
+        ];
+        for (toml, want) in cases {
+            assert_eq!(load_errors(toml), *want, "for file:\n{toml}");
+        }
+        let fx = Fixture::new();
+        let cfg = fx.load(
+            "[web]\ncommand = \"x\"\nlisten = [\"tcp://[::1]:80?name=http\", \"unix:/run/w.sock\"]\n",
+            None,
+        );
+        assert_eq!(cfg.processes[0].listen, ["tcp://[::1]:80?name=http", "unix:/run/w.sock"]);
+    }
+
+    #[test]
     fn unknown_env_name_names_the_file_and_the_env() {
         let fx = Fixture::new();
         let text = "[web]\ncommand = \"x\"\nenv_prod = { A = \"1\" }\n";

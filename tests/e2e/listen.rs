@@ -270,6 +270,9 @@ fn reload_under_load(with_listen: bool) -> (Load, Load) {
         pm3.remember(now);
         assert_ne!(now, *was, "{n} was replaced");
         assert!(exited(*was), "the old {n} is gone");
+        // Both processes of the instance wrote to its log: the old one drained, the new serves.
+        let log = pm3.wait_log(n, "out", &format!("pid {was} drained"));
+        assert!(log.contains(&format!("pid {now} serving on")), "{log}");
     }
     (steady, load)
 }
