@@ -634,3 +634,37 @@ fn an_unhealthy_replacement_is_rolled_back() {
     pm3.wait_for("the replacement to be gone", || sleeps(&pm3) == [old]);
     assert!(connects(port), "the socket is still bound");
 }
+
+/// Scaling hands the same socket to new instances; a crash loop that ends `errored` keeps the
+/// socket bound (the port still queues connections); `pm3 stop` then closes it.
+#[test]
+fn scaling_and_crash_loops_keep_the_socket() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    pm3.config(&format!(
+        "[web]\ncommand = \"sleep 1000\"\ninstances = 2\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["web:0", "web:1"]);
+    let socket = sockets_of(pm3.pid_of("web:0")).into_iter().find(|s| s.0 == 3).expect("fd 3").1;
+    pm3.ok(&["scale", "web", "3"]);
+    pm3.wait_online(&["web:2"]);
+    let third = pm3.pid_of("web:2");
+    pm3.remember(third);
+    assert_eq!(sockets_of(third).into_iter().find(|s| s.0 == 3).map(|s| s.1), Some(socket));
+    pm3.ok(&["scale", "web", "2"]);
+    assert!(connects(port), "scaling down keeps the socket");
+    pm3.ok(&["kill"]);
+
+    let crash = Pm3::new();
+    let port = free_port();
+    crash.config(&format!(
+        "[c]\ncommand = \"sh -c 'exit 1'\"\nmax_restarts = 2\nrestart_delay = 0\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    crash.ok(&["start"]);
+    crash.wait_status("c", "errored");
+    assert!(connects(port), "an errored process keeps its socket");
+    assert_eq!(crash.info("c")["listen"][0]["bound"], true);
+    crash.ok(&["stop", "c"]);
+    crash.wait_for("the port to close", || !connects(port));
+}
