@@ -138,6 +138,8 @@ struct Load {
     ok: Vec<(std::time::Instant, Duration)>,
     /// Each failure: when, and what (refused, reset, timeout, bad answer).
     failed: Vec<(std::time::Instant, String)>,
+    /// The pids that answered.
+    servers: BTreeSet<u32>,
 }
 
 /// Hammers `127.0.0.1:port` from `clients` threads, one connection per request (connect, GET,
@@ -163,20 +165,25 @@ fn hammer(
                 {
                     let t0 = std::time::Instant::now();
                     match request(port) {
-                        Ok(()) => local.ok.push((std::time::Instant::now(), t0.elapsed())),
+                        Ok(pid) => {
+                            local.ok.push((std::time::Instant::now(), t0.elapsed()));
+                            local.servers.insert(pid);
+                        }
                         Err(e) => local.failed.push((std::time::Instant::now(), e)),
                     }
                 }
                 let mut all = results.lock().expect("lock");
                 all.ok.extend(local.ok);
                 all.failed.extend(local.failed);
+                all.servers.extend(local.servers);
             });
         }
     });
     results.into_inner().expect("lock")
 }
 
-fn request(port: u16) -> Result<(), String> {
+/// One request; the pid that answered.
+fn request(port: u16) -> Result<u32, String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
@@ -184,10 +191,11 @@ fn request(port: u16) -> Result<(), String> {
     s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    if buf.starts_with(b"HTTP/1.0 200") && buf.ends_with(b"\n") {
-        Ok(())
-    } else {
-        Err(format!("bad answer: {:?}", String::from_utf8_lossy(&buf)))
+    let text = String::from_utf8_lossy(&buf);
+    let pid = text.rsplit_once("hello from pid ").and_then(|(_, p)| p.trim().parse().ok());
+    match pid {
+        Some(pid) if text.starts_with("HTTP/1.0 200") => Ok(pid),
+        _ => Err(format!("bad answer: {text:?}")),
     }
 }
 
@@ -287,6 +295,10 @@ fn a_reload_under_load_fails_no_request() {
     assert!(steady.failed.is_empty(), "{steady_f}: {:?}", &steady.failed[..steady.failed.len().min(5)]);
     assert!(during.failed.is_empty(), "{during_f}: {:?}", &during.failed[..during.failed.len().min(5)]);
     assert!(during.ok.len() >= 50, "the load ran through the reload: {during_f}");
+    // The kernel spread the connections over the instances sharing the socket, and over the
+    // old and the new processes during the reload.
+    assert!(steady.servers.len() >= 2, "{:?}", steady.servers);
+    assert!(during.servers.len() >= 5, "{:?}", during.servers);
 }
 
 /// The same reload without `listen` (each instance binds the port itself, with SO_REUSEPORT):
