@@ -533,6 +533,7 @@ impl Sockets {
                     if let Endpoint::Unix(p) = &l.endpoint {
                         created.push(p.clone());
                     }
+                    tracing::info!(process = %def.name, "bound {}", l.endpoint);
                     let file = match &l.endpoint {
                         Endpoint::Unix(p) => std::fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino())),
                         Endpoint::Tcp(_) => None,

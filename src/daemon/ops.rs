@@ -266,11 +266,12 @@ fn bind_sockets(d: &Rc<Daemon>, defs: &[ProcessDef], names: &[String]) -> Result
     })
 }
 
-/// Closes the sockets of every process that no longer has an instance running or about to
-/// run: after `pm3 stop` of the whole process, or its removal.
-pub(super) fn release_idle_sockets(d: &Rc<Daemon>) {
+/// Closes the sockets of those of `names`' processes that no longer have an instance running
+/// or about to run: after `pm3 stop` of the whole process, or its removal.
+pub(super) fn release_idle_sockets(d: &Rc<Daemon>, names: &[String]) {
     let table = d.table.borrow();
-    for process in d.ctx.sockets.processes() {
+    let processes: BTreeSet<&str> = names.iter().filter_map(|n| n.split(':').next()).collect();
+    for process in d.ctx.sockets.processes().into_iter().filter(|p| processes.contains(p.as_str())) {
         let busy = table.instances_of(&process).iter().any(|e| {
             let status = e.handle.snapshot.borrow().status;
             !matches!(status, Status::Stopped | Status::Errored)
@@ -438,7 +439,13 @@ async fn remove(d: &Rc<Daemon>, mut victims: Vec<(String, u32)>) -> Vec<Outcome>
             table.entries.remove(name);
         }
     }
-    release_idle_sockets(d);
+    // A process removed as a whole (not one scaled down) lets its sockets go.
+    let gone: Vec<String> = names
+        .iter()
+        .filter(|n| n.split(':').next().is_some_and(|p| d.table.borrow().instances_of(p).is_empty()))
+        .cloned()
+        .collect();
+    release_idle_sockets(d, &gone);
     out
 }
 
@@ -500,7 +507,8 @@ pub(super) fn in_dependency_order(table: &Table, names: &BTreeSet<String>) -> Ve
 async fn stop(d: &Rc<Daemon>, targets: &[String]) -> Result<Report> {
     let names = d.table.borrow().resolve(targets)?;
     let report = Report { processes: stop_names(d, &names, |reply| Cmd::Stop { reply }).await };
-    release_idle_sockets(d);
+    let stopped: Vec<String> = report.processes.iter().map(|o| o.name.clone()).collect();
+    release_idle_sockets(d, &stopped);
     Ok(report)
 }
 

@@ -80,6 +80,9 @@ fn instances_inherit_the_declared_sockets_and_nothing_else() {
     let text = stdout(&pm3.ok(&["info", "web:0"]));
     assert!(text.contains(&format!("tcp://127.0.0.1:{port} (fd 3, name web, bound)")), "{text}");
 
+    // Bound once, before the instances started.
+    let bound = format!("bound tcp://127.0.0.1:{port}");
+    assert_eq!(pm3.daemon_log().matches(&bound).count(), 1, "{}", pm3.daemon_log());
     // A restart keeps the sockets: the new processes get the same ones.
     pm3.ok(&["restart", "web"]);
     pm3.wait_online(&["web:0", "web:1"]);
@@ -88,6 +91,7 @@ fn instances_inherit_the_declared_sockets_and_nothing_else() {
     pm3.remember(new);
     assert_eq!(sockets_of(new), inodes[0], "the same sockets after a restart");
     assert_eq!(environ(new).expect("environ").get("LISTEN_PID"), Some(&new.to_string()));
+    assert_eq!(pm3.daemon_log().matches(&bound).count(), 1, "not bound again");
 
     // Stopping one instance keeps them; stopping the process closes them.
     pm3.ok(&["stop", "web:1"]);
@@ -666,6 +670,10 @@ fn scaling_and_crash_loops_keep_the_socket() {
     assert_eq!(sockets_of(third).into_iter().find(|s| s.0 == 3).map(|s| s.1), Some(socket));
     pm3.ok(&["scale", "web", "2"]);
     assert!(connects(port), "scaling down keeps the socket");
+    // Removed from the file: `pm3 start` of the whole file forgets it and closes its socket.
+    pm3.config("[other]\ncommand = \"sleep 1000\"\n");
+    pm3.ok(&["start"]);
+    pm3.wait_for("the removed process's port to close", || !connects(port));
     pm3.ok(&["kill"]);
 
     let crash = Pm3::new();
