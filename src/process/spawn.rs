@@ -196,6 +196,9 @@ const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 /// Room for the digits of any pid (`pid_max` is at most 2^22) and the NUL after them.
 const PID_DIGITS: usize = 11;
 
+/// `LISTEN_PID=` and room for the digits.
+const PID_SLOT: usize = "LISTEN_PID=".len() + PID_DIGITS;
+
 /// A process that was started: its pid (== its process group id) and the daemon's ends.
 #[derive(Debug)]
 pub struct Spawned {
@@ -291,8 +294,9 @@ struct Prepared {
     envp: Vec<*const libc::c_char>,
     actions: FileActions,
     attr: SpawnAttr,
-    /// `LISTEN_PID=` and room for the digits, which the child writes itself.
-    pid_slot: Option<Box<[u8]>>,
+    /// `LISTEN_PID=` and room for the digits, which the child writes itself (in a cell: it is
+    /// written through a shared borrow of the whole).
+    pid_slot: Option<Box<std::cell::UnsafeCell<[u8; PID_SLOT]>>>,
 }
 
 impl Prepared {
@@ -330,11 +334,12 @@ impl Prepared {
     /// Adds `LISTEN_PID=` to the environment with room for the child's pid, which only the
     /// child knows (it writes it between clone and exec: [`Prepared::clone_exec`]).
     fn reserve_pid_slot(&mut self) {
-        let mut slot = vec![0u8; "LISTEN_PID=".len() + PID_DIGITS].into_boxed_slice();
-        slot[.."LISTEN_PID=".len()].copy_from_slice(b"LISTEN_PID=");
-        // The pointer stays valid: a boxed slice's buffer does not move when the box does.
+        let mut text = [0u8; PID_SLOT];
+        text[.."LISTEN_PID=".len()].copy_from_slice(b"LISTEN_PID=");
+        let slot = Box::new(std::cell::UnsafeCell::new(text));
+        // The pointer stays valid: a box's contents do not move when the box does.
         let at = self.envp.len().saturating_sub(1);
-        self.envp.insert(at, slot.as_ptr().cast());
+        self.envp.insert(at, slot.get().cast::<libc::c_char>().cast_const());
         self.pid_slot = Some(slot);
     }
 
@@ -355,8 +360,8 @@ impl Prepared {
         sources[..3].copy_from_slice(&stdio);
         sources[3..count].copy_from_slice(sockets);
         let slot: *mut u8 = match &self.pid_slot {
-            // SAFETY: within the slot's buffer; only the child writes there, before it execs.
-            Some(s) => unsafe { s.as_ptr().add("LISTEN_PID=".len()).cast_mut() },
+            // SAFETY: within the cell's array; only the child writes there, before it execs.
+            Some(s) => unsafe { s.get().cast::<u8>().add("LISTEN_PID=".len()) },
             None => std::ptr::null_mut(),
         };
         let mut args = ChildArgs { sources, count, slot, prepared: self, errno: 0 };
