@@ -594,7 +594,7 @@ fn raw_requests_with_bad_listen_values_are_refused() {
 fn the_replacement_overlaps_the_draining_old_process() {
     let pm3 = Pm3::new();
     let port = free_port();
-    let cmd = pm3.script("drain", "trap 'sleep 1; exit 0' TERM\nwhile true; do sleep 0.1; done\n");
+    let cmd = pm3.script("drain", "trap 'sleep 3; exit 0' TERM\nwhile true; do sleep 0.1; done\n");
     pm3.config(&format!(
         "[w]\ncommand = \"{cmd}\"\nmin_uptime = 300\nkill_timeout = 5000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
     ));
