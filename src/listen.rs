@@ -65,9 +65,18 @@ impl Listen {
             None => (text, None),
         };
         let endpoint = if let Some(rest) = addr.strip_prefix("tcp://") {
-            let sock: SocketAddr = rest.parse().map_err(|_| {
+            // `localhost` is the loopback address most servers mean by it; `:PORT` is every
+            // IPv4 address, as in `0.0.0.0:PORT`.
+            let spelled = if let Some(port) = rest.strip_prefix("localhost:") {
+                format!("127.0.0.1:{port}")
+            } else if rest.starts_with(':') {
+                format!("0.0.0.0{rest}")
+            } else {
+                rest.to_string()
+            };
+            let sock: SocketAddr = spelled.parse().map_err(|_| {
                 format!(
-                    "`{}` is not an IP address and port (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:80`)",
+                    "`{}` is not an IP address and port (`127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`, `:80`)",
                     crate::spec::show(rest)
                 )
             })?;
@@ -635,11 +644,16 @@ mod tests {
         let l = Listen::parse("tcp://[::1]:80?name=http").expect("v6");
         assert_eq!(l.endpoint.to_string(), "tcp://[::1]:80");
         assert_eq!(l.fd_name("web"), "http");
+        let l = Listen::parse("tcp://localhost:8080").expect("localhost");
+        assert_eq!(l.endpoint.to_string(), "tcp://127.0.0.1:8080");
+        let l = Listen::parse("tcp://:8080").expect("any");
+        assert_eq!(l.endpoint.to_string(), "tcp://0.0.0.0:8080");
         let l = Listen::parse("unix:/run/app.sock").expect("unix");
         assert_eq!(l.endpoint, Endpoint::Unix("/run/app.sock".into()));
         for (bad, why) in [
             ("tcp://127.0.0.1:99999", "not an IP address and port"),
-            ("tcp://localhost:80", "not an IP address and port"),
+            ("tcp://localhost:99999", "not an IP address and port"),
+            ("tcp://example.com:80", "not an IP address and port"),
             ("http://127.0.0.1:80", "must start with"),
             ("unix:relative.sock", "must be absolute"),
             ("unix:/a\0b", "NUL"),
