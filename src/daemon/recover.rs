@@ -23,6 +23,9 @@ use crate::process::exit::ExitWatch;
 use crate::process::marker::{self, Marked};
 use crate::process::signal::{self, Signal};
 
+/// How long a scan waits for the previous daemon's starts caught between fork and exec.
+const IN_FLIGHT_WAIT: Duration = Duration::from_millis(500);
+
 /// Grace period of a marked process whose instance no state file knows.
 const UNKNOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -38,10 +41,20 @@ impl Strays {
         Strays::default()
     }
 
-    /// Scans `/proc` for processes marked with `home`.
+    /// Scans `/proc` for processes marked with `home`. A start the previous daemon had not
+    /// seen through to its exec is waited for (briefly), so that it is found with its markers
+    /// instead of being missed and started a second time.
     pub fn find(home: &Path) -> Strays {
         let t = Instant::now();
-        let found = marker::scan(home);
+        let mut scan = marker::scan(home);
+        while scan.in_flight > 0 && t.elapsed() < IN_FLIGHT_WAIT {
+            std::thread::sleep(Duration::from_millis(2));
+            scan = marker::scan(home);
+        }
+        if scan.in_flight > 0 {
+            tracing::warn!(count = scan.in_flight, "starts of the previous daemon still have not exec'd");
+        }
+        let found = scan.marked;
         tracing::info!(
             found = found.len(),
             took_us = t.elapsed().as_micros() as u64,
@@ -124,5 +137,44 @@ pub fn kill_stopping() {
         if marker::live_start_time(m.pid) == Some(m.start_time) {
             let _ = signal::signal_group(m.pid, Signal::KILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// A start of a dead daemon caught before its exec: a group leader whose arguments are
+    /// `… daemon` and whose environment has the home but no name yet; 0.2 s later it execs into
+    /// the marked process. The scan must wait for it instead of missing it.
+    #[test]
+    fn a_start_caught_before_its_exec_is_waited_for_and_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).expect("home");
+        // `sh daemon` runs the script named `daemon`: its arguments read as a daemon's.
+        std::fs::write(dir.path().join("daemon"), "sleep 0.2\nexec env PM3_NAME=api sleep 30\n")
+            .expect("script");
+        let mut child = std::process::Command::new("sh")
+            .arg("daemon")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PM3_HOME", &home)
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        // Until the shell has started for sure, its environ may still be the test's.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while marker::scan(&home).in_flight == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut strays = Strays::find(&home);
+        let found = strays.take("api");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1, "the start is found once it has exec'd");
+        assert_eq!(found[0].pid, child.id());
     }
 }

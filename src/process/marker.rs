@@ -51,6 +51,26 @@ pub fn name_in<'a>(environ: &'a [u8], home: &[u8]) -> Option<&'a [u8]> {
     name.filter(|n| ours && !n.is_empty())
 }
 
+/// Whether a process is a start of the previous daemon of `home` caught between its fork and
+/// its exec: it still has that daemon's memory, so its arguments are the daemon's own
+/// (`pm3 daemon`) and its environment has `PM3_HOME` but no `PM3_NAME` yet. A daemon SIGKILLed
+/// while `posix_spawn` waits for its child leaves such a process, which gets its markers only
+/// once it has exec'd.
+pub fn in_flight(environ: &[u8], cmdline: &[u8], home: &[u8]) -> bool {
+    let mut args = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty());
+    let daemon_args = args.next().is_some() && args.next() == Some(b"daemon") && args.next().is_none();
+    let mut ours = false;
+    let mut named = false;
+    for var in environ.split(|&b| b == 0) {
+        if let Some(v) = var.strip_prefix(b"PM3_HOME=") {
+            ours = v == home;
+        } else if var.starts_with(b"PM3_NAME=") {
+            named = true;
+        }
+    }
+    daemon_args && ours && !named
+}
+
 /// A live process that carries the markers of a data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marked {
@@ -97,16 +117,25 @@ pub fn live_start_time(pid: u32) -> Option<u64> {
     stat_of(pid).filter(|s| !is_dead(s.state)).map(|s| s.start_time)
 }
 
+/// What one pass over `/proc` found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The marked processes.
+    pub marked: Vec<Marked>,
+    /// Starts of the previous daemon that have not exec'd yet ([`in_flight`]).
+    pub in_flight: usize,
+}
+
 /// Every live process other than this one, owned by our user, leading its own process group,
 /// and marked with `home`, except those whose parent carries the same markers (a descendant
 /// that made itself a group leader belongs to the tree of the process that started it).
 /// One pass over `/proc`; only group leaders of our user have their environment read.
-pub fn scan(home: &Path) -> Vec<Marked> {
+pub fn scan(home: &Path) -> Scan {
     let me = std::process::id();
     let uid = rustix::process::geteuid().as_raw();
     let home = home.as_os_str().as_bytes();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Scan::default() };
+    let mut found = Scan::default();
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         if pid == me || !entry.metadata().is_ok_and(|m| m.uid() == uid) {
@@ -117,7 +146,12 @@ pub fn scan(home: &Path) -> Vec<Marked> {
             continue;
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let Some(name) = name_in(&environ, home) else { continue };
+        let Some(name) = name_in(&environ, home) else {
+            if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| in_flight(&environ, &c, home)) {
+                found.in_flight += 1;
+            }
+            continue;
+        };
         let parent_marked = stat.ppid > 1
             && std::fs::read(format!("/proc/{}/environ", stat.ppid))
                 .is_ok_and(|env| name_in(&env, home) == Some(name));
@@ -127,7 +161,7 @@ pub fn scan(home: &Path) -> Vec<Marked> {
         // Read again: the process may have exec'd or ended since (a recycled pid would not
         // keep the start time).
         if live_start_time(pid) == Some(stat.start_time) {
-            found.push(Marked {
+            found.marked.push(Marked {
                 pid,
                 start_time: stat.start_time,
                 name: String::from_utf8_lossy(name).into_owned(),
@@ -140,6 +174,19 @@ pub fn scan(home: &Path) -> Vec<Marked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_caught_before_its_exec_is_told_from_a_cli_and_a_marked_process() {
+        let home = b"/srv/pm3";
+        let env = b"PATH=/bin\0PM3_HOME=/srv/pm3\0";
+        assert!(in_flight(env, b"/usr/bin/pm3\0daemon\0", home));
+        // A `pm3 list` run from a shell, another home's daemon, a process that has exec'd.
+        assert!(!in_flight(env, b"/usr/bin/pm3\0list\0", home));
+        assert!(!in_flight(env, b"/usr/bin/pm3\0daemon\0extra\0", home));
+        assert!(!in_flight(b"PM3_HOME=/srv/other\0", b"pm3\0daemon\0", home));
+        assert!(!in_flight(b"PM3_HOME=/srv/pm3\0PM3_NAME=web:0\0", b"pm3\0daemon\0", home));
+        assert!(!in_flight(env, b"", home));
+    }
 
     #[test]
     fn the_name_counts_only_with_our_home() {
@@ -174,6 +221,6 @@ mod tests {
         let me = stat_of(std::process::id()).expect("own stat");
         assert_eq!(Some(me.start_time), super::super::spawn::start_time(std::process::id()));
         // A directory nothing is marked with finds nothing (and the scan does not fail).
-        assert!(scan(Path::new("/nonexistent/pm3-home-for-tests")).is_empty());
+        assert!(scan(Path::new("/nonexistent/pm3-home-for-tests")).marked.is_empty());
     }
 }
