@@ -1,0 +1,136 @@
+//! A Compose file: one service per process, `deploy.replicas` for its instances, its
+//! environment, restart policy, dependencies (waiting for health where the dependency has a
+//! check), healthcheck, stop signal and grace period. `pm3 init` reads the same keys back.
+//!
+//! Compose interpolates `$VAR` and `${VAR}` in every value when it reads the file; values are
+//! written with each `$` doubled, so the container gets them as pm3 would. Checks run inside
+//! the container: `http://` becomes `curl -fsS`, `tcp://` becomes `nc -z`, `exec:` the command
+//! itself.
+
+use super::process::Exported;
+use super::yaml::{Node, document};
+use super::{File, NO_EQUIVALENT, Warnings};
+use crate::spec::RestartPolicy;
+use crate::supervisor::health::Probe;
+
+const UNMAPPED: &[(&str, &str)] = &[
+    ("min_uptime", "has no equivalent: compose restarts with its own delay; skipped"),
+    ("restart_delay", "has no equivalent: compose restarts with its own delay; skipped"),
+    ("stop_exit_codes", NO_EQUIVALENT),
+    ("pre_start", NO_EQUIVALENT),
+    ("post_stop", NO_EQUIVALENT),
+    ("watch", NO_EQUIVALENT),
+    ("watch_ignore", NO_EQUIVALENT),
+    ("watch_debounce", NO_EQUIVALENT),
+    ("cron_restart", NO_EQUIVALENT),
+    ("log_date_format", "has no equivalent: the logging driver keeps the output; skipped"),
+    ("log_max_size", "has no equivalent: the logging driver keeps the output; skipped"),
+    ("log_max_files", "has no equivalent: the logging driver keeps the output; skipped"),
+    ("log_compress", "has no equivalent: the logging driver keeps the output; skipped"),
+];
+
+/// The file name `-o DIR` gets, the first one `docker compose` (and `pm3 init`) looks for.
+pub const FILE_NAME: &str = "compose.yaml";
+
+/// `compose.yaml` with a service per process.
+pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Vec<File> {
+    let services: Vec<(String, Node)> =
+        processes.iter().map(|p| (p.def.name.clone(), service(p, processes, warnings))).collect();
+    let mut text = format!("# {FILE_NAME}: written by `pm3 export compose` from pm3.toml\n");
+    text.push_str(&document(&Node::map([("services", Node::Map(services))])));
+    vec![File { name: FILE_NAME.into(), text }]
+}
+
+/// Compose reads `$$` as a literal `$`.
+fn escaped(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
+fn ms(ms: u64) -> Node {
+    Node::str(format!("{ms}ms"))
+}
+
+fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> Node {
+    let d = p.def;
+    warnings.unmapped(p, UNMAPPED);
+    let mut s: Vec<(&str, Node)> = vec![
+        ("image", Node::str(&d.name)),
+        ("command", Node::strs(p.argv.iter().map(|w| escaped(w)))),
+    ];
+    let mut env = Vec::new();
+    if d.instances > 1 {
+        warnings.add(
+            &d.name,
+            "instances",
+            "is written as deploy.replicas, which share one definition: PM3_INSTANCE_ID is not set",
+        );
+    } else {
+        env.push(("PM3_INSTANCE_ID".to_string(), Node::str("0")));
+    }
+    for var in p.varying.iter().filter(|v| Some(*v) != d.increment_var.as_ref()) {
+        warnings.add(&d.name, &format!("env.{var}"), "differs between instances; every replica gets instance 0's value");
+    }
+    env.push(("PM3_INSTANCE_COUNT".to_string(), Node::str(d.instances.to_string())));
+    env.extend(p.env.iter().map(|(k, v)| (k.clone(), Node::str(escaped(v)))));
+    s.push(("environment", Node::Map(env)));
+
+    let mut deploy = Vec::new();
+    if d.instances > 1 {
+        deploy.push(("replicas", Node::Int(i64::from(d.instances))));
+    }
+    if let Some(bytes) = d.max_memory {
+        deploy.push(("resources", Node::map([("limits", Node::map([("memory", Node::str(format!("{bytes}b")))]))])));
+    }
+    if !deploy.is_empty() {
+        s.push(("deploy", Node::map(deploy)));
+    }
+    let restart = match (d.restart, d.max_restarts) {
+        (RestartPolicy::Never, _) | (_, 0) => "no".to_string(),
+        (RestartPolicy::OnFailure, n) => format!("on-failure:{n}"),
+        (RestartPolicy::Always, _) => "always".to_string(),
+    };
+    if d.restart == RestartPolicy::Always && process_sets(p, "max_restarts") {
+        warnings.add(&d.name, "max_restarts", "has no equivalent with `restart: always`; skipped");
+    }
+    s.push(("restart", Node::str(restart)));
+    if !d.depends_on.is_empty() {
+        let deps = d.depends_on.iter().map(|name| {
+            let healthy = all.iter().any(|q| q.def.name == *name && q.probe.is_some());
+            let condition = if healthy { "service_healthy" } else { "service_started" };
+            (name.clone(), Node::map([("condition", Node::str(condition))]))
+        });
+        s.push(("depends_on", Node::map(deps)));
+    }
+    if let Some(probe) = &p.probe {
+        let test = match probe {
+            Probe::Http { uri, .. } => {
+                warnings.add(&d.name, "health_check", "runs in the container: `http://` checks use curl, which the image must have");
+                format!("curl -fsS -o /dev/null {} || exit 1", shell_words::quote(&uri.to_string()))
+            }
+            Probe::Tcp { host, port } => {
+                warnings.add(&d.name, "health_check", "runs in the container: `tcp://` checks use nc, which the image must have");
+                format!("nc -z {} {port} || exit 1", shell_words::quote(host))
+            }
+            Probe::Exec { command } => command.clone(),
+        };
+        s.push((
+            "healthcheck",
+            Node::map([
+                ("test", Node::strs(["CMD-SHELL".to_string(), escaped(&test)])),
+                ("interval", ms(d.health_interval_ms)),
+                ("timeout", ms(d.probe_timeout().as_millis() as u64)),
+                ("start_period", ms(d.health_timeout_ms)),
+            ]),
+        ));
+    }
+    s.push(("stop_signal", Node::str(d.kill_signal.to_string())));
+    s.push(("stop_grace_period", ms(d.kill_timeout_ms)));
+    if let Some(group) = &d.group {
+        s.push(("labels", Node::map([("pm3.group", Node::str(escaped(group)))])));
+    }
+    Node::map(s)
+}
+
+fn process_sets(p: &Exported<'_>, key: &str) -> bool {
+    super::process::keys_set(p.def).contains(&key)
+}

@@ -1,0 +1,110 @@
+//! The ports a process listens on, as far as the config shows them: what a Kubernetes Service
+//! and a container's `ports` are made of.
+//!
+//! Today the one source is the environment: the `increment_var` variable and variables named
+//! `PORT` or `…_PORT` whose value (as instance 0 gets it) is a port number. Another source
+//! (sockets the config declares itself) is added in [`ports`], and every format follows.
+
+use crate::spec::ProcessDef;
+
+/// One port of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// A name usable as a Kubernetes port name (IANA service name: at most 15 of `a-z 0-9 -`,
+    /// a letter in it, no `-` at either end or twice in a row).
+    pub name: String,
+    pub number: u16,
+}
+
+/// The ports of `def`, whose config variables instance 0 gets as `env` (name order): each
+/// number once, in the order found.
+pub fn ports(def: &ProcessDef, env: &[(String, String)]) -> Vec<Port> {
+    let mut found: Vec<(String, u16)> = Vec::new();
+    let value = |name: &str| env.iter().find(|(k, _)| k == name).and_then(|(_, v)| number(v));
+    if let Some(var) = &def.increment_var
+        && let Some(n) = value(var)
+    {
+        found.push((var.clone(), n));
+    }
+    for (k, v) in env {
+        if (k == "PORT" || k.ends_with("_PORT"))
+            && let Some(n) = number(v)
+        {
+            found.push((k.clone(), n));
+        }
+    }
+    let mut out: Vec<Port> = Vec::new();
+    for (var, number) in found {
+        if out.iter().any(|p| p.number == number) {
+            continue;
+        }
+        let mut name = port_name(&var);
+        if out.iter().any(|p| p.name == name) {
+            name = format!("port-{number}");
+        }
+        out.push(Port { name, number });
+    }
+    out
+}
+
+/// A port number (1–65535) written as a plain integer.
+fn number(v: &str) -> Option<u16> {
+    v.trim().parse::<u16>().ok().filter(|&n| n > 0)
+}
+
+/// `ADMIN_PORT` → `admin-port`; a name Kubernetes would refuse becomes `port`.
+fn port_name(var: &str) -> String {
+    let mut name = String::new();
+    for c in var.chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+    }
+    name.truncate(15);
+    let name = name.trim_end_matches('-').to_string();
+    if name.chars().any(|c| c.is_ascii_lowercase()) { name } else { "port".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn increment_var_first_then_port_named_variables_each_number_once() {
+        let mut def = ProcessDef::new("web", "x", PathBuf::from("/"));
+        def.increment_var = Some("HTTP".into());
+        let got = ports(
+            &def,
+            &env(&[
+                ("ADMIN_PORT", "9000"),
+                ("HTTP", "3000"),
+                ("PORT", "3000"),
+                ("DB_PORT", "not a number"),
+                ("ZERO_PORT", "0"),
+                ("BIG_PORT", "70000"),
+                ("SUPPORT", "1"),
+            ]),
+        );
+        let want = [("http", 3000), ("admin-port", 9000)];
+        assert_eq!(
+            got,
+            want.iter().map(|(n, p)| Port { name: n.to_string(), number: *p }).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn port_names_are_valid_kubernetes_names() {
+        assert_eq!(port_name("A_VERY_LONG_SERVICE_PORT"), "a-very-long-ser");
+        assert_eq!(port_name("__X__PORT"), "x-port");
+        assert_eq!(port_name("_1_PORT"), "1-port");
+        assert_eq!(port_name("1_2"), "port");
+        assert_eq!(port_name("LONG_NAME_ENDS_"), "long-name-ends");
+    }
+}
