@@ -256,3 +256,184 @@ fn compose_file_passes_the_compose_schema() {
         assert!(out.status.success(), "{case}: check-jsonschema {}\n{}", file.display(), explain(&out));
     }
 }
+
+/// What two configs must agree on after compose → `pm3 init`: the keys both support, as pm3
+/// loads them (argv as it runs it, instance 0's variables expanded).
+fn comparable(def: &pm3::spec::ProcessDef) -> String {
+    let env = pm3::instances::environment(def, &std::collections::BTreeMap::new(), 0);
+    let own: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| def.env.iter().any(|(name, _)| name == k) && !k.starts_with("PM3_"))
+        .collect();
+    let max_restarts = (def.restart == pm3::spec::RestartPolicy::OnFailure).then_some(def.max_restarts);
+    format!(
+        "argv={:?}\ninstances={}\ndepends_on={:?}\nrestart={:?} max_restarts={max_restarts:?}\nkill_signal={} kill_timeout={}\nhealth_check={:?} interval={}\nenv={own:?}",
+        pm3::process::spawn::argv(&def.command),
+        def.instances,
+        def.depends_on,
+        def.restart,
+        def.kill_signal,
+        def.kill_timeout_ms,
+        def.health_check,
+        if def.health_check.is_some() { def.health_interval_ms } else { 0 },
+    )
+}
+
+/// compose → `pm3 init --yes` on the result → a pm3.toml equivalent for every key both
+/// support: commands (shell syntax, quoted words), instances, dependencies, restart policies,
+/// exec health checks, stop signal and grace period, and variables holding `$`, `%` and quotes.
+#[test]
+fn compose_round_trips_through_pm3_init() {
+    let pm3 = Pm3::with_config(
+        r#"
+[db]
+command = "/bin/sleep 1000"
+health_check = "exec:test -e /"
+health_interval = 250
+kill_signal = "SIGINT"
+kill_timeout = 1500
+restart = "always"
+
+[web]
+command = "/bin/sh -c 'echo \"$HOME\" | cat; exec sleep 1000'"
+instances = 3
+depends_on = ["db"]
+max_restarts = 4
+env = { MSG = "cost: 5$ and $$HOME 100%", QUOTE = "it's \"x\"", YES = "yes", PORT = "4000" }
+
+[tick]
+command = "echo 'a b' \"c\" | tr a-z A-Z"
+restart = "never"
+
+[words]
+command = "printf '%s\n' 'a b' c"
+"#,
+    );
+    let dir = pm3.root.join("exported");
+    pm3.ok(&["export", "compose", "-o", &dir.display().to_string()]);
+    let init = pm3.run_in(&dir, &["init", "--yes"]);
+    assert!(init.status.success(), "{}", explain(&init));
+    let original = pm3::config::load(&pm3.config_path(), None).expect("the original loads");
+    let back = pm3::config::load(&dir.join("pm3.toml"), None).unwrap_or_else(|e| {
+        panic!("init's pm3.toml loads: {e}\n{}", fs::read_to_string(dir.join("pm3.toml")).unwrap_or_default())
+    });
+    let names = |f: &pm3::spec::ConfigFile| f.processes.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&back), names(&original));
+    for (a, b) in original.processes.iter().zip(&back.processes) {
+        assert_eq!(
+            comparable(b),
+            comparable(a),
+            "[{}] differs after compose → init:\n{}",
+            a.name,
+            fs::read_to_string(dir.join("pm3.toml")).unwrap_or_default()
+        );
+    }
+}
+
+/// Loading is `pm3 start`'s: the same rendered errors and exit code 1 for a bad file, `--env`
+/// applied (and an unknown one refused), `-c` honoured, unknown targets named, no daemon.
+#[test]
+fn export_loads_the_config_as_start_does() {
+    let pm3 = Pm3::with_config("[web]\ncommand = \"sleep 1000\"\nrestrat = \"always\"\n");
+    let start = pm3.fails(&["start"]);
+    let export = pm3.fails(&["export", "systemd"]);
+    assert_eq!(stderr(&export), stderr(&start), "the same rendered config error");
+    assert!(stderr(&export).contains("pm3.toml:3:1"), "{}", explain(&export));
+    assert_eq!(stdout(&export), "");
+    let json = pm3.fails(&["export", "kubernetes", "--json"]);
+    assert!(stdout(&json).starts_with("{\"error\":"), "{}", explain(&json));
+
+    pm3.config(
+        "[web]\ncommand = \"sleep 1000\"\nenv = { LEVEL = \"debug\" }\nenv_prod = { LEVEL = \"warn\" }\n",
+    );
+    let prod = pm3.ok(&["export", "compose", "--env", "prod"]);
+    assert!(stdout(&prod).contains("LEVEL: \"warn\""), "{}", explain(&prod));
+    let plain = pm3.ok(&["export", "compose"]);
+    assert!(stdout(&plain).contains("LEVEL: \"debug\""), "{}", explain(&plain));
+    let unknown_env = pm3.fails(&["export", "compose", "--env", "nope"]);
+    assert_eq!(stderr(&unknown_env), stderr(&pm3.fails(&["start", "--env", "nope"])));
+
+    let unknown = pm3.fails(&["export", "compose", "nope"]);
+    assert!(
+        stderr(&unknown).contains("no process or group `nope`") && stderr(&unknown).contains("web"),
+        "{}",
+        explain(&unknown)
+    );
+    let instance = pm3.fails(&["export", "compose", "web:0"]);
+    assert!(stderr(&instance).contains("`web:0`"), "{}", explain(&instance));
+
+    // `-c` from elsewhere, and no config at all.
+    let other = pm3.root.join("elsewhere");
+    fs::create_dir_all(&other).expect("mkdir");
+    let by_path = pm3.run_in(&other, &["-c", &pm3.config_path().display().to_string(), "export", "systemd"]);
+    assert!(by_path.status.success() && stdout(&by_path).contains("# web.service"), "{}", explain(&by_path));
+    let none = pm3.run_in(&other, &["export", "systemd"]);
+    assert_eq!(none.status.code(), Some(1), "{}", explain(&none));
+    assert!(stderr(&none).contains("no pm3.toml found"), "{}", explain(&none));
+    let usage = pm3.run(&["export", "docker"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", explain(&usage));
+    assert!(!pm3.socket().exists(), "export must not start a daemon");
+}
+
+/// Warnings go to stderr, one per key (naming every process that sets it); manifests go to
+/// stdout, or with `-o DIR` into files (stdout then lists them). An unwritable `-o` exits 1
+/// naming the path; a closed stdout ends quietly.
+#[test]
+fn warnings_on_stderr_manifests_on_stdout_or_in_files() {
+    let pm3 = Pm3::with_config(
+        "[a]\ncommand = \"sleep 1000\"\ncron_restart = \"0 * * * *\"\n\n[b]\ncommand = \"sleep 1000\"\ncron_restart = \"0 * * * *\"\nwatch = true\n",
+    );
+    let out = pm3.ok(&["export", "kubernetes"]);
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "warning: kubernetes: `cron_restart` (a, b) has no equivalent; skipped",
+            "warning: kubernetes: `watch` (b) has no equivalent; skipped"
+        ],
+        "{}",
+        explain(&out)
+    );
+    let text = stdout(&out);
+    assert_eq!(text.matches("\nkind: \"Deployment\"").count(), 2, "{text}");
+    assert!(!text.contains("warning"), "{text}");
+
+    let dir = pm3.root.join("k8s");
+    let files = pm3.ok(&["export", "kubernetes", "b", "-o", &dir.display().to_string()]);
+    assert_eq!(stdout(&files), format!("wrote {}\n", dir.join("b.yaml").display()));
+    assert!(fs::read_to_string(dir.join("b.yaml")).expect("b.yaml").contains("kind: \"Deployment\""));
+    assert!(!dir.join("a.yaml").exists());
+
+    let json = pm3.ok(&["export", "compose", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    assert_eq!(v["files"][0]["name"], "compose.yaml");
+    assert!(v["files"][0]["text"].as_str().is_some_and(|t| t.contains("services:")), "{v}");
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(2), "{v}");
+
+    let blocker = pm3.write("blocker", "a file where a directory should be\n");
+    let bad = pm3.fails(&["export", "systemd", "-o", &blocker.join("units").display().to_string()]);
+    assert!(stderr(&bad).contains(&blocker.display().to_string()), "{}", explain(&bad));
+
+    let mut cmd = pm3.command(&["export", "compose"]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "a closed stdout ends quietly");
+}
+
+/// The command is in the help, the completions and the man page, like every other one.
+#[test]
+fn export_is_in_help_completions_and_man_page() {
+    let pm3 = Pm3::new();
+    assert!(stdout(&pm3.ok(&["--help"])).contains("export"));
+    let help = stdout(&pm3.ok(&["export", "--help"]));
+    for word in ["systemd", "kubernetes", "compose", "--output", "--env"] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    for shell in ["bash", "zsh"] {
+        assert!(stdout(&pm3.ok(&["completions", shell])).contains("kubernetes"), "{shell}");
+    }
+    assert!(stdout(&pm3.ok(&["completions", "fish"])).contains("-a \"export\""));
+    assert!(stdout(&pm3.ok(&["man"])).contains("export"));
+}

@@ -70,7 +70,8 @@ pub fn compose_file(file: &str, text: &str, host: &Host<'_>) -> Detected {
     out
 }
 
-/// Variables pm3 gives every instance itself (`pm3 export compose` writes the first two).
+/// Variables pm3 gives every instance itself (`pm3 export compose` writes the first two),
+/// left out without a remark.
 const RESERVED: &[&str] = &["PM3_INSTANCE_ID", "PM3_INSTANCE_COUNT", "PM3_NAME"];
 
 /// Service keys read here; any other one is named as not carried over.
@@ -148,9 +149,8 @@ fn service(origin: Origin, svc: &Yaml, host: &Host<'_>) -> Result<Proposal, Skip
     let pairs = environment(get(&svc, "environment"));
     let defined = |name: &str| host.env.contains_key(name) || pairs.iter().any(|(k, _)| k == name);
     for (k, v) in &pairs {
+        // pm3 sets them for every instance itself.
         if RESERVED.contains(&k.as_str()) {
-            p.remarks
-                .push(Remark::Note(format!("`environment.{k}` left out: pm3 sets it for every instance")));
             continue;
         }
         match interpolation(v, &defined) {
@@ -704,10 +704,7 @@ services:
         let text = "services:\n  a:\n    command: sleep 1\n    environment: {PM3_INSTANCE_COUNT: '4', PM3_INSTANCE_ID: '0', PM3_NAME: a, KEEP: '1'}\n";
         let reserved = compose_file("compose.yaml", text, &host(&[]));
         assert_eq!(reserved.proposals[0].env, pairs(&[("KEEP", "1")]));
-        assert_eq!(
-            remarks_of(&reserved.proposals[0])[0],
-            "note: `environment.PM3_INSTANCE_COUNT` left out: pm3 sets it for every instance"
-        );
+        assert_eq!(remarks_of(&reserved.proposals[0]), Vec::<String>::new());
         assert_eq!(d.proposals[2].instances, Some(Instances::Count(2)));
         assert_eq!(d.skipped[0].reason, "`command` is not a list of words");
     }
