@@ -7,7 +7,7 @@
 //! the container: `http://` becomes `curl -fsS`, `tcp://` becomes `nc -z`, `exec:` the command
 //! itself.
 
-use super::process::Exported;
+use super::process::{Exported, dollars_doubled as escaped};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
 use crate::spec::RestartPolicy;
@@ -39,11 +39,6 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Vec<File> {
     let mut text = format!("# {FILE_NAME}: written by `pm3 export compose` from pm3.toml\n");
     text.push_str(&document(&Node::map([("services", Node::Map(services))])));
     vec![File { name: FILE_NAME.into(), text }]
-}
-
-/// Compose reads `$$` as a literal `$`.
-fn escaped(s: &str) -> String {
-    s.replace('$', "$$")
 }
 
 fn ms(ms: u64) -> Node {

@@ -8,7 +8,7 @@
 //! runs the argv pm3 runs; its image is named after the process (`image: web`), to be built
 //! from the process's directory or edited. A health check becomes a readiness probe.
 
-use super::process::{Exported, seconds_up};
+use super::process::{Exported, dollars_doubled as escaped, seconds_up};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
 use crate::spec::RestartPolicy;
@@ -106,11 +106,6 @@ fn labels(p: &Exported<'_>, name: &str) -> Node {
         pairs.push(("app.kubernetes.io/part-of".to_string(), Node::str(group)));
     }
     Node::Map(pairs)
-}
-
-/// Kubernetes expands `$(VAR)` in commands and variable values, and reads `$$` as `$`.
-fn escaped(s: &str) -> String {
-    s.replace('$', "$$")
 }
 
 fn workload(p: &Exported<'_>, name: &str) -> Node {
@@ -279,10 +274,5 @@ mod tests {
         assert_eq!(object_name("___"), "process");
         assert_eq!(object_name(&"a".repeat(64)).len(), 52);
         assert_eq!(label_value("-grp.1_"), "grp.1");
-    }
-
-    #[test]
-    fn dollars_are_kept_from_kubernetes_expansion() {
-        assert_eq!(escaped("echo $(HOME) $$ $x"), "echo $$(HOME) $$$$ $$x");
     }
 }

@@ -107,6 +107,12 @@ pub fn keys_set(def: &ProcessDef) -> Vec<&'static str> {
     checks.into_iter().filter(|(_, set)| *set).map(|(k, _)| k).collect()
 }
 
+/// `s` with every `$` doubled: Kubernetes (which expands `$(VAR)` in commands and variable
+/// values) and Compose (which interpolates `$VAR` everywhere) both read `$$` as one `$`.
+pub fn dollars_doubled(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
 /// Milliseconds as whole seconds, rounded up, at least `min`.
 pub fn seconds_up(ms: u64, min: u64) -> u64 {
     ms.div_ceil(1000).max(min)
@@ -154,6 +160,11 @@ mod tests {
         d.command = "python3 a.py | tee out.log".into();
         let e = Exported::new(&d, &BTreeMap::new()).expect("exported");
         assert_eq!(e.argv, ["/bin/sh", "-c", "python3 a.py | tee out.log"]);
+    }
+
+    #[test]
+    fn dollars_are_kept_from_the_engines_expansion() {
+        assert_eq!(dollars_doubled("echo $(HOME) $$ $x ${Y}"), "echo $$(HOME) $$$$ $$x $${Y}");
     }
 
     #[test]
