@@ -28,11 +28,12 @@ use crate::spec::{ConfigFile, ProcessDef};
 /// The engines `pm3 export` writes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// systemd units: a template unit and a target per clustered process.
+    // (Plain comments: doc comments would turn `pm3 export --help` into its long form.)
+    // systemd units: a template unit and a target per clustered process.
     Systemd,
-    /// Kubernetes Deployments (StatefulSets when clustered) and Services, with readiness probes.
+    // Kubernetes Deployments (StatefulSets when clustered) and Services, with readiness probes.
     Kubernetes,
-    /// A Compose file: services with replicas and healthchecks.
+    // A Compose file: services with replicas and healthchecks.
     Compose,
 }
 
