@@ -41,8 +41,11 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Vec<File> {
     vec![File { name: FILE_NAME.into(), text }]
 }
 
+/// Milliseconds as a Compose duration; Compose counts in nanoseconds up to about 292 years,
+/// so longer spans are written as 2,500,000 hours (285 years).
 fn ms(ms: u64) -> Node {
-    Node::str(format!("{ms}ms"))
+    const LONGEST_MS: u64 = 2_500_000 * 3_600_000;
+    Node::str(if ms > LONGEST_MS { "2500000h".to_string() } else { format!("{ms}ms") })
 }
 
 fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> Node {
@@ -76,6 +79,8 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
         deploy.push(("replicas", Node::Int(i64::from(d.instances))));
     }
     if let Some(bytes) = d.max_memory {
+        // Compose reads a size into a signed 64-bit count of bytes.
+        let bytes = bytes.min(i64::MAX as u64);
         deploy.push((
             "resources",
             Node::map([("limits", Node::map([("memory", Node::str(format!("{bytes}b")))]))]),
@@ -122,7 +127,7 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
             Node::map([
                 ("test", Node::strs(["CMD-SHELL".to_string(), escaped(&test)])),
                 ("interval", ms(d.health_interval_ms)),
-                ("timeout", ms(d.probe_timeout().as_millis() as u64)),
+                ("timeout", ms(u64::try_from(d.probe_timeout().as_millis()).unwrap_or(u64::MAX))),
                 ("start_period", ms(d.health_timeout_ms)),
             ]),
         ));

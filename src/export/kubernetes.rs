@@ -152,9 +152,13 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
     }
     if let Some(probe) = &p.probe {
         let mut fields = vec![handler(probe)];
-        fields.push(("periodSeconds", Node::Int(seconds_up(d.health_interval_ms, 1) as i64)));
-        fields
-            .push(("timeoutSeconds", Node::Int(seconds_up(d.probe_timeout().as_millis() as u64, 1) as i64)));
+        // Both are int32 in the API.
+        let int32 = |ms: u64| Node::Int(seconds_up(ms, 1).min(i32::MAX as u64) as i64);
+        fields.push(("periodSeconds", int32(d.health_interval_ms)));
+        fields.push((
+            "timeoutSeconds",
+            int32(u64::try_from(d.probe_timeout().as_millis()).unwrap_or(u64::MAX)),
+        ));
         container.push(("readinessProbe", Node::map(fields)));
     }
     if let Some(bytes) = d.max_memory {
@@ -163,7 +167,8 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
             Node::map([("limits", Node::map([("memory", Node::str(bytes.to_string()))]))]),
         ));
     }
-    let mut pod = vec![("terminationGracePeriodSeconds", Node::Int(seconds_up(d.kill_timeout_ms, 0) as i64))];
+    let grace = i64::try_from(seconds_up(d.kill_timeout_ms, 0)).unwrap_or(i64::MAX);
+    let mut pod = vec![("terminationGracePeriodSeconds", Node::Int(grace))];
     if let Some(hook) = &d.pre_start {
         pod.push((
             "initContainers",

@@ -96,10 +96,10 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
         let _ = writeln!(t, "After={}", deps.join(" "));
     }
     // pm3 gives up after `max_restarts` + 1 runs in a row shorter than `min_uptime`.
-    let runs = u64::from(d.max_restarts) + 1;
-    let window = runs.saturating_mul(d.min_uptime_ms.saturating_add(d.restart_delay_ms));
+    let runs = d.max_restarts.saturating_add(1);
+    let window = u64::from(runs).saturating_mul(d.min_uptime_ms.saturating_add(d.restart_delay_ms));
     let _ = writeln!(t, "StartLimitBurst={runs}");
-    let _ = writeln!(t, "StartLimitIntervalSec={window}ms");
+    let _ = writeln!(t, "StartLimitIntervalSec={}", duration(window));
 
     t.push_str("\n[Service]\nType=exec\n");
     if let Some(hook) = &d.pre_start {
@@ -128,14 +128,14 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
         (RestartPolicy::Always, _) => "always",
     };
     let _ = writeln!(t, "Restart={restart}");
-    let _ = writeln!(t, "RestartSec={}ms", d.restart_delay_ms);
+    let _ = writeln!(t, "RestartSec={}", duration(d.restart_delay_ms));
     if !d.stop_exit_codes.is_empty() {
         let codes: Vec<String> = d.stop_exit_codes.iter().map(i32::to_string).collect();
         let _ = writeln!(t, "RestartPreventExitStatus={}", codes.join(" "));
     }
     let _ = writeln!(t, "KillMode=control-group");
     let _ = writeln!(t, "KillSignal={}", d.kill_signal);
-    let _ = writeln!(t, "TimeoutStopSec={}ms", d.kill_timeout_ms);
+    let _ = writeln!(t, "TimeoutStopSec={}", duration(d.kill_timeout_ms));
     if let Some(bytes) = d.max_memory {
         let _ = writeln!(t, "MemoryMax={bytes}");
     }
@@ -154,6 +154,12 @@ fn target_unit(p: &Exported<'_>, file: &str) -> String {
     let _ = writeln!(t, "After={}", units.join(" "));
     t.push_str("\n[Install]\nWantedBy=default.target\n");
     t
+}
+
+/// Milliseconds as a systemd time span; beyond what systemd counts (in microseconds, and
+/// 30,000 years is far enough), `infinity`.
+fn duration(ms: u64) -> String {
+    if ms >= 1_000_000_000_000_000 { "infinity".into() } else { format!("{ms}ms") }
 }
 
 /// A hook as pm3 runs it.
