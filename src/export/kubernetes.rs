@@ -208,10 +208,7 @@ fn var(name: &str, value: &str) -> Node {
 /// The probe's handler: `httpGet`, `tcpSocket` or `exec`. A check of `localhost` probes the
 /// pod's own address, where the process listens in its container.
 fn handler(probe: &Probe) -> (&'static str, Node) {
-    let remote = |host: &str| {
-        let h = host.trim_start_matches('[').trim_end_matches(']');
-        !(h.eq_ignore_ascii_case("localhost") || h == "127.0.0.1" || h == "::1")
-    };
+    let remote = |host: &str| !super::ports::local(host);
     match probe {
         Probe::Http { uri, tls } => {
             let port = uri.port_u16().unwrap_or(if *tls { 443 } else { 80 });

@@ -1,11 +1,13 @@
 //! The ports a process listens on, as far as the config shows them: what a Kubernetes Service
 //! and a container's `ports` are made of.
 //!
-//! Today the one source is the environment: the `increment_var` variable and variables named
-//! `PORT` or `…_PORT` whose value (as instance 0 gets it) is a port number. Another source
-//! (sockets the config declares itself) is added in [`ports`], and every format follows.
+//! The sources, in order: the `increment_var` variable and variables named `PORT` or `…_PORT`
+//! whose value (as instance 0 gets it) is a port number, then the port a `http://`, `https://`
+//! or `tcp://` health check of this host probes. Another source (sockets the config declares
+//! itself) is added in [`ports`], and every format follows.
 
 use crate::spec::ProcessDef;
+use crate::supervisor::health::Probe;
 
 /// One port of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +18,9 @@ pub struct Port {
     pub number: u16,
 }
 
-/// The ports of `def`, whose config variables instance 0 gets as `env` (name order): each
-/// number once, in the order found.
-pub fn ports(def: &ProcessDef, env: &[(String, String)]) -> Vec<Port> {
+/// The ports of `def`, whose config variables instance 0 gets as `env` (name order) and whose
+/// health check it expands to `probe`: each number once, in the order found.
+pub fn ports(def: &ProcessDef, env: &[(String, String)], probe: Option<&Probe>) -> Vec<Port> {
     let mut found: Vec<(String, u16)> = Vec::new();
     let value = |name: &str| env.iter().find(|(k, _)| k == name).and_then(|(_, v)| number(v));
     if let Some(var) = &def.increment_var
@@ -33,6 +35,14 @@ pub fn ports(def: &ProcessDef, env: &[(String, String)]) -> Vec<Port> {
             found.push((k.clone(), n));
         }
     }
+    match probe {
+        Some(Probe::Http { uri, tls }) if uri.host().is_some_and(local) => {
+            let scheme = if *tls { "https" } else { "http" };
+            found.push((scheme.into(), uri.port_u16().unwrap_or(if *tls { 443 } else { 80 })));
+        }
+        Some(Probe::Tcp { host, port }) if local(host) => found.push(("tcp".into(), *port)),
+        _ => {}
+    }
     let mut out: Vec<Port> = Vec::new();
     for (var, number) in found {
         if out.iter().any(|p| p.number == number) {
@@ -45,6 +55,12 @@ pub fn ports(def: &ProcessDef, env: &[(String, String)]) -> Vec<Port> {
         out.push(Port { name, number });
     }
     out
+}
+
+/// True for a host that names the machine itself (where a health check finds the process).
+pub fn local(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h == "127.0.0.1" || h == "::1" || h == "0.0.0.0"
 }
 
 /// A port number (1–65535) written as a plain integer.
@@ -80,6 +96,7 @@ mod tests {
     fn increment_var_first_then_port_named_variables_each_number_once() {
         let mut def = ProcessDef::new("web", "x", PathBuf::from("/"));
         def.increment_var = Some("HTTP".into());
+        let probe = Probe::parse("http://localhost:8080/health").ok();
         let got = ports(
             &def,
             &env(&[
@@ -91,12 +108,27 @@ mod tests {
                 ("BIG_PORT", "70000"),
                 ("SUPPORT", "1"),
             ]),
+            probe.as_ref(),
         );
-        let want = [("http", 3000), ("admin-port", 9000)];
+        let want = [("http", 3000), ("admin-port", 9000), ("port-8080", 8080)];
         assert_eq!(
             got,
             want.iter().map(|(n, p)| Port { name: n.to_string(), number: *p }).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn health_checks_of_this_host_give_their_port() {
+        let def = ProcessDef::new("db", "x", PathBuf::from("/"));
+        let port = |check: &str| {
+            let probe = Probe::parse(check).ok();
+            ports(&def, &[], probe.as_ref()).iter().map(|p| (p.name.clone(), p.number)).collect::<Vec<_>>()
+        };
+        assert_eq!(port("tcp://localhost:5432"), [("tcp".to_string(), 5432)]);
+        assert_eq!(port("https://127.0.0.1/ready"), [("https".to_string(), 443)]);
+        assert_eq!(port("http://[::1]:81/"), [("http".to_string(), 81)]);
+        assert!(port("http://db.example:81/").is_empty(), "another host's port is not this one's");
+        assert!(port("exec:true").is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct Exported<'a> {
     pub per_instance: Vec<Vec<(String, String)>>,
     /// The health check as instance 0 expands it.
     pub probe: Option<Probe>,
-    /// The ports the config shows (see [`ports`]).
+    /// The ports the config shows (see [`ports`](super::ports)).
     pub ports: Vec<Port>,
 }
 
@@ -61,7 +61,7 @@ impl<'a> Exported<'a> {
             ),
             None => None,
         };
-        let ports = ports(def, &env);
+        let ports = ports(def, &env, probe.as_ref());
         Ok(Exported { def, argv: spawn::argv(&def.command), env, varying, per_instance, probe, ports })
     }
 
