@@ -23,6 +23,7 @@ pub mod yaml;
 
 use std::collections::BTreeMap;
 
+use crate::daemon::table::{Item, resolve};
 use crate::spec::{ConfigFile, ProcessDef};
 
 /// The engines `pm3 export` writes for.
@@ -97,50 +98,37 @@ pub fn export(
     Ok(Export { format, files, warnings: warnings.lines(format) })
 }
 
-/// The definitions `targets` name, and their dependencies, in file order.
+/// The definitions `targets` name (resolved as every command resolves them, spec §4, with
+/// processes for instances: an export holds whole processes), and their dependencies, in file
+/// order.
 fn select<'a>(file: &'a ConfigFile, targets: &[String]) -> Result<Vec<&'a ProcessDef>, String> {
     let all = &file.processes;
-    if targets.is_empty() || targets.iter().any(|t| t == "all") {
-        return Ok(all.iter().collect());
-    }
-    let mut wanted: Vec<&str> = Vec::new();
     for t in targets {
-        let by_name = all.iter().filter(|d| d.name == *t);
-        let by_group = all.iter().filter(|d| crate::instances::group_of(d).as_deref() == Some(t.as_str()));
-        let found: Vec<&str> = by_name.chain(by_group).map(|d| d.name.as_str()).collect();
-        if found.is_empty() {
-            if let Some((process, _)) = t.rsplit_once(':')
-                && all.iter().any(|d| d.name == process)
-            {
-                return Err(format!(
-                    "`{t}` is an instance: an export holds whole processes (name `{process}`)"
-                ));
-            }
-            let mut known: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
-            known.extend(all.iter().filter_map(crate::instances::group_of));
-            known.sort();
-            known.dedup();
-            return Err(format!(
-                "no process or group `{t}` in {} (known: {})",
-                file.path.display(),
-                known.join(", ")
-            ));
+        if let Some((process, _)) = t.rsplit_once(':')
+            && all.iter().any(|d| d.name == process)
+        {
+            return Err(format!("`{t}` is an instance: an export holds whole processes (name `{process}`)"));
         }
-        wanted.extend(found);
     }
+    let items: Vec<Item<'_>> = all
+        .iter()
+        .map(|d| Item { name: &d.name, process: &d.name, group: crate::instances::group_of(d) })
+        .collect();
+    let mut wanted =
+        resolve(&items, targets).map_err(|e| format!("{}: {}", file.path.display(), e.message))?;
     // Dependencies too: an engine starts a process only beside what it needs.
     let mut i = 0;
     while i < wanted.len() {
         if let Some(d) = all.iter().find(|d| d.name == wanted[i]) {
             for dep in &d.depends_on {
-                if !wanted.contains(&dep.as_str()) {
-                    wanted.push(dep);
+                if !wanted.contains(dep) {
+                    wanted.push(dep.clone());
                 }
             }
         }
         i += 1;
     }
-    Ok(all.iter().filter(|d| wanted.contains(&d.name.as_str())).collect())
+    Ok(all.iter().filter(|d| wanted.contains(&d.name)).collect())
 }
 
 /// Keys a format cannot express, gathered so that each is named once.
@@ -217,7 +205,7 @@ mod tests {
     #[test]
     fn an_unknown_target_or_an_instance_is_an_error_naming_what_exists() {
         let err = names(&["nope"]).expect_err("unknown");
-        assert_eq!(err, "no process or group `nope` in /p/pm3.toml (known: data, db, other, web)");
+        assert_eq!(err, "/p/pm3.toml: unknown process or group `nope`; known: data, db, other, web");
         let err = names(&["web:1"]).expect_err("instance");
         assert!(err.contains("`web:1` is an instance") && err.contains("`web`"), "{err}");
     }

@@ -362,7 +362,8 @@ fn export_loads_the_config_as_start_does() {
 
     let unknown = pm3.fails(&["export", "compose", "nope"]);
     assert!(
-        stderr(&unknown).contains("no process or group `nope`") && stderr(&unknown).contains("web"),
+        stderr(&unknown).contains("unknown process or group `nope`; known: web")
+            && stderr(&unknown).contains("web"),
         "{}",
         explain(&unknown)
     );
