@@ -270,6 +270,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn two_processes_with_one_kubernetes_name_are_an_error_naming_both() {
+        let defs = [
+            crate::spec::ProcessDef::new("api_v1", "sleep 1", "/".into()),
+            crate::spec::ProcessDef::new("API-v1", "sleep 1", "/".into()),
+        ];
+        let base = std::collections::BTreeMap::new();
+        let exported: Vec<Exported<'_>> =
+            defs.iter().map(|d| Exported::new(d, &base).expect("exported")).collect();
+        let err = files(&exported, &mut Warnings::default()).expect_err("a clash");
+        assert!(err.contains("`api_v1` and `API-v1`") && err.contains("`api-v1`"), "{err}");
+    }
+
+    #[test]
     fn names_become_dns_labels() {
         assert_eq!(object_name("Web_API.v2"), "web-api-v2");
         assert_eq!(object_name("_x_"), "x");

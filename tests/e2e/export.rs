@@ -418,6 +418,15 @@ fn warnings_on_stderr_manifests_on_stdout_or_in_files() {
     assert!(v["files"][0]["text"].as_str().is_some_and(|t| t.contains("services:")), "{v}");
     assert_eq!(v["warnings"].as_array().map(Vec::len), Some(2), "{v}");
 
+    let listed = pm3.ok(&["export", "systemd", "a", "-o", &dir.display().to_string(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&listed)).expect("json");
+    assert_eq!(v["files"], serde_json::json!([dir.join("a.service")]), "{v}");
+    assert!(
+        fs::read_to_string(dir.join("a.service"))
+            .expect("a.service")
+            .contains("ExecStart=\"sleep\" \"1000\"")
+    );
+
     let blocker = pm3.write("blocker", "a file where a directory should be\n");
     let bad = pm3.fails(&["export", "systemd", "-o", &blocker.join("units").display().to_string()]);
     assert!(stderr(&bad).contains(&blocker.display().to_string()), "{}", explain(&bad));
