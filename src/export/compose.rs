@@ -7,7 +7,7 @@
 //! the container: `http://` becomes `curl -fsS`, `tcp://` becomes `nc -z`, `exec:` the command
 //! itself.
 
-use super::process::{Exported, dollars_doubled as escaped};
+use super::process::{Exported, dns_label, dollars_doubled as escaped};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
 use crate::spec::RestartPolicy;
@@ -51,8 +51,10 @@ fn ms(ms: u64) -> Node {
 fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> Node {
     let d = p.def;
     warnings.unmapped(p, UNMAPPED);
-    let mut s: Vec<(&str, Node)> =
-        vec![("image", Node::str(&d.name)), ("command", Node::strs(p.argv.iter().map(|w| escaped(w))))];
+    let mut s: Vec<(&str, Node)> = vec![
+        ("image", Node::str(dns_label(&d.name))),
+        ("command", Node::strs(p.argv.iter().map(|w| escaped(w)))),
+    ];
     let mut env = Vec::new();
     if d.instances > 1 {
         warnings.add(

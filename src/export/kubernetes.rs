@@ -8,7 +8,7 @@
 //! runs the argv pm3 runs; its image is named after the process (`image: web`), to be built
 //! from the process's directory or edited. A health check becomes a readiness probe.
 
-use super::process::{Exported, dollars_doubled as escaped, seconds_up};
+use super::process::{Exported, dns_label, dollars_doubled as escaped, seconds_up};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
 use crate::spec::RestartPolicy;
@@ -47,7 +47,7 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
     let mut names: Vec<(String, &str)> = Vec::new();
     let mut out = Vec::new();
     for p in processes {
-        let name = object_name(&p.def.name);
+        let name = dns_label(&p.def.name);
         if let Some((_, other)) = names.iter().find(|(n, _)| *n == name) {
             return Err(format!(
                 "processes `{other}` and `{}` would both be named `{name}` in Kubernetes (lowercase letters, digits and `-`): rename one",
@@ -80,16 +80,6 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
         out.push(File { name: format!("{name}.yaml"), text });
     }
     Ok(out)
-}
-
-/// `name` as a Kubernetes object name (DNS label): lowercase letters, digits and `-`, no `-`
-/// at either end, at most 52 characters (a StatefulSet's pods add `-N` and a revision hash).
-fn object_name(name: &str) -> String {
-    let mut out: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    out.truncate(52);
-    let out = out.trim_matches('-').to_string();
-    if out.is_empty() { "process".into() } else { out }
 }
 
 /// A label value: at most 63 of `A-Z a-z 0-9 - _ .`, beginning and ending with a letter or
@@ -284,10 +274,10 @@ mod tests {
 
     #[test]
     fn names_become_dns_labels() {
-        assert_eq!(object_name("Web_API.v2"), "web-api-v2");
-        assert_eq!(object_name("_x_"), "x");
-        assert_eq!(object_name("___"), "process");
-        assert_eq!(object_name(&"a".repeat(64)).len(), 52);
+        assert_eq!(dns_label("Web_API.v2"), "web-api-v2");
+        assert_eq!(dns_label("_x_"), "x");
+        assert_eq!(dns_label("___"), "process");
+        assert_eq!(dns_label(&"a".repeat(64)).len(), 52);
         assert_eq!(label_value("-grp.1_"), "grp.1");
     }
 }

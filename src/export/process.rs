@@ -107,6 +107,17 @@ pub fn keys_set(def: &ProcessDef) -> Vec<&'static str> {
     checks.into_iter().filter(|(_, set)| *set).map(|(k, _)| k).collect()
 }
 
+/// `name` as a Kubernetes object name (DNS label): lowercase letters, digits and `-`, no `-`
+/// at either end, at most 52 characters (a StatefulSet's pods add `-N` and a revision hash).
+/// Also a valid image name (which must be lowercase).
+pub fn dns_label(name: &str) -> String {
+    let mut out: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    out.truncate(52);
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() { "process".into() } else { out }
+}
+
 /// `s` with every `$` doubled: Kubernetes (which expands `$(VAR)` in commands and variable
 /// values) and Compose (which interpolates `$VAR` everywhere) both read `$$` as one `$`.
 pub fn dollars_doubled(s: &str) -> String {
