@@ -8,6 +8,7 @@
 //! runs the argv pm3 runs; its image is named after the process (`image: web`), to be built
 //! from the process's directory or edited. A health check becomes a readiness probe.
 
+use super::ports::Port;
 use super::process::{Exported, dns_label, dollars_doubled as escaped, seconds_up};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
@@ -128,17 +129,7 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
         ("env", Node::Seq(env.clone())),
     ];
     if !p.ports.is_empty() {
-        let ports = p
-            .ports
-            .iter()
-            .map(|port| {
-                Node::map([
-                    ("name", Node::str(&port.name)),
-                    ("containerPort", Node::Int(i64::from(port.number))),
-                ])
-            })
-            .collect();
-        container.push(("ports", Node::Seq(ports)));
+        container.push(("ports", port_list(p, &["containerPort"])));
     }
     if let Some(probe) = &p.probe {
         let mut fields = vec![handler(probe)];
@@ -191,6 +182,16 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
     ])
 }
 
+/// The ports of `p`, each as its name and its number under every key of `number_keys`.
+fn port_list(p: &Exported<'_>, number_keys: &[&str]) -> Node {
+    let entry = |port: &Port| {
+        let mut fields = vec![("name", Node::str(&port.name))];
+        fields.extend(number_keys.iter().map(|&k| (k, Node::Int(i64::from(port.number)))));
+        Node::map(fields)
+    };
+    Node::Seq(p.ports.iter().map(entry).collect())
+}
+
 fn var(name: &str, value: &str) -> Node {
     Node::map([("name", Node::str(name)), ("value", Node::str(escaped(value)))])
 }
@@ -234,18 +235,7 @@ fn service(p: &Exported<'_>, name: &str) -> Option<Node> {
     }
     spec.push(("selector", Node::map([(NAME_LABEL, Node::str(name))])));
     if !p.ports.is_empty() {
-        let ports = p
-            .ports
-            .iter()
-            .map(|port| {
-                Node::map([
-                    ("name", Node::str(&port.name)),
-                    ("port", Node::Int(i64::from(port.number))),
-                    ("targetPort", Node::Int(i64::from(port.number))),
-                ])
-            })
-            .collect();
-        spec.push(("ports", Node::Seq(ports)));
+        spec.push(("ports", port_list(p, &["port", "targetPort"])));
     }
     Some(Node::map([
         ("apiVersion", Node::str("v1")),
