@@ -454,3 +454,53 @@ fn export_is_in_help_completions_and_man_page() {
     assert!(stdout(&pm3.ok(&["completions", "fish"])).contains("-a \"export\""));
     assert!(stdout(&pm3.ok(&["man"])).contains("export"));
 }
+
+/// The adversarial values of `every_key` (`%`, `$`, quotes, backslashes, line breaks, `yes`,
+/// `0755`, `a: b # c`, U+2028…) read back from the Kubernetes and Compose YAML, once each
+/// engine has undone its `$$`, exactly as pm3 gives them to instance 0.
+#[test]
+fn yaml_values_read_back_as_pm3_gives_them() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let case = cases().into_iter().find(|c| case_name(c) == "every_key").expect("the every_key case");
+    let (pm3, _) = world(&case, false);
+    let file = pm3::config::load(&pm3.config_path(), None).expect("every_key loads");
+    let def = &file.processes[0];
+    let env = pm3::instances::environment(def, &pm3::config::own_environment(), 0);
+    let want: Vec<(String, String)> = def
+        .env
+        .iter()
+        .map(|(k, _)| (k.clone(), env.get(k).cloned().unwrap_or_default()))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    assert!(want.iter().any(|(_, v)| v.contains('$') && v.contains('\n') || v.contains('%')), "{want:?}");
+    let engine = |s: &str| s.replace("$$", "$");
+    let text = |y: &Yaml| y.as_str().map(engine).unwrap_or_else(|| panic!("not a string: {y:?}"));
+
+    let compose = YamlLoader::load_from_str(&stdout(&export(&pm3, "compose", &[]))).expect("compose YAML");
+    let service = &compose[0]["services"][def.name.as_str()];
+    let got: Vec<(String, String)> = service["environment"]
+        .as_hash()
+        .expect("environment")
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), text(v))))
+        .filter(|(k, _)| !k.starts_with("PM3_"))
+        .collect();
+    assert_eq!(got, want, "compose environment");
+    let argv: Vec<String> = service["command"].as_vec().expect("command").iter().map(text).collect();
+    assert_eq!(argv, pm3::process::spawn::argv(&def.command), "compose command");
+
+    let k8s = YamlLoader::load_from_str(&stdout(&export(&pm3, "kubernetes", &[]))).expect("Kubernetes YAML");
+    let container = &k8s[0]["spec"]["template"]["spec"]["containers"][0];
+    let got: Vec<(String, String)> = container["env"]
+        .as_vec()
+        .expect("env")
+        .iter()
+        .filter(|e| !e["value"].is_badvalue())
+        .map(|e| (text(&e["name"]), text(&e["value"])))
+        .filter(|(k, _)| !k.starts_with("PM3_"))
+        .collect();
+    assert_eq!(got, want, "Kubernetes env");
+    let argv: Vec<String> = container["command"].as_vec().expect("command").iter().map(text).collect();
+    assert_eq!(argv, pm3::process::spawn::argv(&def.command), "Kubernetes command");
+}
