@@ -13,12 +13,17 @@ pub fn run(
     targets: &[String],
     dir: Option<&Path>,
     env: Option<&str>,
+    user: bool,
     out: &Out,
 ) -> Result<(), CliError> {
+    if user && format != Format::Systemd {
+        return Err(CliError::Other(format!("`--user` is for systemd units, not {}", format.as_str())));
+    }
     let Some(payload) = load_config(config, env, &[])? else {
         return Err(CliError::Other("`pm3 export` needs a pm3.toml".into()));
     };
-    let exported = export::export(format, &payload.file, targets, &payload.env).map_err(CliError::Other)?;
+    let exported =
+        export::export(format, &payload.file, targets, &payload.env, user).map_err(CliError::Other)?;
     for w in &exported.warnings {
         to_stderr(&format!("warning: {w}\n"));
     }

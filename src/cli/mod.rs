@@ -171,6 +171,10 @@ enum Command {
         /// `[web.env_production]`).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// systemd only: units for the user's service manager (`systemctl --user`,
+        /// `~/.config/systemd/user`) rather than the system's.
+        #[arg(long)]
+        user: bool,
     },
     /// Write a pm3.toml for this directory (proposes Procfile, package.json and docker-compose entries)
     Init {
@@ -364,8 +368,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Init { yes, force } => init::run(yes, force, &out),
-        Command::Export { format, targets, output, env } => {
-            export::run(cli.config.as_ref(), format, &targets, output.as_deref(), env.as_deref(), &out)
+        Command::Export { format, targets, output, env, user } => {
+            export::run(cli.config.as_ref(), format, &targets, output.as_deref(), env.as_deref(), user, &out)
         }
         Command::Save { force } => {
             let mut client = Client::connect_or_start(&paths)?;

@@ -14,6 +14,7 @@
 //! processes that set it, in [`Export::warnings`].
 
 mod compose;
+mod cron;
 mod kubernetes;
 mod ports;
 mod process;
@@ -30,9 +31,9 @@ use crate::spec::{ConfigFile, ProcessDef};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     // (Plain comments: doc comments would turn `pm3 export --help` into its long form.)
-    // systemd units: a template unit and a target per clustered process.
+    // systemd units: a template unit and a target per process, timers, group targets.
     Systemd,
-    // Kubernetes Deployments (StatefulSets when clustered) and Services, with readiness probes.
+    // Kubernetes Deployments or StatefulSets, Services, probes.
     Kubernetes,
     // A Compose file: services with replicas and healthchecks.
     Compose,
@@ -79,19 +80,24 @@ impl Export {
 
 /// The processes of `file` named by `targets` (process names, group names, `all`; none means
 /// all), with the processes they depend on, in file order, written in `format` for processes
-/// started from the environment `base` (that of `pm3 export`, as for `pm3 start`).
+/// started from the environment `base` (that of `pm3 export`, as for `pm3 start`); `user`
+/// writes systemd units for the user's service manager rather than the system's.
 pub fn export(
     format: Format,
     file: &ConfigFile,
     targets: &[String],
     base: &BTreeMap<String, String>,
+    user: bool,
 ) -> Result<Export, String> {
     let chosen = select(file, targets)?;
     let exported: Vec<process::Exported<'_>> =
         chosen.iter().map(|d| process::Exported::new(d, base)).collect::<Result<_, _>>()?;
     let mut warnings = Warnings::default();
     let files = match format {
-        Format::Systemd => systemd::files(&exported, &mut warnings),
+        Format::Systemd => {
+            let manager = if user { systemd::Manager::User } else { systemd::Manager::System };
+            systemd::files(&exported, manager, &mut warnings)
+        }
         Format::Kubernetes => kubernetes::files(&exported, &mut warnings)?,
         Format::Compose => compose::files(&exported, &mut warnings),
     };

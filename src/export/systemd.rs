@@ -1,19 +1,23 @@
-//! systemd units: `NAME.service` for a single process; for a clustered one a template
-//! `NAME@.service` (instance `%i` is the index), `NAME.target` that wants every instance, and
-//! a drop-in `NAME@I.service.d/pm3-instance.conf` per instance for the variables whose value
-//! differs between instances (the `increment_var`).
+//! systemd units. Every process is a template `NAME@.service` (the instance `%i` is the
+//! index: one instance is `NAME@0`) and `NAME.target`, which wants every instance; a drop-in
+//! `NAME@I.service.d/pm3-instance.conf` per instance holds the variables whose value differs
+//! between instances (the `increment_var`: systemd cannot add). A `cron_restart` is
+//! `NAME-restart.timer` with `NAME-restart.service`, which restarts the instances; a `group`
+//! is `GROUP.target`, which wants the targets of its processes.
 //!
 //! Mapped: `command` (argv as pm3 runs it), `cwd`, `env` (expanded), `PM3_INSTANCE_ID` /
-//! `PM3_INSTANCE_COUNT`, `depends_on` (`Requires=` + `After=` on every instance), `restart`,
-//! `restart_delay` (`RestartSec=`), `max_restarts` with `min_uptime` (`StartLimitBurst=` /
-//! `StartLimitIntervalSec=`, an approximation), `stop_exit_codes`
-//! (`RestartPreventExitStatus=`), `kill_signal`, `kill_timeout` (`TimeoutStopSec=`; the whole
-//! cgroup is signalled, as pm3 signals the group), `pre_start` / `post_stop` (`ExecStartPre=` /
-//! `ExecStopPost=` through `/bin/sh -c`), `max_memory` (`MemoryMax=`: the kernel kills, then
-//! the restart policy applies). Everything else is warned about.
+//! `PM3_INSTANCE_COUNT`, `depends_on` (`Requires=` + `After=` every instance of the
+//! dependency, on every instance), `restart`, `restart_delay` (`RestartSec=`), `max_restarts`
+//! with `min_uptime` (`StartLimitBurst=` / `StartLimitIntervalSec=`, an approximation),
+//! `stop_exit_codes` (`RestartPreventExitStatus=`), `kill_signal`, `kill_timeout`
+//! (`TimeoutStopSec=`; the whole cgroup is signalled, as pm3 signals the group), `pre_start` /
+//! `post_stop` (`ExecStartPre=` / `ExecStopPost=` through `/bin/sh -c`), `max_memory`
+//! (`MemoryMax=`: the kernel kills, then the restart policy applies), `cron_restart`, `group`.
+//! Everything else is warned about.
 
 use std::fmt::Write;
 
+use super::cron;
 use super::process::Exported;
 use super::unit_syntax::{self, assignment};
 use super::{File, NO_EQUIVALENT, Warnings};
@@ -31,35 +35,115 @@ const UNMAPPED: &[(&str, &str)] = &[
     ("watch", "has no equivalent (a .path unit could restart it); skipped"),
     ("watch_ignore", NO_EQUIVALENT),
     ("watch_debounce", NO_EQUIVALENT),
-    ("cron_restart", "has no equivalent (a .timer unit could restart it); skipped"),
     ("log_date_format", "has no equivalent: the journal stamps every line; skipped"),
     ("log_max_size", "has no equivalent: the journal keeps the output (journald.conf); skipped"),
     ("log_max_files", "has no equivalent: the journal keeps the output (journald.conf); skipped"),
     ("log_compress", "has no equivalent: the journal keeps the output (journald.conf); skipped"),
-    ("group", "has no equivalent (a clustered process has its own .target); skipped"),
 ];
 
-/// The unit files of `processes`.
-pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Vec<File> {
+/// Which service manager the units are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    /// The system's (`/etc/systemd/system`): targets are wanted by `multi-user.target`.
+    System,
+    /// The user's (`~/.config/systemd/user`, `systemctl --user`): by `default.target`.
+    User,
+}
+
+impl Manager {
+    fn wanted_by(self) -> &'static str {
+        match self {
+            Manager::System => "multi-user.target",
+            Manager::User => "default.target",
+        }
+    }
+}
+
+/// One `.target` to write: its file name, description and the units it wants.
+struct Target {
+    name: String,
+    description: Vec<String>,
+    wants: Vec<String>,
+}
+
+/// The unit files of `processes`, for `manager`.
+pub fn files(processes: &[Exported<'_>], manager: Manager, warnings: &mut Warnings) -> Vec<File> {
     let mut out = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+    let mut add_target = |name: String, description: String, wants: Vec<String>| match targets
+        .iter_mut()
+        .find(|t| t.name == name)
+    {
+        Some(t) => {
+            t.description.push(description);
+            t.wants.extend(wants.into_iter().filter(|w| *w != name));
+        }
+        None => targets.push(Target { name, description: vec![description], wants }),
+    };
     for p in processes {
         warnings.unmapped(p, UNMAPPED);
-        let clustered = p.def.instances > 1;
-        let service =
-            if clustered { format!("{}@.service", p.def.name) } else { format!("{}.service", p.def.name) };
+        let d = p.def;
+        let service = format!("{}@.service", d.name);
         out.push(File { text: service_unit(p, processes, &service, warnings), name: service });
-        if clustered {
-            let name = format!("{}.target", p.def.name);
-            out.push(File { text: target_unit(p, &name), name });
-            for (i, vars) in p.per_instance.iter().enumerate() {
-                let name = format!("{}@{i}.service.d/pm3-instance.conf", p.def.name);
-                let mut text = header(&name);
-                text.push_str("[Service]\n");
-                for (k, v) in vars {
-                    let _ = writeln!(text, "Environment={}", assignment(k, v));
-                }
-                out.push(File { name, text });
+        for (i, vars) in p.per_instance.iter().enumerate() {
+            let name = format!("{}@{i}.service.d/pm3-instance.conf", d.name);
+            let mut text = header(&name);
+            text.push_str("[Service]\n");
+            for (k, v) in vars {
+                let _ = writeln!(text, "Environment={}", assignment(k, v));
             }
+            out.push(File { name, text });
+        }
+        let mut wants = instances(d.name.as_str(), d.instances);
+        if let Some(expr) = &d.cron_restart {
+            match cron::on_calendar(expr) {
+                Ok(calendar) => {
+                    let timer = format!("{}-restart.timer", d.name);
+                    out.extend(restart_timer(p, &calendar, manager));
+                    wants.push(timer);
+                }
+                Err(why) => warnings.add(
+                    &d.name,
+                    "cron_restart",
+                    &format!("`{expr}` {why}: no timer written; skipped"),
+                ),
+            }
+        }
+        let n = d.instances;
+        add_target(
+            format!("{}.target", d.name),
+            format!("pm3 process {} ({n} instance{})", d.name, if n == 1 { "" } else { "s" }),
+            wants,
+        );
+    }
+    for p in processes {
+        if let Some(group) = p.def.group.as_ref().filter(|g| !g.is_empty()) {
+            let name = format!("{}.target", unit_name_escaped(group));
+            add_target(name, format!("pm3 group {group}"), vec![format!("{}.target", p.def.name)]);
+        }
+    }
+    for t in &targets {
+        out.push(File { name: t.name.clone(), text: target_unit(t, manager) });
+    }
+    out
+}
+
+/// `NAME@0.service` … `NAME@N-1.service`.
+fn instances(name: &str, n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("{name}@{i}.service")).collect()
+}
+
+/// `text` as the name part of a unit file name: `A-Z a-z 0-9 : _ . -` kept, anything else
+/// (and a leading `.` or `-`) as `\xNN` per byte, as `systemd-escape` writes it.
+fn unit_name_escaped(text: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in text.bytes().enumerate() {
+        let keep =
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'_') || (matches!(b, b'.' | b'-') && i > 0);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
     out
@@ -69,28 +153,22 @@ fn header(name: &str) -> String {
     format!("# {name}: written by `pm3 export systemd` from pm3.toml\n")
 }
 
-/// The units a dependent waits for: every instance of each dependency.
-fn instance_units(processes: &[Exported<'_>], name: &str) -> Vec<String> {
-    match processes.iter().find(|p| p.def.name == name) {
-        Some(p) if p.def.instances > 1 => {
-            (0..p.def.instances).map(|i| format!("{name}@{i}.service")).collect()
-        }
-        _ => vec![format!("{name}.service")],
-    }
-}
-
 fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &mut Warnings) -> String {
     let d = p.def;
-    let clustered = d.instances > 1;
     let mut t = header(file);
     t.push_str("[Unit]\n");
-    if clustered {
-        let _ = writeln!(t, "Description=pm3 process {}, instance %i of {}", d.name, d.instances);
-        let _ = writeln!(t, "PartOf={}.target", d.name);
-    } else {
-        let _ = writeln!(t, "Description=pm3 process {}", d.name);
-    }
-    let deps: Vec<String> = d.depends_on.iter().flat_map(|n| instance_units(all, n)).collect();
+    let _ = writeln!(t, "Description=pm3 process {}, instance %i of {}", d.name, d.instances);
+    let _ = writeln!(t, "PartOf={}.target", d.name);
+    // Every instance of each dependency (spec §3); listed one by one, since ordering after a
+    // target does not order after what the target wants.
+    let deps: Vec<String> = d
+        .depends_on
+        .iter()
+        .flat_map(|n| {
+            let count = all.iter().find(|q| q.def.name == *n).map_or(1, |q| q.def.instances);
+            instances(n, count)
+        })
+        .collect();
     if !deps.is_empty() {
         let _ = writeln!(t, "Requires={}", deps.join(" "));
         let _ = writeln!(t, "After={}", deps.join(" "));
@@ -116,9 +194,11 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
         None => warnings.add(&d.name, "cwd", "cannot be written in a unit file; skipped"),
     }
     // `%i`, the instance of the template, is the index.
-    let id =
-        if clustered { "\"PM3_INSTANCE_ID=%i\"".to_string() } else { assignment("PM3_INSTANCE_ID", "0") };
-    let _ = writeln!(t, "Environment={id} {}", assignment("PM3_INSTANCE_COUNT", &d.instances.to_string()));
+    let _ = writeln!(
+        t,
+        "Environment=\"PM3_INSTANCE_ID=%i\" {}",
+        assignment("PM3_INSTANCE_COUNT", &d.instances.to_string())
+    );
     for (k, v) in p.shared_env() {
         let _ = writeln!(t, "Environment={}", assignment(k, v));
     }
@@ -139,20 +219,47 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
     if let Some(bytes) = d.max_memory {
         let _ = writeln!(t, "MemoryMax={bytes}");
     }
-    if !clustered {
-        t.push_str("\n[Install]\nWantedBy=default.target\n");
-    }
     t
 }
 
-fn target_unit(p: &Exported<'_>, file: &str) -> String {
+/// `NAME-restart.timer` at `calendar`, and the `NAME-restart.service` it starts, which
+/// restarts the running instances (`try-restart`: an instance stopped by hand stays stopped,
+/// as pm3 restarts only what runs).
+fn restart_timer(p: &Exported<'_>, calendar: &str, manager: Manager) -> [File; 2] {
     let d = p.def;
-    let units: Vec<String> = (0..d.instances).map(|i| format!("{}@{i}.service", d.name)).collect();
-    let mut t = header(file);
-    let _ = writeln!(t, "[Unit]\nDescription=pm3 process {} ({} instances)", d.name, d.instances);
-    let _ = writeln!(t, "Wants={}", units.join(" "));
-    let _ = writeln!(t, "After={}", units.join(" "));
-    t.push_str("\n[Install]\nWantedBy=default.target\n");
+    let expr = d.cron_restart.as_deref().unwrap_or_default().replace('%', "%%");
+    let timer = format!("{}-restart.timer", d.name);
+    let service = format!("{}-restart.service", d.name);
+    let mut t = header(&timer);
+    let _ = writeln!(t, "[Unit]\nDescription=pm3 cron_restart of {} ({expr})", d.name);
+    let _ = writeln!(t, "PartOf={}.target", d.name);
+    let _ = writeln!(t, "\n[Timer]\nOnCalendar={calendar}");
+    let _ = writeln!(t, "Unit={service}");
+    let mut s = header(&service);
+    let _ = writeln!(s, "[Unit]\nDescription=pm3 cron_restart of {}: restarts its instances", d.name);
+    let mut argv = vec!["systemctl".to_string()];
+    if manager == Manager::User {
+        argv.push("--user".into());
+    }
+    argv.push("try-restart".into());
+    argv.extend(instances(&d.name, d.instances));
+    let _ = writeln!(s, "\n[Service]\nType=oneshot\nExecStart={}", unit_syntax::command(&argv));
+    [File { name: timer, text: t }, File { name: service, text: s }]
+}
+
+fn target_unit(target: &Target, manager: Manager) -> String {
+    let mut t = header(&target.name);
+    let description: String = target
+        .description
+        .join("; ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('%', "%%");
+    let _ = writeln!(t, "[Unit]\nDescription={description}");
+    let _ = writeln!(t, "Wants={}", target.wants.join(" "));
+    let _ = writeln!(t, "After={}", target.wants.join(" "));
+    let _ = writeln!(t, "\n[Install]\nWantedBy={}", manager.wanted_by());
     t
 }
 

@@ -174,6 +174,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     for (case, dir) in dirs {
         let mut units: Vec<PathBuf> = files_in(&dir, ".service");
         units.extend(files_in(&dir, ".target"));
+        units.extend(files_in(&dir, ".timer"));
         // Each template through its instances, which also reads their drop-ins.
         for t in files_in(&dir, "@.service") {
             let stem =
@@ -192,6 +193,96 @@ fn systemd_units_pass_systemd_analyze_verify() {
             explain(&out)
         );
     }
+}
+
+/// `systemd-analyze calendar` reads every `OnCalendar=` the export writes for cron
+/// expressions, and finds the same schedule: the normalized form systemd gives back is the
+/// value written (systemd would rewrite anything it reads differently).
+#[test]
+fn cron_restart_timers_pass_systemd_analyze_calendar() {
+    let crons = [
+        "0 * * * *",
+        "*/15 * * * *",
+        "*/20 */2 * * * *",
+        "30 4 1,15 * *",
+        "0 9-17/4 * * mon-fri",
+        "0 0 * * 0",
+        "0 0 * * 6,7",
+        "0 0 * jan-mar,DEC *",
+        "5 0 1/10 * *",
+        "0 12 * * 1-5",
+        "0 0 * * 1,3,4,5,0",
+        "0-4,10-11 1 * * *",
+    ];
+    let mut toml = String::new();
+    for (i, cron) in crons.iter().enumerate() {
+        toml.push_str(&format!("[p{i}]\ncommand = \"/bin/sleep 1000\"\ncron_restart = \"{cron}\"\n\n"));
+    }
+    toml.push_str("[odd]\ncommand = \"/bin/sleep 1000\"\ncron_restart = \"0 0 1 * mon\"\n");
+    let pm3 = Pm3::with_config(&toml);
+    let dir = pm3.root.join("units");
+    let out = pm3.ok(&["export", "systemd", "-o", &dir.display().to_string()]);
+    assert_eq!(
+        stderr(&out),
+        "warning: systemd: `cron_restart` (odd) `0 0 1 * mon` restricts both the day of month and the day of week, which cron matches when either does and systemd only when both do: no timer written; skipped\n"
+    );
+    assert!(!dir.join("odd-restart.timer").exists());
+    for (i, cron) in crons.iter().enumerate() {
+        let timer =
+            fs::read_to_string(dir.join(format!("p{i}-restart.timer"))).expect("a timer per cron_restart");
+        let calendar = timer
+            .lines()
+            .find_map(|l| l.strip_prefix("OnCalendar="))
+            .unwrap_or_else(|| panic!("{cron}: no OnCalendar= in\n{timer}"));
+        let out = run({
+            let mut c = validator("systemd-analyze", &[], "systemd-analyze");
+            c.args(["calendar", calendar]);
+            c
+        });
+        assert!(out.status.success(), "{cron} → {calendar}\n{}", explain(&out));
+        let normalized = stdout(&out)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Normalized form: ").map(str::to_string))
+            .unwrap_or_default();
+        assert_eq!(normalized, calendar, "{cron}: systemd reads it as another schedule\n{}", explain(&out));
+        let service = fs::read_to_string(dir.join(format!("p{i}-restart.service"))).expect("its service");
+        assert!(
+            service.contains(&format!("ExecStart=\"systemctl\" \"try-restart\" \"p{i}@0.service\"")),
+            "{service}"
+        );
+    }
+    let target = fs::read_to_string(dir.join("p0.target")).expect("p0.target");
+    assert!(target.contains("Wants=p0@0.service p0-restart.timer"), "{target}");
+    // The units themselves pass `verify`.
+    let mut units = files_in(&dir, ".timer");
+    units.extend(files_in(&dir, "-restart.service"));
+    units.extend(files_in(&dir, ".target"));
+    let out = run({
+        let mut c = validator("systemd-analyze", &[], "systemd-analyze");
+        c.args(["verify", "--man=no"]).args(&units);
+        c
+    });
+    assert!(out.status.success() && stderr(&out).is_empty(), "{}", explain(&out));
+}
+
+/// `--user` writes units for the user's manager: targets wanted by `default.target`, the
+/// restart timer's `systemctl --user`; without it, `multi-user.target` and plain `systemctl`.
+/// It is for systemd only.
+#[test]
+fn user_units_with_user_system_units_without() {
+    let pm3 = Pm3::with_config(
+        "[web]\ncommand = \"/bin/sleep 1000\"\ncron_restart = \"0 3 * * *\"\ngroup = \"front\"\n",
+    );
+    let system = stdout(&pm3.ok(&["export", "systemd"]));
+    let user = stdout(&pm3.ok(&["export", "systemd", "--user"]));
+    assert!(system.contains("WantedBy=multi-user.target") && !system.contains("default.target"), "{system}");
+    assert!(system.contains("ExecStart=\"systemctl\" \"try-restart\""), "{system}");
+    assert!(user.contains("WantedBy=default.target") && !user.contains("multi-user"), "{user}");
+    assert!(user.contains("ExecStart=\"systemctl\" \"--user\" \"try-restart\" \"web@0.service\""), "{user}");
+    assert!(!user.contains("User="), "{user}");
+    assert!(user.contains("# front.target") && user.contains("Wants=web.target"), "{user}");
+    let bad = pm3.fails(&["export", "compose", "--user"]);
+    assert!(stderr(&bad).contains("`--user` is for systemd"), "{}", explain(&bad));
 }
 
 /// Every object passes kubernetes-validate's strict schema of Kubernetes 1.30 (offline: the
@@ -374,7 +465,7 @@ fn export_loads_the_config_as_start_does() {
     let other = pm3.root.join("elsewhere");
     fs::create_dir_all(&other).expect("mkdir");
     let by_path = pm3.run_in(&other, &["-c", &pm3.config_path().display().to_string(), "export", "systemd"]);
-    assert!(by_path.status.success() && stdout(&by_path).contains("# web.service"), "{}", explain(&by_path));
+    assert!(by_path.status.success() && stdout(&by_path).contains("# web@.service"), "{}", explain(&by_path));
     let none = pm3.run_in(&other, &["export", "systemd"]);
     assert_eq!(none.status.code(), Some(1), "{}", explain(&none));
     assert!(stderr(&none).contains("no pm3.toml found"), "{}", explain(&none));
@@ -420,10 +511,19 @@ fn warnings_on_stderr_manifests_on_stdout_or_in_files() {
 
     let listed = pm3.ok(&["export", "systemd", "a", "-o", &dir.display().to_string(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&listed)).expect("json");
-    assert_eq!(v["files"], serde_json::json!([dir.join("a.service")]), "{v}");
+    assert_eq!(
+        v["files"],
+        serde_json::json!([
+            dir.join("a@.service"),
+            dir.join("a-restart.timer"),
+            dir.join("a-restart.service"),
+            dir.join("a.target")
+        ]),
+        "{v}"
+    );
     assert!(
-        fs::read_to_string(dir.join("a.service"))
-            .expect("a.service")
+        fs::read_to_string(dir.join("a@.service"))
+            .expect("a@.service")
             .contains("ExecStart=\"sleep\" \"1000\"")
     );
 
