@@ -1,12 +1,15 @@
-//! Kubernetes objects: a Deployment for a single process, a StatefulSet for a clustered one
-//! (its pods have ordinals, which become `PM3_INSTANCE_ID` through the pod-index label,
-//! Kubernetes 1.28 or later), and a Service for the ports the config shows (headless for a
-//! StatefulSet, which needs one).
+//! Kubernetes objects: a Deployment per process, or a StatefulSet when the process uses its
+//! instance id (`PM3_INSTANCE_ID` in its command, variables, health check or hooks, or an
+//! `increment_var`): a StatefulSet's pods have ordinals, which become `PM3_INSTANCE_ID`
+//! through the pod-index label (Kubernetes 1.28 or later). A Service for the ports the config
+//! shows (headless for a StatefulSet, which needs one).
 //!
 //! Each pod has its own address, so every replica gets the `increment_var`'s base value (the
 //! port of instance 0), and the Service spreads connections over the replicas. The container
 //! runs the argv pm3 runs; its image is named after the process (`image: web`), to be built
-//! from the process's directory or edited. A health check becomes a readiness probe.
+//! from the process's directory or edited. A health check becomes a readiness probe and a
+//! liveness probe that gives a slow starter its `health_timeout`; each dependency an init
+//! container that waits until its Service answers.
 
 use super::ports::Port;
 use super::process::{Exported, dns_label, dollars_doubled as escaped, seconds_up};
@@ -16,10 +19,6 @@ use crate::spec::RestartPolicy;
 use crate::supervisor::health::Probe;
 
 const UNMAPPED: &[(&str, &str)] = &[
-    (
-        "depends_on",
-        "has no equivalent: pods start independently (a readiness probe holds traffic back); skipped",
-    ),
     ("max_restarts", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("min_uptime", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("restart_delay", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
@@ -28,7 +27,6 @@ const UNMAPPED: &[(&str, &str)] = &[
         "kill_signal",
         "has no equivalent: Kubernetes stops containers with SIGTERM (or the image's STOPSIGNAL); skipped",
     ),
-    ("health_timeout", "has no equivalent: pods are probed for as long as they run; skipped"),
     ("post_stop", NO_EQUIVALENT),
     ("watch", NO_EQUIVALENT),
     ("watch_ignore", NO_EQUIVALENT),
@@ -42,6 +40,32 @@ const UNMAPPED: &[(&str, &str)] = &[
 
 /// The label every object of a process carries, and its selector matches.
 const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// The label naming the process's group (spec §2: the one set, else the process name when
+/// clustered; a single process without one has no group, and no label).
+const GROUP_LABEL: &str = "pm3.dev/group";
+/// The image of the init containers that wait for a dependency (`nc`, `wget`, `sh`).
+const WAIT_IMAGE: &str = "busybox:1.36";
+
+/// True when `p` needs to know which instance it is: an `increment_var`, a variable whose
+/// value differs between instances, or `$PM3_INSTANCE_ID` / `${PM3_INSTANCE_ID…}` in its
+/// command, variables, health check or hooks.
+pub fn uses_instance_id(p: &Exported<'_>) -> bool {
+    let d = p.def;
+    let mentions = |text: &str| {
+        const NAME: &str = "PM3_INSTANCE_ID";
+        text.match_indices(NAME).any(|(at, _)| {
+            let before = &text[..at];
+            let after = text[at + NAME.len()..].chars().next();
+            (before.ends_with('$') && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_'))
+                || (before.ends_with("${") && matches!(after, Some('}' | ':' | '-' | '=' | '?' | '+')))
+        })
+    };
+    d.increment_var.is_some()
+        || !p.varying.is_empty()
+        || mentions(&d.command)
+        || d.env.iter().any(|(_, v)| mentions(v))
+        || [&d.health_check, &d.pre_start, &d.post_stop].into_iter().flatten().any(|t| mentions(t))
+}
 
 /// One YAML file per process: its workload, then its Service.
 pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<File>, String> {
@@ -57,6 +81,13 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
         }
         names.push((name.clone(), &p.def.name));
         warnings.unmapped(p, UNMAPPED);
+        if p.def.instances > 1 && !uses_instance_id(p) {
+            warnings.add(
+                &p.def.name,
+                "instances",
+                "is written as a Deployment's replicas, which share one definition: PM3_INSTANCE_ID is not set (the config does not use it; a StatefulSet is written when it does)",
+            );
+        }
         if p.def.restart == RestartPolicy::Never {
             warnings.add(
                 &p.def.name,
@@ -72,7 +103,7 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
             );
         }
         let mut text = format!("# {name}.yaml: written by `pm3 export kubernetes` from pm3.toml\n");
-        let mut docs = vec![workload(p, &name)];
+        let mut docs = vec![workload(p, &name, processes, warnings)];
         docs.extend(service(p, &name));
         for doc in docs {
             text.push_str("---\n");
@@ -85,40 +116,54 @@ pub fn files(processes: &[Exported<'_>], warnings: &mut Warnings) -> Result<Vec<
 
 /// A label value: at most 63 of `A-Z a-z 0-9 - _ .`, beginning and ending with a letter or
 /// digit.
+/// Other characters become `-`.
 fn label_value(v: &str) -> String {
-    let mut out: String = v.chars().take(63).collect();
-    out = out.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
-    out
+    let out: String = v
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .take(63)
+        .collect();
+    out.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
 }
 
 fn labels(p: &Exported<'_>, name: &str) -> Node {
     let mut pairs = vec![(NAME_LABEL.to_string(), Node::str(name))];
-    if let Some(group) = p.def.group.as_deref().map(label_value).filter(|g| !g.is_empty()) {
-        pairs.push(("app.kubernetes.io/part-of".to_string(), Node::str(group)));
+    if let Some(group) =
+        crate::instances::group_of(p.def).as_deref().map(label_value).filter(|g| !g.is_empty())
+    {
+        pairs.push((GROUP_LABEL.to_string(), Node::str(group)));
     }
     Node::Map(pairs)
 }
 
-fn workload(p: &Exported<'_>, name: &str) -> Node {
+fn workload(p: &Exported<'_>, name: &str, all: &[Exported<'_>], warnings: &mut Warnings) -> Node {
     let d = p.def;
-    let clustered = d.instances > 1;
+    let stateful = uses_instance_id(p);
     let mut env: Vec<Node> = Vec::new();
-    let id = if clustered {
-        // The pod-index label (Kubernetes 1.28+) is the StatefulSet ordinal: web-2 has index 2.
-        Node::map([
-            ("name", Node::str("PM3_INSTANCE_ID")),
-            (
-                "valueFrom",
-                Node::map([(
-                    "fieldRef",
-                    Node::map([("fieldPath", Node::str("metadata.labels['apps.kubernetes.io/pod-index']"))]),
-                )]),
-            ),
-        ])
+    let id = if stateful {
+        Some(
+            // The pod-index label (Kubernetes 1.28+) is the StatefulSet ordinal: web-2 has index 2.
+            Node::map([
+                ("name", Node::str("PM3_INSTANCE_ID")),
+                (
+                    "valueFrom",
+                    Node::map([(
+                        "fieldRef",
+                        Node::map([(
+                            "fieldPath",
+                            Node::str("metadata.labels['apps.kubernetes.io/pod-index']"),
+                        )]),
+                    )]),
+                ),
+            ]),
+        )
+    } else if d.instances == 1 {
+        Some(var("PM3_INSTANCE_ID", "0"))
     } else {
-        var("PM3_INSTANCE_ID", "0")
+        // Replicas of a Deployment cannot tell which one they are (warned above).
+        None
     };
-    env.push(id);
+    env.extend(id);
     env.push(var("PM3_INSTANCE_COUNT", &d.instances.to_string()));
     env.extend(p.env.iter().map(|(k, v)| var(k, v)));
 
@@ -132,15 +177,29 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
         container.push(("ports", port_list(p, &["containerPort"])));
     }
     if let Some(probe) = &p.probe {
-        let mut fields = vec![handler(probe)];
-        // Both are int32 in the API.
-        let int32 = |ms: u64| Node::Int(seconds_up(ms, 1).min(i32::MAX as u64) as i64);
-        fields.push(("periodSeconds", int32(d.health_interval_ms)));
-        fields.push((
-            "timeoutSeconds",
-            int32(u64::try_from(d.probe_timeout().as_millis()).unwrap_or(u64::MAX)),
+        // All are int32 in the API.
+        let int32 = |n: u64| Node::Int(n.min(i32::MAX as u64) as i64);
+        let period = seconds_up(d.health_interval_ms, 1);
+        let timeout = seconds_up(u64::try_from(d.probe_timeout().as_millis()).unwrap_or(u64::MAX), 1);
+        container.push((
+            "readinessProbe",
+            Node::map([handler(probe), ("periodSeconds", int32(period)), ("timeoutSeconds", int32(timeout))]),
         ));
-        container.push(("readinessProbe", Node::map(fields)));
+        // pm3 gives a process `health_timeout` to pass its check: the liveness probe starts
+        // once that has gone by, and restarts the container only after failing for as long
+        // again (at least 3 probes), so a slow starter is not killed.
+        let patience = seconds_up(d.health_timeout_ms, 1);
+        let period = period.max(10);
+        container.push((
+            "livenessProbe",
+            Node::map([
+                handler(probe),
+                ("initialDelaySeconds", int32(patience)),
+                ("periodSeconds", int32(period)),
+                ("timeoutSeconds", int32(timeout)),
+                ("failureThreshold", int32(patience.div_ceil(period).max(3))),
+            ]),
+        ));
     }
     if let Some(bytes) = d.max_memory {
         container.push((
@@ -150,21 +209,22 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
     }
     let grace = i64::try_from(seconds_up(d.kill_timeout_ms, 0)).unwrap_or(i64::MAX);
     let mut pod = vec![("terminationGracePeriodSeconds", Node::Int(grace))];
+    let mut init: Vec<Node> = d.depends_on.iter().filter_map(|dep| wait_for(p, dep, all, warnings)).collect();
     if let Some(hook) = &d.pre_start {
-        pod.push((
-            "initContainers",
-            Node::Seq(vec![Node::map([
-                ("name", Node::str("pre-start")),
-                ("image", Node::str(name)),
-                ("command", Node::strs(["/bin/sh", "-c", escaped(hook).as_str()])),
-                ("env", Node::Seq(env)),
-            ])]),
-        ));
+        init.push(Node::map([
+            ("name", Node::str("pre-start")),
+            ("image", Node::str(name)),
+            ("command", Node::strs(["/bin/sh", "-c", escaped(hook).as_str()])),
+            ("env", Node::Seq(env)),
+        ]));
+    }
+    if !init.is_empty() {
+        pod.push(("initContainers", Node::Seq(init)));
     }
     pod.push(("containers", Node::Seq(vec![Node::map(container)])));
 
     let mut spec = vec![("replicas", Node::Int(i64::from(d.instances)))];
-    if clustered {
+    if stateful {
         spec.push(("serviceName", Node::str(name)));
         // pm3 starts every instance at once.
         spec.push(("podManagementPolicy", Node::str("Parallel")));
@@ -176,7 +236,7 @@ fn workload(p: &Exported<'_>, name: &str) -> Node {
     ));
     Node::map([
         ("apiVersion", Node::str("apps/v1")),
-        ("kind", Node::str(if clustered { "StatefulSet" } else { "Deployment" })),
+        ("kind", Node::str(if stateful { "StatefulSet" } else { "Deployment" })),
         ("metadata", Node::map([("name", Node::str(name)), ("labels", labels(p, name))])),
         ("spec", Node::map(spec)),
     ])
@@ -222,15 +282,46 @@ fn handler(probe: &Probe) -> (&'static str, Node) {
     }
 }
 
+/// The init container of `p` that waits for its dependency `dep`: until the dependency's
+/// Service answers on its first port, over HTTP when the dependency's check is an `http://`
+/// one of that port (busybox `wget`), else as a TCP connection (busybox `nc -z`). A dependency
+/// without a port has no Service to wait for: warned, and `None`.
+fn wait_for(p: &Exported<'_>, dep: &str, all: &[Exported<'_>], warnings: &mut Warnings) -> Option<Node> {
+    let q = all.iter().find(|q| q.def.name == dep)?;
+    let Some(port) = q.ports.first() else {
+        warnings.add(
+            &p.def.name,
+            "depends_on",
+            &format!("names `{dep}`, which shows no port (so has no Service to wait for): pods start without waiting for it"),
+        );
+        return None;
+    };
+    let host = dns_label(dep);
+    let check = match &q.probe {
+        Some(Probe::Http { uri, tls: false }) if uri.port_u16().unwrap_or(80) == port.number => {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let url = format!("http://{host}:{}{path}", port.number);
+            format!("wget -q -T 2 -O /dev/null {}", shell_words::quote(&url))
+        }
+        _ => format!("nc -z -w 2 {host} {}", port.number),
+    };
+    let script = format!("until {check}; do echo waiting for {host}:{}; sleep 2; done", port.number);
+    Some(Node::map([
+        ("name", Node::str(format!("wait-for-{}", dns_label(dep)).chars().take(63).collect::<String>())),
+        ("image", Node::str(WAIT_IMAGE)),
+        ("command", Node::strs(["/bin/sh", "-c", escaped(&script).as_str()])),
+    ]))
+}
+
 /// The Service of a process: headless for a StatefulSet (which needs one, ports or not),
 /// a ClusterIP one for a Deployment with ports, none otherwise.
 fn service(p: &Exported<'_>, name: &str) -> Option<Node> {
-    let clustered = p.def.instances > 1;
-    if !clustered && p.ports.is_empty() {
+    let stateful = uses_instance_id(p);
+    if !stateful && p.ports.is_empty() {
         return None;
     }
     let mut spec = Vec::new();
-    if clustered {
+    if stateful {
         spec.push(("clusterIP", Node::str("None")));
     }
     spec.push(("selector", Node::map([(NAME_LABEL, Node::str(name))])));
@@ -263,11 +354,35 @@ mod tests {
     }
 
     #[test]
+    fn a_statefulset_only_for_a_process_that_uses_its_instance_id() {
+        let base = std::collections::BTreeMap::new();
+        let uses = |edit: &dyn Fn(&mut crate::spec::ProcessDef)| {
+            let mut d = crate::spec::ProcessDef::new("w", "python worker.py", "/".into());
+            d.instances = 3;
+            edit(&mut d);
+            uses_instance_id(&Exported::new(&d, &base).expect("exported"))
+        };
+        assert!(!uses(&|_| {}), "the seed's worker: a Deployment");
+        assert!(!uses(&|d| d.env = vec![("X".into(), "$PM3_INSTANCE_IDS ${PM3_INSTANCE_COUNT}".into())]));
+        assert!(uses(&|d| {
+            d.env = vec![("PORT".into(), "3000".into())];
+            d.increment_var = Some("PORT".into());
+        }));
+        assert!(uses(&|d| d.command = "python worker.py --shard $PM3_INSTANCE_ID".into()));
+        assert!(uses(&|d| d.command = "python worker.py --shard=${PM3_INSTANCE_ID}".into()));
+        assert!(uses(&|d| d.env = vec![("SHARD".into(), "s${PM3_INSTANCE_ID:-0}".into())]));
+        assert!(uses(&|d| d.health_check = Some("exec:test -e /tmp/$PM3_INSTANCE_ID".into())));
+        assert!(uses(&|d| d.pre_start = Some("mkdir -p data/$PM3_INSTANCE_ID".into())));
+        assert!(uses(&|d| d.post_stop = Some("rm -f ${PM3_INSTANCE_ID}.lock".into())));
+    }
+
+    #[test]
     fn names_become_dns_labels() {
         assert_eq!(dns_label("Web_API.v2"), "web-api-v2");
         assert_eq!(dns_label("_x_"), "x");
         assert_eq!(dns_label("___"), "process");
         assert_eq!(dns_label(&"a".repeat(64)).len(), 52);
         assert_eq!(label_value("-grp.1_"), "grp.1");
+        assert_eq!(label_value("my group/é"), "my-group");
     }
 }
