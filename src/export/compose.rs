@@ -1,6 +1,7 @@
 //! A Compose file: one service per process, `deploy.replicas` for its instances, its
-//! environment, restart policy, dependencies (waiting for health where the dependency has a
-//! check), healthcheck, stop signal and grace period. `pm3 init` reads the same keys back.
+//! environment, `working_dir`, `mem_limit`, restart policy, dependencies (waiting for health
+//! where the dependency has a check), healthcheck, stop signal and grace period. `pm3 init`
+//! reads the keys it knows back.
 //!
 //! Compose interpolates `$VAR` and `${VAR}` in every value when it reads the file; values are
 //! written with each `$` doubled, so the container gets them as pm3 would. Checks run inside
@@ -76,20 +77,16 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
     env.extend(p.env.iter().map(|(k, v)| (k.clone(), Node::str(escaped(v)))));
     s.push(("environment", Node::Map(env)));
 
-    let mut deploy = Vec::new();
     if d.instances > 1 {
-        deploy.push(("replicas", Node::Int(i64::from(d.instances))));
+        s.push(("deploy", Node::map([("replicas", Node::Int(i64::from(d.instances)))])));
     }
+    // The directory as it is on this machine: the image holds the program there, or the
+    // field is edited (Docker creates a missing one).
+    s.push(("working_dir", Node::str(escaped(&d.cwd.to_string_lossy()))));
     if let Some(bytes) = d.max_memory {
         // Compose reads a size into a signed 64-bit count of bytes.
         let bytes = bytes.min(i64::MAX as u64);
-        deploy.push((
-            "resources",
-            Node::map([("limits", Node::map([("memory", Node::str(format!("{bytes}b")))]))]),
-        ));
-    }
-    if !deploy.is_empty() {
-        s.push(("deploy", Node::map(deploy)));
+        s.push(("mem_limit", Node::str(format!("{bytes}b"))));
     }
     let restart = match (d.restart, d.max_restarts) {
         (RestartPolicy::Never, _) | (_, 0) => "no".to_string(),
