@@ -170,9 +170,13 @@ fn workload(p: &Exported<'_>, name: &str, all: &[Exported<'_>], warnings: &mut W
     let mut container = vec![
         ("name", Node::str(name)),
         ("image", Node::str(name)),
-        ("command", Node::strs(p.argv.iter().map(|w| escaped(w)))),
-        ("env", Node::Seq(env.clone())),
+        // The program, then its arguments, as pm3 splits the command.
+        ("command", Node::strs(p.argv.iter().take(1).map(|w| escaped(w)))),
     ];
+    if p.argv.len() > 1 {
+        container.push(("args", Node::strs(p.argv.iter().skip(1).map(|w| escaped(w)))));
+    }
+    container.push(("env", Node::Seq(env.clone())));
     if !p.ports.is_empty() {
         container.push(("ports", port_list(p, &["containerPort"])));
     }

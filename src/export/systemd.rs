@@ -273,3 +273,82 @@ fn duration(ms: u64) -> String {
 fn sh(script: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script.into()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ProcessDef;
+    use std::collections::BTreeMap;
+
+    fn unit_files(defs: &[ProcessDef], manager: Manager) -> (Vec<File>, Vec<String>) {
+        let base = BTreeMap::new();
+        let exported: Vec<Exported<'_>> =
+            defs.iter().map(|d| Exported::new(d, &base).expect("exported")).collect();
+        let mut warnings = Warnings::default();
+        let files = files(&exported, manager, &mut warnings);
+        (files, warnings.lines(super::super::Format::Systemd))
+    }
+
+    fn text<'a>(files: &'a [File], name: &str) -> &'a str {
+        files.iter().find(|f| f.name == name).map_or_else(|| panic!("no {name}"), |f| f.text.as_str())
+    }
+
+    #[test]
+    fn one_instance_is_a_template_too_and_dependents_name_every_instance() {
+        let mut db = ProcessDef::new("db", "postgres", "/srv".into());
+        db.instances = 2;
+        let mut web = ProcessDef::new("web", "node server.js", "/srv".into());
+        web.depends_on = vec!["db".into()];
+        let (files, warnings) = unit_files(&[db, web], Manager::System);
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["db@.service", "web@.service", "db.target", "web.target"]);
+        let web = text(&files, "web@.service");
+        assert!(
+            web.contains("Requires=db@0.service db@1.service\nAfter=db@0.service db@1.service\n"),
+            "{web}"
+        );
+        assert!(web.contains("Environment=\"PM3_INSTANCE_ID=%i\" \"PM3_INSTANCE_COUNT=1\""), "{web}");
+        assert!(text(&files, "web.target").contains("Wants=web@0.service\n"));
+        assert!(text(&files, "web.target").contains("WantedBy=multi-user.target\n"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_group_named_like_a_process_shares_its_target_and_odd_groups_are_escaped() {
+        let mut api = ProcessDef::new("api", "x", "/".into());
+        api.group = Some("web".into());
+        let web = ProcessDef::new("web", "x", "/".into());
+        let mut odd = ProcessDef::new("odd", "x", "/".into());
+        odd.group = Some("-my group/é".into());
+        let (files, _) = unit_files(&[api, web, odd], Manager::User);
+        let target = text(&files, "web.target");
+        assert!(target.contains("Description=pm3 process web (1 instance); pm3 group web\n"), "{target}");
+        assert!(target.contains("Wants=web@0.service api.target\n"), "{target}");
+        assert!(target.contains("WantedBy=default.target\n"), "{target}");
+        let odd = text(&files, "\\x2dmy\\x20group\\x2f\\xc3\\xa9.target");
+        assert!(odd.contains("Wants=odd.target\n"), "{odd}");
+    }
+
+    #[test]
+    fn a_cron_restart_is_a_timer_or_a_warning() {
+        let mut a = ProcessDef::new("a", "x", "/".into());
+        a.instances = 2;
+        a.cron_restart = Some("*/30 * * * *".into());
+        let mut b = ProcessDef::new("b", "x", "/".into());
+        b.cron_restart = Some("0 0 L * *".into());
+        let (files, warnings) = unit_files(&[a, b], Manager::User);
+        assert!(
+            text(&files, "a-restart.timer").contains("OnCalendar=*-*-* *:00,30:00\nUnit=a-restart.service\n")
+        );
+        assert!(text(&files, "a-restart.service").contains(
+            "Type=oneshot\nExecStart=\"systemctl\" \"--user\" \"try-restart\" \"a@0.service\" \"a@1.service\"\n"
+        ));
+        assert!(text(&files, "a.target").contains("Wants=a@0.service a@1.service a-restart.timer\n"));
+        assert!(!files.iter().any(|f| f.name.starts_with("b-restart")));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("systemd: `cron_restart` (b) `0 0 L * *` day of month `L`"),
+            "{warnings:?}"
+        );
+    }
+}

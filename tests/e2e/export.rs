@@ -281,6 +281,19 @@ fn user_units_with_user_system_units_without() {
     assert!(user.contains("ExecStart=\"systemctl\" \"--user\" \"try-restart\" \"web@0.service\""), "{user}");
     assert!(!user.contains("User="), "{user}");
     assert!(user.contains("# front.target") && user.contains("Wants=web.target"), "{user}");
+    // What `--user` writes passes `verify` too.
+    let dir = pm3.root.join("user-units");
+    pm3.ok(&["export", "systemd", "--user", "-o", &dir.display().to_string()]);
+    let mut units = files_in(&dir, ".target");
+    units.extend(files_in(&dir, ".timer"));
+    units.extend(files_in(&dir, "-restart.service"));
+    units.push(dir.join("web@0.service"));
+    let out = run({
+        let mut c = validator("systemd-analyze", &[], "systemd-analyze");
+        c.args(["verify", "--man=no"]).args(&units);
+        c
+    });
+    assert!(out.status.success() && stderr(&out).is_empty(), "{}", explain(&out));
     let bad = pm3.fails(&["export", "compose", "--user"]);
     assert!(stderr(&bad).contains("`--user` is for systemd"), "{}", explain(&bad));
 }
@@ -601,6 +614,8 @@ fn yaml_values_read_back_as_pm3_gives_them() {
         .filter(|(k, _)| !k.starts_with("PM3_"))
         .collect();
     assert_eq!(got, want, "Kubernetes env");
-    let argv: Vec<String> = container["command"].as_vec().expect("command").iter().map(text).collect();
+    let mut argv: Vec<String> = container["command"].as_vec().expect("command").iter().map(text).collect();
+    assert_eq!(argv.len(), 1, "the program alone in `command`");
+    argv.extend(container["args"].as_vec().expect("args").iter().map(text));
     assert_eq!(argv, pm3::process::spawn::argv(&def.command), "Kubernetes command");
 }
