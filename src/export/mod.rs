@@ -7,7 +7,8 @@
 //!   variables expanded per instance, the health check parsed, the keys it sets);
 //! - `ports`: the ports a process listens on, for Services and container ports;
 //! - `systemd`, `kubernetes`, `compose`: one format each, from [`process::Exported`]s;
-//! - `unit_syntax`: quoting for systemd unit files; `yaml`: the YAML writer.
+//! - `unit_syntax`: quoting for systemd unit files; `cron`: a `cron_restart` as a systemd
+//!   calendar event; `yaml`: the YAML writer.
 //!
 //! Nothing here reads files or prints: the CLI loads the config (as `pm3 start` does) and
 //! writes what [`export`] returns. A key a format cannot express is named once, with the
