@@ -13,7 +13,7 @@ use crate::harness::{Pm3, stderr, stdout};
 const FORMATS: [&str; 3] = ["systemd", "kubernetes", "compose"];
 
 /// The golden cases: each directory of `export_golden/` holds a `pm3.toml` and, optionally,
-/// `args` (more arguments for `pm3 export FORMAT`).
+/// `args` (more arguments for `pm3 export FORMAT`) and the `*.env` files it loads.
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/export_golden");
     let mut cases: Vec<PathBuf> = fs::read_dir(&root)
@@ -48,6 +48,14 @@ fn world(case: &Path, runnable: bool) -> (Pm3, Vec<String>) {
             .join("\n");
     }
     pm3.config(&text);
+    // The case's env files beside it.
+    for file in fs::read_dir(case).expect("read a golden case").map(|e| e.expect("directory entry").path()) {
+        if file.extension().is_some_and(|x| x == "env")
+            && let Some(name) = file.file_name().and_then(|n| n.to_str())
+        {
+            pm3.write(name, &fs::read_to_string(&file).expect("read an env file"));
+        }
+    }
     let args = fs::read_to_string(case.join("args")).unwrap_or_default();
     (pm3, args.split_whitespace().map(String::from).collect())
 }
