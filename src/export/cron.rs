@@ -27,6 +27,15 @@ const SYSTEMD_DAYS: [(&str, u32); 7] =
 
 /// `expr` as an `OnCalendar=` value, or why it cannot be one.
 pub fn on_calendar(expr: &str) -> Result<String, String> {
+    // The shorthands cron readers take.
+    let expr = match expr.trim().to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        _ => expr,
+    };
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let (sec, rest) = match fields.len() {
         5 => ("0", &fields[..]),
@@ -185,6 +194,9 @@ mod tests {
             ("0 12 * * 0-7", "*-*-* 12:00:00"),
             ("0 0 1-3 * ?", "*-*-01..03 00:00:00"),
             ("0-4 0 * * *", "*-*-* 00:00..04:00"),
+            ("@weekly", "Sun *-*-* 00:00:00"),
+            ("@Hourly", "*-*-* *:00:00"),
+            ("@annually", "*-01-01 00:00:00"),
         ];
         for (cron, want) in cases {
             assert_eq!(on_calendar(cron).as_deref(), Ok(want), "{cron}");

@@ -221,6 +221,7 @@ fn cron_restart_timers_pass_systemd_analyze_calendar() {
         "0 12 * * 1-5",
         "0 0 * * 1,3,4,5,0",
         "0-4,10-11 1 * * *",
+        "@daily",
     ];
     let mut toml = String::new();
     for (i, cron) in crons.iter().enumerate() {
