@@ -1,5 +1,6 @@
 //! A Compose file: one service per process, `deploy.replicas` for its instances, its
-//! environment, `working_dir`, `mem_limit`, restart policy, dependencies (waiting for health
+//! environment (`env_file` by absolute path, or inline: see [`env_file`](super::env_file)),
+//! `working_dir`, `mem_limit`, restart policy, dependencies (waiting for health
 //! where the dependency has a check), healthcheck, stop signal and grace period. `pm3 init`
 //! reads the keys it knows back.
 //!
@@ -8,6 +9,7 @@
 //! the container: `http://` becomes `curl -fsS`, `tcp://` becomes `nc -z`, `exec:` the command
 //! itself.
 
+use super::env_file::{self, Engine};
 use super::process::{Exported, dns_label, dollars_doubled as escaped};
 use super::yaml::{Node, document};
 use super::{File, NO_EQUIVALENT, Warnings};
@@ -74,7 +76,14 @@ fn service(p: &Exported<'_>, all: &[Exported<'_>], warnings: &mut Warnings) -> N
         );
     }
     env.push(("PM3_INSTANCE_COUNT".to_string(), Node::str(d.instances.to_string())));
-    env.extend(p.env.iter().map(|(k, v)| (k.clone(), Node::str(escaped(v)))));
+    // The env files compose reads as pm3 does, by their absolute path; the variables of the
+    // others, `env`'s and `env_<name>`'s inline (`environment` wins over `env_file`, as `env`
+    // does in pm3).
+    let plan = env_file::plan(p, Engine::Compose, |_| true, warnings);
+    env.extend(plan.inline.iter().map(|(k, v)| (k.clone(), Node::str(escaped(v)))));
+    if !plan.referred.is_empty() {
+        s.push(("env_file", Node::strs(plan.referred.iter().map(|f| escaped(&f.path.to_string_lossy())))));
+    }
     s.push(("environment", Node::Map(env)));
 
     if d.instances > 1 {

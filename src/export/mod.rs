@@ -3,6 +3,7 @@
 //! objects, a Compose file.
 //!
 //! # Layout
+//! - `env_file`: each `env_file` referred to (systemd, Compose) or written inline, with why;
 //! - `process`: what a definition becomes before a format is chosen (argv as pm3 runs it,
 //!   variables expanded per instance, the health check parsed, the keys it sets);
 //! - `ports`: the ports a process listens on, for Services and container ports;
@@ -10,12 +11,13 @@
 //! - `unit_syntax`: quoting for systemd unit files; `cron`: a `cron_restart` as a systemd
 //!   calendar event; `yaml`: the YAML writer.
 //!
-//! Nothing here reads files or prints: the CLI loads the config (as `pm3 start` does) and
-//! writes what [`export`] returns. A key a format cannot express is named once, with the
+//! Nothing here reads files or prints: the CLI loads the config (as `pm3 start` does), reads
+//! the env files, and writes what [`export`] returns. A key a format cannot express is named once, with the
 //! processes that set it, in [`Export::warnings`].
 
 mod compose;
 mod cron;
+mod env_file;
 mod kubernetes;
 mod ports;
 mod process;
@@ -27,6 +29,8 @@ use std::collections::BTreeMap;
 
 use crate::daemon::table::{Item, resolve};
 use crate::spec::{ConfigFile, ProcessDef};
+
+pub use env_file::EnvFile;
 
 /// The engines `pm3 export` writes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,17 +86,22 @@ impl Export {
 /// The processes of `file` named by `targets` (process names, group names, `all`; none means
 /// all), with the processes they depend on, in file order, written in `format` for processes
 /// started from the environment `base` (that of `pm3 export`, as for `pm3 start`); `user`
-/// writes systemd units for the user's service manager rather than the system's.
+/// writes systemd units for the user's service manager rather than the system's. `env_files`
+/// holds each process's `env_file`s, by process name, in the order pm3 reads them.
 pub fn export(
     format: Format,
     file: &ConfigFile,
     targets: &[String],
     base: &BTreeMap<String, String>,
     user: bool,
+    env_files: &BTreeMap<String, Vec<EnvFile>>,
 ) -> Result<Export, String> {
     let chosen = select(file, targets)?;
-    let exported: Vec<process::Exported<'_>> =
+    let mut exported: Vec<process::Exported<'_>> =
         chosen.iter().map(|d| process::Exported::new(d, base)).collect::<Result<_, _>>()?;
+    for p in &mut exported {
+        p.env_files = env_files.get(&p.def.name).map_or(&[], Vec::as_slice);
+    }
     let mut warnings = Warnings::default();
     let files = match format {
         Format::Systemd => {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::env_file::EnvFile;
 use super::ports::{Port, ports};
 use crate::instances;
 use crate::process::spawn;
@@ -27,6 +28,9 @@ pub struct Exported<'a> {
     pub probe: Option<Probe>,
     /// The ports the config shows (see [`ports`](super::ports)).
     pub ports: Vec<Port>,
+    /// Its `env_file`s as read for the export, in order (none until [`super::export`] sets
+    /// them).
+    pub env_files: &'a [EnvFile],
 }
 
 impl<'a> Exported<'a> {
@@ -62,7 +66,16 @@ impl<'a> Exported<'a> {
             None => None,
         };
         let ports = ports(def, &env, probe.as_ref());
-        Ok(Exported { def, argv: spawn::argv(&def.command), env, varying, per_instance, probe, ports })
+        Ok(Exported {
+            def,
+            argv: spawn::argv(&def.command),
+            env,
+            varying,
+            per_instance,
+            probe,
+            ports,
+            env_files: &[],
+        })
     }
 
     /// The variables of instance 0 that are the same for every instance.

@@ -5,7 +5,8 @@
 //! `NAME-restart.timer` with `NAME-restart.service`, which restarts the instances; a `group`
 //! is `GROUP.target`, which wants the targets of its processes.
 //!
-//! Mapped: `command` (argv as pm3 runs it), `cwd`, `env` (expanded), `PM3_INSTANCE_ID` /
+//! Mapped: `command` (argv as pm3 runs it), `cwd`, `env_file` (`EnvironmentFile=`, or inline:
+//! see [`env_file`](super::env_file)), `env` (expanded), `PM3_INSTANCE_ID` /
 //! `PM3_INSTANCE_COUNT`, `depends_on` (`Requires=` + `After=` every instance of the
 //! dependency, on every instance), `restart`, `restart_delay` (`RestartSec=`), `max_restarts`
 //! with `min_uptime` (`StartLimitBurst=` / `StartLimitIntervalSec=`, an approximation),
@@ -18,6 +19,7 @@
 use std::fmt::Write;
 
 use super::cron;
+use super::env_file::{self, Engine};
 use super::process::Exported;
 use super::unit_syntax::{self, assignment};
 use super::{File, NO_EQUIVALENT, Warnings};
@@ -199,7 +201,20 @@ fn service_unit(p: &Exported<'_>, all: &[Exported<'_>], file: &str, warnings: &m
         "Environment=\"PM3_INSTANCE_ID=%i\" {}",
         assignment("PM3_INSTANCE_COUNT", &d.instances.to_string())
     );
-    for (k, v) in p.shared_env() {
+    // The env files systemd reads as pm3 does; the variables of the others, `env`'s and
+    // `env_<name>`'s inline (see `env_file`). The drop-ins hold those that vary.
+    let plan = env_file::plan(
+        p,
+        Engine::Systemd,
+        |f| unit_syntax::path(&f.path.to_string_lossy()).is_some(),
+        warnings,
+    );
+    for f in &plan.referred {
+        if let Some(path) = unit_syntax::path(&f.path.to_string_lossy()) {
+            let _ = writeln!(t, "EnvironmentFile={path}");
+        }
+    }
+    for (k, v) in plan.inline.iter().filter(|(k, _)| !p.varying.contains(k)) {
         let _ = writeln!(t, "Environment={}", assignment(k, v));
     }
     let restart = match (d.restart, d.max_restarts) {

@@ -401,7 +401,8 @@ fn comparable(def: &pm3::spec::ProcessDef) -> String {
 
 /// compose → `pm3 init --yes` on the result → a pm3.toml equivalent for every key both
 /// support: commands (shell syntax, quoted words), instances, dependencies, restart policies,
-/// exec health checks, stop signal and grace period, and variables holding `$`, `%` and quotes.
+/// exec health checks, stop signal and grace period, and variables holding `$`, `%` and quotes,
+/// from `env` and from env files (referred to by `env_file`, or inline).
 #[test]
 fn compose_round_trips_through_pm3_init() {
     let pm3 = Pm3::with_config(
@@ -419,6 +420,7 @@ command = "/bin/sh -c 'echo \"$HOME\" | cat; exec sleep 1000'"
 instances = 3
 depends_on = ["db"]
 max_restarts = 4
+env_file = ["web.env", "more.env"]
 env = { MSG = "cost: 5$ and $$HOME 100%", QUOTE = "it's \"x\"", YES = "yes", PORT = "4000" }
 
 [tick]
@@ -429,8 +431,17 @@ restart = "never"
 command = "printf '%s\n' 'a b' c"
 "#,
     );
+    // One env file compose reads itself (`env_file`), one whose values it gets inline.
+    pm3.write("web.env", "LEVEL=info\nPORT=1\nGREETING=\"hello, world\"\n");
+    pm3.write("more.env", "URL=http://localhost:${PORT}/\n");
     let dir = pm3.root.join("exported");
     pm3.ok(&["export", "compose", "-o", &dir.display().to_string()]);
+    let compose = fs::read_to_string(dir.join("compose.yaml")).expect("compose.yaml");
+    assert!(compose.contains("env_file:\n      - \"") && compose.contains("/web.env\"\n"), "{compose}");
+    assert!(
+        !compose.contains("more.env") && compose.contains("URL: \"http://localhost:4000/\""),
+        "{compose}"
+    );
     let init = pm3.run_in(&dir, &["init", "--yes"]);
     assert!(init.status.success(), "{}", explain(&init));
     let original = pm3::config::load(&pm3.config_path(), None).expect("the original loads");
@@ -578,8 +589,9 @@ fn export_is_in_help_completions_and_man_page() {
 }
 
 /// The adversarial values of `every_key` (`%`, `$`, quotes, backslashes, line breaks, `yes`,
-/// `0755`, `a: b # c`, U+2028…) read back from the Kubernetes and Compose YAML, once each
-/// engine has undone its `$$`, exactly as pm3 gives them to instance 0.
+/// `0755`, `a: b # c`, U+2028…) read back from the Kubernetes and Compose YAML (with the env
+/// files compose reads), once each engine has undone its `$$`, exactly as pm3 gives them to
+/// instance 0.
 #[test]
 fn yaml_values_read_back_as_pm3_gives_them() {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -601,14 +613,25 @@ fn yaml_values_read_back_as_pm3_gives_them() {
 
     let compose = YamlLoader::load_from_str(&stdout(&export(&pm3, "compose", &[]))).expect("compose YAML");
     let service = &compose[0]["services"][def.name.as_str()];
-    let got: Vec<(String, String)> = service["environment"]
-        .as_hash()
-        .expect("environment")
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), text(v))))
-        .filter(|(k, _)| !k.starts_with("PM3_"))
-        .collect();
-    assert_eq!(got, want, "compose environment");
+    // The env files compose reads (plain ones: their values are literal), then `environment`,
+    // which wins.
+    let files = service["env_file"].as_vec().expect("env_file");
+    assert!(!files.is_empty(), "every_key has an env file compose reads");
+    let mut got = std::collections::BTreeMap::new();
+    for f in files {
+        let path = PathBuf::from(text(f));
+        got.extend(pm3::config::read_env_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    }
+    got.extend(
+        service["environment"]
+            .as_hash()
+            .expect("environment")
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), text(v))))
+            .filter(|(k, _)| !k.starts_with("PM3_")),
+    );
+    let got: Vec<(String, String)> = got.into_iter().collect();
+    assert_eq!(got, want, "compose environment and env_file");
     let argv: Vec<String> = service["command"].as_vec().expect("command").iter().map(text).collect();
     assert_eq!(argv, pm3::process::spawn::argv(&def.command), "compose command");
 
