@@ -9,6 +9,7 @@
 //! - [`supervisor`] runs one task per instance: spawn, exit, stop, restart;
 //! - [`process`] spawns and signals process groups and reads their stats;
 //! - [`logs`] copies each process's output into its log files;
+//! - [`export`] writes the processes of a config for systemd, Kubernetes or Compose;
 //! - [`cli`] parses the command line, talks to the daemon, prints results.
 
 // pm3 supervises through Linux interfaces (pidfd for exits, /proc for identity and stats,
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod export;
 pub mod instances;
 pub mod listen;
 pub mod logs;

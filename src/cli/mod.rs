@@ -2,6 +2,7 @@
 //! the daemon, print the result. This is the only place that prints errors and picks the exit
 //! code: 0 success, 1 failure, 2 usage error (spec §8).
 
+mod export;
 mod init;
 mod logs;
 pub mod output;
@@ -155,6 +156,26 @@ enum Command {
     Unstartup,
     /// Stop every process and the daemon.
     Kill,
+    /// Write manifests for systemd, Kubernetes or Compose from pm3.toml (keys a format cannot
+    /// express are named on stderr).
+    Export {
+        /// The engine to write for.
+        format: crate::export::Format,
+        /// What to export: processes or groups (with what they depend on), or `all`; none
+        /// means every process of pm3.toml.
+        targets: Vec<String>,
+        /// Write the files into this directory (created if needed) instead of printing them.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Apply the `env_<NAME>` tables of pm3.toml on top of `env` (`--env production` uses
+        /// `[web.env_production]`).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// systemd only: units for the user's service manager (`systemctl --user`,
+        /// `~/.config/systemd/user`) rather than the system's.
+        #[arg(long)]
+        user: bool,
+    },
     /// Write a pm3.toml for this directory (proposes Procfile, package.json and docker-compose entries)
     Init {
         /// Accept every proposal without asking (no terminal needed).
@@ -350,6 +371,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Init { yes, force } => init::run(yes, force, &out),
+        Command::Export { format, targets, output, env, user } => {
+            export::run(cli.config.as_ref(), format, &targets, output.as_deref(), env.as_deref(), user, &out)
+        }
         Command::Save { force } => {
             let mut client = Client::connect_or_start(&paths)?;
             let report = expect_done(client.request(Request::Save { force })?)?;

@@ -139,6 +139,7 @@ fn every_argument_has_help() {
         "startup",
         "unstartup",
         "kill",
+        "export",
         "init",
         "completions",
         "tui",

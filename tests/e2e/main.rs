@@ -14,6 +14,7 @@ mod config_errors;
 mod daemon;
 mod deps;
 mod durability;
+mod export;
 mod foreground;
 mod hangup;
 mod health;

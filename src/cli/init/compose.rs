@@ -70,6 +70,10 @@ pub fn compose_file(file: &str, text: &str, host: &Host<'_>) -> Detected {
     out
 }
 
+/// Variables pm3 gives every instance itself (`pm3 export compose` writes the first two),
+/// left out without a remark.
+const RESERVED: &[&str] = &["PM3_INSTANCE_ID", "PM3_INSTANCE_COUNT", "PM3_NAME"];
+
 /// Service keys read here; any other one is named as not carried over.
 const MAPPED: &[&str] = &[
     "command",
@@ -90,6 +94,16 @@ fn service(origin: Origin, svc: &Yaml, host: &Host<'_>) -> Result<Proposal, Skip
         return Err(skip(&origin, "not a mapping"));
     };
     let command = match get(&svc, "command") {
+        // `[sh, -c, SCRIPT]` (what `pm3 export compose` writes for shell syntax) is the script,
+        // which pm3 runs through `/bin/sh -c` itself.
+        Some(Yaml::Array(words))
+            if words.len() == 3
+                && matches!(scalar(&words[0]).as_deref(), Some("sh" | "/bin/sh"))
+                && scalar(&words[1]).as_deref() == Some("-c")
+                && scalar(&words[2]).is_some_and(|w| !w.trim().is_empty()) =>
+        {
+            unescape(scalar(&words[2]).unwrap_or_default().trim())
+        }
         Some(Yaml::Array(words)) => {
             let words: Option<Vec<String>> = words.iter().map(|w| scalar(w).map(|w| sh_word(&w))).collect();
             match words {
@@ -135,6 +149,10 @@ fn service(origin: Origin, svc: &Yaml, host: &Host<'_>) -> Result<Proposal, Skip
     let pairs = environment(get(&svc, "environment"));
     let defined = |name: &str| host.env.contains_key(name) || pairs.iter().any(|(k, _)| k == name);
     for (k, v) in &pairs {
+        // pm3 sets them for every instance itself.
+        if RESERVED.contains(&k.as_str()) {
+            continue;
+        }
         match interpolation(v, &defined) {
             Ok((value, unset)) => {
                 for var in unset {
@@ -674,8 +692,19 @@ services:
     fn compose_list_commands_are_quoted_words() {
         let text = "services:\n  sh:\n    command: [sh, -c, 'echo \"$$HOME\" && sleep 1']\n  n:\n    command: [sleep, 5]\n  bad:\n    command: [sleep, [5]]\n  scaled:\n    command: sleep 1\n    scale: 2\n";
         let d = compose_file("docker-compose.yml", text, &host(&[]));
-        // `$$` is compose's escape for a literal `$`.
-        assert_eq!(commands_of(&d.proposals), ["sh -c 'echo \"$HOME\" && sleep 1'", "sleep 5", "sleep 1"]);
+        // `$$` is compose's escape for a literal `$`; `[sh, -c, SCRIPT]` is the script, which
+        // pm3 runs through `/bin/sh -c` itself.
+        assert_eq!(commands_of(&d.proposals), ["echo \"$HOME\" && sleep 1", "sleep 5", "sleep 1"]);
+        let text = "services:\n  a:\n    command: [/bin/sh, -c, 'exec sleep 1']\n  b:\n    command: [sh, -c, ' ']\n  c:\n    command: [bash, -c, 'x']\n  d:\n    command: [sh, -c, a, b]\n";
+        let unwrapped = compose_file("compose.yaml", text, &host(&[]));
+        assert_eq!(
+            commands_of(&unwrapped.proposals),
+            ["exec sleep 1", "sh -c ' '", "bash -c x", "sh -c a b"]
+        );
+        let text = "services:\n  a:\n    command: sleep 1\n    environment: {PM3_INSTANCE_COUNT: '4', PM3_INSTANCE_ID: '0', PM3_NAME: a, KEEP: '1'}\n";
+        let reserved = compose_file("compose.yaml", text, &host(&[]));
+        assert_eq!(reserved.proposals[0].env, pairs(&[("KEEP", "1")]));
+        assert_eq!(remarks_of(&reserved.proposals[0]), Vec::<String>::new());
         assert_eq!(d.proposals[2].instances, Some(Instances::Count(2)));
         assert_eq!(d.skipped[0].reason, "`command` is not a list of words");
     }
