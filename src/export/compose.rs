@@ -17,6 +17,7 @@ use crate::spec::RestartPolicy;
 use crate::supervisor::health::Probe;
 
 const UNMAPPED: &[(&str, &str)] = &[
+    ("listen", "is not passed: the container must bind the address itself (no LISTEN_FDS); skipped"),
     ("min_uptime", "has no equivalent: compose restarts with its own delay; skipped"),
     ("restart_delay", "has no equivalent: compose restarts with its own delay; skipped"),
     ("stop_exit_codes", NO_EQUIVALENT),

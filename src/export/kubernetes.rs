@@ -19,6 +19,10 @@ use crate::spec::RestartPolicy;
 use crate::supervisor::health::Probe;
 
 const UNMAPPED: &[(&str, &str)] = &[
+    (
+        "listen",
+        "is not passed: the container must bind the port itself (no LISTEN_FDS); a Service is made for each TCP address",
+    ),
     ("max_restarts", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("min_uptime", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),
     ("restart_delay", "has no equivalent: Kubernetes restarts with its own back-off; skipped"),

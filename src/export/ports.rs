@@ -3,8 +3,8 @@
 //!
 //! The sources, in order: the `increment_var` variable and variables named `PORT` or `…_PORT`
 //! whose value (as instance 0 gets it) is a port number, then the port a `http://`, `https://`
-//! or `tcp://` health check of this host probes. Another source (sockets the config declares
-//! itself) is added in [`ports`], and every format follows.
+//! or `tcp://` health check of this host probes. The TCP addresses of `listen` come first:
+//! they are the ports the process is declared to serve.
 
 use crate::spec::ProcessDef;
 use crate::supervisor::health::Probe;
@@ -22,6 +22,13 @@ pub struct Port {
 /// health check it expands to `probe`: each number once, in the order found.
 pub fn ports(def: &ProcessDef, env: &[(String, String)], probe: Option<&Probe>) -> Vec<Port> {
     let mut found: Vec<(String, u16)> = Vec::new();
+    for l in def.listen.iter().filter_map(|l| crate::listen::Listen::parse(l).ok()) {
+        if let crate::listen::Endpoint::Tcp(addr) = l.endpoint
+            && addr.port() > 0
+        {
+            found.push((l.name.unwrap_or_else(|| "listen".into()), addr.port()));
+        }
+    }
     let value = |name: &str| env.iter().find(|(k, _)| k == name).and_then(|(_, v)| number(v));
     if let Some(var) = &def.increment_var
         && let Some(n) = value(var)
@@ -129,6 +136,23 @@ mod tests {
         assert_eq!(port("http://[::1]:81/"), [("http".to_string(), 81)]);
         assert!(port("http://db.example:81/").is_empty(), "another host's port is not this one's");
         assert!(port("exec:true").is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_come_first_with_their_names() {
+        let mut def = ProcessDef::new("web", "x", PathBuf::from("/"));
+        def.listen = vec![
+            "tcp://127.0.0.1:8080?name=http".into(),
+            "unix:/run/web.sock".into(),
+            "tcp://[::1]:9090".into(),
+        ];
+        let found: Vec<(String, u16)> = ports(&def, &env(&[("PORT", "8080"), ("ADMIN_PORT", "7000")]), None)
+            .into_iter()
+            .map(|p| (p.name, p.number))
+            .collect();
+        let want: Vec<(String, u16)> =
+            vec![("http".into(), 8080), ("listen".into(), 9090), ("admin-port".into(), 7000)];
+        assert_eq!(found, want, "the unix socket has no port, and 8080 is named once");
     }
 
     #[test]

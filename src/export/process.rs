@@ -88,7 +88,7 @@ impl<'a> Exported<'a> {
 /// name in `pm3.toml`.
 pub fn keys_set(def: &ProcessDef) -> Vec<&'static str> {
     let d = ProcessDef::new(def.name.clone(), def.command.clone(), def.cwd.clone());
-    let checks: [(&str, bool); 27] = [
+    let checks: [(&str, bool); 28] = [
         ("env", !def.env.is_empty()),
         ("instances", def.instances != d.instances),
         ("increment_var", def.increment_var.is_some()),
@@ -116,6 +116,7 @@ pub fn keys_set(def: &ProcessDef) -> Vec<&'static str> {
         ("log_max_size", def.log_max_size != d.log_max_size),
         ("log_max_files", def.log_max_files != d.log_max_files),
         ("log_compress", def.log_compress != d.log_compress),
+        ("listen", !def.listen.is_empty()),
     ];
     checks.into_iter().filter(|(_, set)| *set).map(|(k, _)| k).collect()
 }

@@ -28,6 +28,10 @@ use crate::spec::RestartPolicy;
 /// Keys systemd units cannot express.
 const UNMAPPED: &[(&str, &str)] = &[
     (
+        "listen",
+        "is not passed: that needs a .socket unit per instance; the program must bind the address itself; skipped",
+    ),
+    (
         "health_check",
         "has no equivalent (units are started with Type=exec: dependents start once it runs); skipped",
     ),
