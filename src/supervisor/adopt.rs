@@ -45,10 +45,8 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
                     snap.pid = Some(pid);
                     snap.start_time = Some(start_time);
                     snap.started_at = Some(started_at);
-                    snap.launched = Some(Rc::new(super::Launched {
-                        def: sup.inst.def.clone(),
-                        env: Rc::new(sup.inst.env()),
-                    }));
+                    snap.launched =
+                        Some(Rc::new(super::Launched::new(sup.inst.def.clone(), sup.inst.clone())));
                     sup.run = Some(Box::new(run));
                     sup.machine = super::Machine::new(running_state(status));
                     tracing::info!(name = %sup.inst.name, pid, "adopted");
