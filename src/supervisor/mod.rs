@@ -13,6 +13,7 @@
 mod adopt;
 pub mod health;
 pub mod hooks;
+mod inbox;
 pub mod lifecycle;
 pub mod policy;
 pub mod triggers;
@@ -25,7 +26,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::instances;
@@ -218,20 +219,20 @@ impl Ctx {
 
 /// The daemon's side of a supervisor task.
 pub struct Handle {
-    tx: mpsc::UnboundedSender<Cmd>,
+    tx: inbox::Sender,
     pub snapshot: watch::Receiver<Snapshot>,
 }
 
 impl Handle {
     /// Sends `cmd`; a task that has ended simply drops it (its reply channel closes).
     pub fn send(&self, cmd: Cmd) {
-        let _ = self.tx.send(cmd);
+        self.tx.send(cmd);
     }
 }
 
 /// Starts the supervisor task of `instance` (idle, `stopped`) on the current local task set.
 pub fn spawn(instance: Rc<Instance>, ctx: Ctx) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = inbox::inbox();
     let (snap_tx, snap_rx) = watch::channel(Snapshot::new());
     let sup = Supervisor::new(instance, ctx, rx, snap_tx, State::Stopped);
     tokio::task::spawn_local(sup.run(None));
@@ -294,7 +295,7 @@ const GROUP_POLL: Duration = Duration::from_millis(20);
 struct Supervisor {
     inst: Rc<Instance>,
     ctx: Ctx,
-    rx: mpsc::UnboundedReceiver<Cmd>,
+    rx: inbox::Receiver,
     /// False once the daemon dropped its handle: the task then stops the process and ends.
     rx_open: bool,
     snap: watch::Sender<Snapshot>,
@@ -319,7 +320,7 @@ impl Supervisor {
     fn new(
         inst: Rc<Instance>,
         ctx: Ctx,
-        rx: mpsc::UnboundedReceiver<Cmd>,
+        rx: inbox::Receiver,
         snap: watch::Sender<Snapshot>,
         state: State,
     ) -> Supervisor {
