@@ -42,8 +42,8 @@ pub fn sample_tree(pid: u32) -> Option<TreeSample> {
 /// processes in one go: every file is opened relative to one `/proc` descriptor opened once, each
 /// `stat` is read with a single `read` into a reused buffer, and descendants are looked for only
 /// where the kernel can list them (`CONFIG_PROC_CHILDREN`, checked once) and, for a
-/// single-threaded process, in its one task without listing `task/`. Three system calls per
-/// process without children: open, read, close.
+/// single-threaded process, in its one task without listing `task/`. Six system calls per
+/// process: open, read, close of `stat` and of its `children`.
 pub struct Sampler {
     proc_dir: Option<std::os::fd::OwnedFd>,
     /// Whether `/proc/<pid>/task/<tid>/children` exists on this kernel.
@@ -109,12 +109,18 @@ impl Sampler {
             if self.buf.capacity() - self.buf.len() < 256 {
                 self.buf.reserve(1024);
             }
+            let room = self.buf.capacity() - self.buf.len();
             match rustix::io::read(&fd, self.buf.spare_capacity_mut()) {
                 Ok(([], _)) => return true,
                 Ok((filled, _)) => {
                     let n = filled.len();
                     // SAFETY: `read` initialized the first `n` bytes of the spare capacity.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
+                    // A `/proc` file is generated whole on each read and a read fills what it
+                    // can: a short one was the end (no second `read` to see end of file).
+                    if n < room {
+                        return true;
+                    }
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(_) => return false,
