@@ -146,7 +146,6 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 /// the writer thread, so file system latency never stalls the daemon's only thread.
 pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     let mut bus = d.ctx.bus.subscribe();
-    let mut pages_trimmed: Option<std::time::Instant> = None;
     loop {
         if bus.changed().await.is_err() {
             return;
@@ -172,19 +171,9 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
         unsafe {
             libc::malloc_trim(0);
         }
-        // And the pages of pm3's code the burst ran (spawning, stopping, serializing): they
-        // come back from the page cache on their next use. At most once a second, so a steady
-        // stream of changes does not keep faulting its code back in. At 1,000 instances this
-        // is 2–3 MiB of the resident set (docs/architecture.md, "Footprint").
-        if pages_trimmed.is_none_or(|t| t.elapsed() >= PAGES_TRIM_EVERY) {
-            crate::process::trim_startup_pages();
-            pages_trimmed = Some(std::time::Instant::now());
-        }
     }
 }
 
-/// Least time between two trims of code pages after bursts.
-const PAGES_TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Which requests change what runs, and so are answered only once `state.json` reflects them.
 pub fn changes_state(req: &Request) -> bool {
