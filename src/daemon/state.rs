@@ -174,7 +174,6 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     }
 }
 
-
 /// Which requests change what runs, and so are answered only once `state.json` reflects them.
 pub fn changes_state(req: &Request) -> bool {
     matches!(
