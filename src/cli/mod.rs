@@ -508,26 +508,31 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// `pm3 list --json` (and its aliases) is what scripts and dashboards poll: answer it without
-/// building the whole clap command tree, whose code is most of the start-up cost of a binary
-/// this size. Any other argument list goes through clap.
+/// `pm3 list --json` (and its aliases) is what scripts and dashboards poll, and `pm3 list` what
+/// people type most: answer both without building the whole clap command tree, whose code is
+/// most of the start-up cost of a binary this size. Any other argument list goes through clap.
 fn fast_list() -> Option<i32> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let is_list = |a: &std::ffi::OsString| matches!(a.to_str(), Some("list" | "ls" | "view"));
     let json = |a: &std::ffi::OsString| a.to_str() == Some("--json");
-    let [a, b] = args.as_slice() else { return None };
-    if !((is_list(a) && json(b)) || (json(a) && is_list(b))) {
-        return None;
-    }
-    let out = Out { json: true };
-    let result = Paths::from_env()
-        .map_err(CliError::from)
-        .and_then(|paths| Ok(Client::connect_or_start(&paths)?))
-        .and_then(|mut client| Ok(client.list_json()?))
-        .and_then(|rows| out.print(&format!("{rows}\n")));
+    let as_json = match args.as_slice() {
+        [a] if is_list(a) => false,
+        [a, b] if (is_list(a) && json(b)) || (json(a) && is_list(b)) => true,
+        _ => return None,
+    };
+    let out = Out { json: as_json };
+    let client =
+        Paths::from_env().map_err(CliError::from).and_then(|paths| Ok(Client::connect_or_start(&paths)?));
+    let result = if as_json {
+        client.and_then(|mut client| Ok(client.list_json()?)).and_then(|rows| out.print(&format!("{rows}\n")))
+    } else {
+        client
+            .and_then(|mut client| list(&mut client))
+            .and_then(|rows| out.print(&output::table(&rows, run::use_color())))
+    };
     Some(match result {
         Ok(()) => 0,
-        Err(e) => report_error(&e, true),
+        Err(e) => report_error(&e, as_json),
     })
 }
 

@@ -1,7 +1,8 @@
 //! Turning the table and the supervisors' snapshots into the `list` and `info` shapes of the
 //! protocol (spec §7).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::rc::{Rc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::process::spawn;
 use crate::protocol::{LastExitInfo, NameInfo, ProcessDetail, ProcessInfo};
@@ -10,7 +11,8 @@ use crate::supervisor::Snapshot;
 use super::Daemon;
 use super::table::Entry;
 
-pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
+pub fn list(d: &Rc<Daemon>) -> Vec<ProcessInfo> {
+    keep_fresh(d);
     let table = d.table.borrow();
     let mut stats = d.ctx.stats.borrow_mut();
     let rows: Vec<ProcessInfo> =
@@ -18,6 +20,33 @@ pub fn list(d: &Daemon) -> Vec<ProcessInfo> {
     let live: std::collections::HashSet<u32> = rows.iter().filter_map(|r| r.pid).collect();
     stats.retain(&|pid| live.contains(&pid));
     rows
+}
+
+/// Someone looks at CPU and memory: keep every running instance's sample fresh in the background
+/// for a while (`stats::KEEP_FRESH_FOR`), so the next `list` is answered from memory. One task,
+/// started by the first look and ended once nobody has looked for that long.
+pub fn keep_fresh(d: &Rc<Daemon>) {
+    if !d.ctx.stats.borrow_mut().looked_at(Instant::now()) {
+        return;
+    }
+    let weak: Weak<Daemon> = Rc::downgrade(d);
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(crate::stats::SWEEP_EVERY).await;
+            let Some(d) = weak.upgrade() else { return };
+            let mut stats = d.ctx.stats.borrow_mut();
+            if d.closed.get() || !stats.sweep_due(Instant::now()) {
+                return;
+            }
+            let table = d.table.borrow();
+            for e in table.entries.values() {
+                let snap = e.handle.snapshot.borrow();
+                if let (Some(pid), Some(started)) = (snap.pid, snap.started_at) {
+                    stats.refresh(pid, SystemTime::now().duration_since(started).unwrap_or_default());
+                }
+            }
+        }
+    });
 }
 
 pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
@@ -29,7 +58,7 @@ pub fn detail(d: &Daemon, e: &Entry) -> ProcessDetail {
     let config_changed = launched.map(|l| l.changed_in(file_def)).unwrap_or_default();
     let file_command = config_changed.iter().any(|k| k == "command").then(|| file_def.command.clone());
     let def: &crate::spec::ProcessDef = launched.map_or(file_def, |l| &l.def);
-    let env = launched.map_or_else(|| e.inst.env(), |l| (*l.env).clone());
+    let env = launched.map_or_else(|| e.inst.env(), |l| l.env());
     // As probed: with the instance's `${VAR}`s expanded.
     let health_check = def.health_check.as_deref().map(|h| crate::instances::expand_in(h, &env));
     ProcessDetail {

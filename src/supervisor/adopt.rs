@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::lifecycle::{Event, State};
 use super::{Ctx, Handle, HealthRun, Instance, Run, Snapshot, Supervisor, triggers};
@@ -26,7 +26,7 @@ pub enum Prior {
 /// Starts the supervisor task of an instance the previous daemon managed, taking over a process
 /// that still runs instead of starting a second copy.
 pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = super::inbox::inbox();
     let mut snap = Snapshot::new();
     snap.restarts = restarts;
     let mut sup = Supervisor::new(instance, ctx, rx, watch::channel(Snapshot::new()).0, State::Stopped);
@@ -45,10 +45,8 @@ pub fn adopt(instance: Rc<Instance>, ctx: Ctx, prior: Prior, restarts: u32) -> H
                     snap.pid = Some(pid);
                     snap.start_time = Some(start_time);
                     snap.started_at = Some(started_at);
-                    snap.launched = Some(Rc::new(super::Launched {
-                        def: sup.inst.def.clone(),
-                        env: Rc::new(sup.inst.env()),
-                    }));
+                    snap.launched =
+                        Some(Rc::new(super::Launched::new(sup.inst.def.clone(), sup.inst.clone())));
                     sup.run = Some(Box::new(run));
                     // The sockets of `listen` live on in the process: take them back.
                     sup.ctx.sockets.recover_from(&sup.inst.def, pid);
