@@ -198,7 +198,7 @@ fn a_dependent_starts_only_after_every_checked_instance_is_online() {
 command = "{py} server.py"
 instances = 3
 increment_var = "PORT"
-env = {{ PORT = "{base}", MODE = "tcp", DELAYS = "0.2,0.9,0.4" }}
+env = {{ PORT = "{base}", MODE = "tcp", DELAYS = "0.2,1.5,0.4" }}
 health_check = "tcp://127.0.0.1:${{PORT}}"
 health_interval = 50
 
@@ -227,7 +227,7 @@ depends_on = ["db"]
     let started = |name: &str| pm3.info(name)["started_at_ms"].as_u64().expect("started_at_ms");
     let web = started("web");
     let slowest = started("db:1");
-    assert!(web >= slowest + 800, "web started {} ms after db:1, which listens after 0.9 s", web - slowest);
+    assert!(web >= slowest + 1400, "web started {} ms after db:1, which listens after 1.5 s", web - slowest);
 }
 
 /// `pm3 start --wait` returns 0 once the targets are online, and 1 naming a target that ended
