@@ -6,7 +6,7 @@
 #   bench/logs.sh
 #
 # Knobs (environment): PM3_BENCH_LOG_LINES (1000000 lines of 100 bytes), PM3_BENCH_LOG_RUNS
-# (5 runs of each kind, after one warm-up round), PM3_BENCH_LOG_DATE_FORMAT
+# (9 runs of each kind, after one warm-up round), PM3_BENCH_LOG_DATE_FORMAT
 # (%Y-%m-%dT%H:%M:%S%.3f, must not contain a space), PM3_BENCH_TMPDIR (/tmp: where the temp
 # dir lives; PM3_HOME and the direct file are both in it, so on the same filesystem).
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LINES=${PM3_BENCH_LOG_LINES:-1000000}
-RUNS=${PM3_BENCH_LOG_RUNS:-5}
+RUNS=${PM3_BENCH_LOG_RUNS:-9}
 DATE_FORMAT=${PM3_BENCH_LOG_DATE_FORMAT:-%Y-%m-%dT%H:%M:%S%.3f}
 
 
