@@ -177,25 +177,29 @@ def list_status(a, name):
     raise RuntimeError(f"{name} is not in `pm3 list`")
 
 
-def fresh_daemon(a):
+def fresh_daemon(a, pm3=None, home=None):
     """Ends the daemon of the bench's PM3_HOME (`pm3 kill`) and starts a new idle one (`pm3
     list`), outside the timing, so that every pm3 run starts from the same state. Returns its pid,
     recorded for the cleanup."""
-    env = m.pm3_env(a.home)
-    if os.path.exists(os.path.join(a.home, "pm3.pid")):
-        subprocess.run([a.pm3, "kill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    pm3, home = pm3 or a.pm3, home or a.home
+    env = m.pm3_env(home)
+    if os.path.exists(os.path.join(home, "pm3.pid")):
+        subprocess.run([pm3, "kill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=a.timeout)
-    subprocess.run([a.pm3, "list"], env=env, stdout=subprocess.DEVNULL, check=True, timeout=a.timeout)
-    dpid = m.daemon_pid(a.home)
+    subprocess.run([pm3, "list"], env=env, stdout=subprocess.DEVNULL, check=True, timeout=a.timeout)
+    dpid = m.daemon_pid(home)
     m.record_pids(a.pids_file, {dpid: m.start_time(dpid) or 0})
     return dpid
 
 
-def run_pm3(a, i, dated):
+def run_pm3(a, i, dated, base=False):
     """`pm3 start` of one log_writer (restart never): launch -> first `pm3 list --json` that shows
     it stopped (returned). The writer's exit is awaited first without polling (a pidfd turns
     readable when it exits), so no CLI poll competes with the copy for the 2 CPUs."""
-    name = f"{'dated' if dated else 'plain'}{i}"
+    name = f"{'dated' if dated else 'plain'}{'base' if base else ''}{i}"
+    pm3 = a.base_pm3 if base else a.pm3
+    home = a.base_home if base else a.home
+    a = argparse.Namespace(**{**vars(a), "pm3": pm3, "home": home})
     cfg = os.path.join(a.dir, f"{name}.toml")
     with open(cfg, "w") as f:
         f.write(f'[{name}]\ncommand = "{a.writer} {a.lines}"\nrestart = "never"\n'
@@ -281,6 +285,9 @@ def cmd_throughput(a):
              "cat": lambda i: run_cat(a, i),
              "plain": lambda i: run_pm3(a, i, dated=False),
              "dated": lambda i: run_pm3(a, i, dated=True)}
+    if a.base_pm3:
+        kinds["plainbase"] = lambda i: run_pm3(a, i, dated=False, base=True)
+        kinds["datedbase"] = lambda i: run_pm3(a, i, dated=True, base=True)
     names = list(kinds)
     expected(a.lines)  # built once, outside every timing
     runs = {k: [] for k in names}
@@ -312,12 +319,13 @@ def cmd_throughput(a):
         res[f"log_{k}_extra_max"] = max(r["check"]["extra_lines"] for r in rs)
         res[f"log_{k}_unstamped_max"] = max(r["check"]["unstamped"] for r in rs)
         res[f"log_{k}_size_median"] = statistics.median(r["check"]["size"] for r in rs)
-        if k in ("plain", "dated"):
+        if k.startswith(("plain", "dated")):
             for f in ("ask", "cmd", "gone", "daemon_cpu", "daemon_wait"):
                 res[f"log_{k}_{f}_ms"] = statistics.median(r[f"{f}_ns"] for r in rs) / NS_PER_MS
             res[f"log_{k}_polls_median"] = statistics.median(r["polls"] for r in rs)
-    for k in ("plain", "dated"):
-        res[f"log_ratio_{k}"] = [d["ns"] / p["ns"] for d, p in zip(runs["direct"], runs[k])]
+    for k in names:
+        if k.startswith(("plain", "dated")):
+            res[f"log_ratio_{k}"] = [d["ns"] / p["ns"] for d, p in zip(runs["direct"], runs[k])]
     m.merge_results(a.results, res)
 
 
@@ -343,6 +351,12 @@ def cmd_report(a):
                 f"| {fig}: {what} | {p:.1f} ms ({r[f'log_{k}_mbps']:.0f} MB/s) | "
                 f"{d:.1f} ms ({r['log_direct_mbps']:.0f} MB/s) | {q:.2f}× | ≥ {target}× | "
                 f"{'pass' if q >= target else '**miss**'} |")
+        for k, fig in (("plainbase", "2a (before). plain log, the other binary"),
+                       ("datedbase", "2b (before). stamped log, the other binary")):
+            if f"log_{k}_ms" in r:
+                p = r[f"log_{k}_ms"]
+                lines.append(f"| {fig} ({r.get('log_base_label', '')}) | {p:.1f} ms ({r[f'log_{k}_mbps']:.0f} MB/s) | "
+                             f"{d:.1f} ms | {d / p:.2f}× | – | – |")
         c = r["log_cat_ms"]
         lines.append(
             f"| 2a'. for reference, not pm3: `log_writer \\| cat > file` through a 1 MiB pipe, launch → cat exits "
@@ -362,11 +376,12 @@ def cmd_report(a):
         notes.append("- spread (min–max of the runs, half-range / median): "
                      + "; ".join(f"{label} {spread(k)}" for k, label in
                                  (("direct", "direct"), ("cat", "`| cat`"), ("plain", "pm3 plain"),
-                                  ("dated", "pm3 dated"))) + ".")
-        if "log_ratio_plain" in r:
-            notes.append("- ratio per round (direct / pm3, same round): plain "
-                         + ", ".join(f"{x:.2f}" for x in r["log_ratio_plain"]) + "; dated "
-                         + ", ".join(f"{x:.2f}" for x in r["log_ratio_dated"]) + ".")
+                                  ("dated", "pm3 dated"), ("plainbase", "before, plain"),
+                                  ("datedbase", "before, dated")) if f"log_{k}_ns" in r) + ".")
+        ks = [k for k in ("plain", "dated", "plainbase", "datedbase") if f"log_ratio_{k}" in r]
+        notes.append("- ratio per round (direct / pm3, same round), and its median: " + "; ".join(
+            f"{k} " + ", ".join(f"{x:.2f}" for x in r[f"log_ratio_{k}"])
+            + f" (median {statistics.median(r[f'log_ratio_{k}']):.2f})" for k in ks) + ".")
         notes.append(f"- every run (ms): direct {fl(r['log_direct_ns'])}; `| cat` {fl(r['log_cat_ns'])}; "
                      f"pm3 plain {fl(r['log_plain_ns'])}; pm3 dated {fl(r['log_dated_ns'])}.")
         notes.append("- where the time goes (medians; the writer stamps its start and end on the same monotonic "
@@ -416,6 +431,8 @@ def main():
     s.add_argument("--date-format", default="%Y-%m-%dT%H:%M:%S%.3f")
     s.add_argument("--pids-file")
     s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--base-pm3", default="", help="another pm3 binary, measured interleaved (before/after)")
+    s.add_argument("--base-home", default="")
     s.set_defaults(fn=cmd_throughput)
 
     s = sub.add_parser("report")

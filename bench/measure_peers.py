@@ -554,6 +554,16 @@ def crash_base(a, res, mark, kills):
 STAMP_RE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}:? ")
 
 
+def lost_bytes(path, stamped, lines):
+    """0 if the log holds exactly what the writer wrote (stamps stripped), else the payload bytes
+    missing (-1: none missing but the bytes differ)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    payload = STAMP_RE.sub(b"", data) if stamped else data
+    want = ml.expected(lines)
+    return 0 if payload == want else max(0, len(want) - len(payload)) or -1
+
+
 def log_round(a, res, mgr, i, stamped):
     """The writer under a manager (fresh daemon), launch -> its last line is in the file."""
     kind = "dated" if stamped else "plain"
@@ -587,11 +597,7 @@ def log_round(a, res, mgr, i, stamped):
                 raise Timeout("last line not in the log")
             time.sleep(0.0002)
         res.add(f"log{kind}/{mgr.name}", t1 - t0)
-        with open(path, "rb") as f:
-            data = f.read()
-        payload = STAMP_RE.sub(b"", data) if stamped else data
-        res.add(f"loglost{kind}/{mgr.name}", 0 if payload == ml.expected(a.lines) else
-                max(0, size - len(payload)) or -1)
+        res.add(f"loglost{kind}/{mgr.name}", lost_bytes(path, stamped, a.lines))
     except Timeout as e:
         print(f"    log{kind}/{mgr.name}: timeout ({e})", flush=True)
         res.add(f"log{kind}/{mgr.name}", "timeout")
@@ -602,6 +608,10 @@ def log_round(a, res, mgr, i, stamped):
             proc.kill()
             proc.wait()
         mgr.down()
+        if t1 is not None:
+            # Once the daemon is gone: what was missing when the last line showed and is still
+            # missing is lost; what arrived since was late.
+            res.add(f"loglostfinal{kind}/{mgr.name}", lost_bytes(path, stamped, a.lines))
         for p in (out, err, path):
             try:
                 os.unlink(p)
@@ -793,8 +803,10 @@ def cmd_report(a):
         out.append("| " + " | ".join(cells) + " |")
 
     lost = {k: v[k] for k in v if k.startswith("loglost")}
-    notes = ["", "Medians. Bytes lost in the logs (per run; -1: same size but different bytes): "
-             + "; ".join(f"{k.split('/')[1]} {k[7:12]} {vals}" for k, vals in sorted(lost.items())) + "."]
+    notes = ["", "Medians. Payload bytes missing from the logs (per run; -1: none missing but the bytes "
+             "differ) when the last line showed / once the daemon was shut down: "
+             + "; ".join(f"{k.split('/')[1]} {k.split('/')[0][-5:]} {vals} / {v.get(k.replace('loglost', 'loglostfinal'))}"
+                         for k, vals in sorted(lost.items()) if not k.startswith("loglostfinal")) + "."]
     errs = {k: v[k] for k in v if k.startswith("error/")}
     if errs:
         notes.append("Errors: " + "; ".join(f"{k[6:]}: {vals[0]}" for k, vals in errs.items()))
