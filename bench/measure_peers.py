@@ -455,6 +455,9 @@ def sleep_round(a, res, n, mgr, rnd, mark, is_baseline):
             proc.wait()
         mgr.record(w.found)
         mgr.record_daemon()
+    if mgr.dpid:
+        # The daemon's whole life so far is the cold start: on-CPU and run-queue wait.
+        res.add(f"schedcold{n}/{name}", list(m.schedstat_ns(mgr.dpid)))
     # Back to nothing running, daemon kept: stop (and for pm2, delete) outside the timing.
     run(mgr.stop_all(), mgr.env, a.timeout_big)
     wait_gone(w.found, deadline())
@@ -464,11 +467,15 @@ def sleep_round(a, res, n, mgr, rnd, mark, is_baseline):
     if isinstance(mgr, Supervisord):
         pass  # the daemon is up with the programs stopped: `start all`
     w = MarkedWatcher(mark)
+    dpid = mgr.daemon_pid()
+    sched0 = m.schedstat_ns(dpid) if dpid else None
     t0 = time.perf_counter_ns()
     proc = subprocess.Popen(mgr.warm(), env=mgr.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t1 = bounded(res, f"warm{n}/{name}", lambda: w.wait(n, deadline()))
         res.add(f"warm{n}/{name}", t1 - t0)
+        if sched0:
+            res.add(f"schedwarm{n}/{name}", [b - a_ for a_, b in zip(sched0, m.schedstat_ns(dpid))])
     finally:
         try:
             proc.wait(timeout=a.timeout_big)
@@ -490,10 +497,12 @@ def sleep_round(a, res, n, mgr, rnd, mark, is_baseline):
         time.sleep(a.idle_seconds)
         res.add(f"idlecpu/{name}", m.schedstat_ns(dpid)[0] - c0)
     # Stop, timed until the command returned and every process is gone.
+    sched0 = m.schedstat_ns(dpid)
     t0 = time.perf_counter_ns()
     bounded(res, f"stop{n}/{name}", lambda: run(mgr.stop_all(), mgr.env, a.timeout_big))
     t1 = wait_gone(w.found, deadline())
     res.add(f"stop{n}/{name}", t1 - t0)
+    res.add(f"schedstop{n}/{name}", [b - a_ for a_, b in zip(sched0, m.schedstat_ns(dpid))])
     mgr.unload()
     mgr.down()
 
@@ -810,9 +819,16 @@ def cmd_report(a):
     errs = {k: v[k] for k in v if k.startswith("error/")}
     if errs:
         notes.append("Errors: " + "; ".join(f"{k[6:]}: {vals[0]}" for k, vals in errs.items()))
+    sched = {k: vals for k, vals in v.items() if k.startswith("sched") and k.endswith("/pm3")}
+    if sched:
+        notes.append("pm3 daemon during each workload, median on-CPU / run-queue wait (schedstat; for a cold "
+                     "start, the daemon's whole life): " + "; ".join(
+                         f"{k.split('/')[0][5:]} {statistics.median(x[0] for x in vals) / NS_PER_MS:.1f} / "
+                         f"{statistics.median(x[1] for x in vals) / NS_PER_MS:.1f} ms"
+                         for k, vals in sorted(sched.items())) + ".")
     notes.append("Every run (ms, in the order measured): " + "; ".join(
         f"`{k}` " + ", ".join("timeout" if isinstance(x, str) else f"{x / NS_PER_MS:.1f}" for x in vals)
-        for k, vals in sorted(v.items()) if not k.startswith(("rss", "loglost", "error"))) + ".")
+        for k, vals in sorted(v.items()) if not k.startswith(("rss", "loglost", "error", "sched"))) + ".")
     text = "\n".join(out + notes) + "\n"
     sys.stdout.write(text)
     if a.out:
