@@ -64,6 +64,6 @@ fi
 
 HEADER="# pm3 log benchmark results
 
-$(date -u '+%Y-%m-%d %H:%M UTC'), pm3 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), \`bench/logs.sh\`. Medians; see README.md."
+$(date -u '+%Y-%m-%d %H:%M UTC'), pm3 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), \`bench/logs.sh\` ($LINES lines, $RUNS runs${PM3_BENCH_LOG_BEFORE:+, before = \`$(basename "$PM3_BENCH_LOG_BEFORE")\`}). Medians; see README.md."
 echo
 "${L[@]}" report --results "$RESULTS" --out "$BENCH/results-logs.md" --header "$HEADER"
