@@ -13,9 +13,9 @@
 //! `log_date_format`, each line gets the time it was read in front.
 //!
 //! A stamped log (`log_date_format`, without a tee) is written on a thread of its own
-//! (`pm3-logs`): the daemon reads the pipe into a buffer of its own and hands it over, and reads
-//! the next while the thread stamps and writes the previous one, so a fast writer's pipe keeps
-//! draining while its log is written. At most [`MAX_QUEUED`] reads of a stream wait for that
+//! (`pm3-logs`): the daemon reads the pipe, stamps the lines into a buffer of their own and hands
+//! it over, and reads and stamps the next while the thread writes the previous one, so a fast
+//! writer's pipe keeps draining while its log is written. At most [`MAX_QUEUED`] reads of a stream wait for that
 //! thread, in order; an exit drain waits until every one is in the file.
 
 use std::cell::RefCell;
@@ -73,6 +73,8 @@ pub struct Stream {
     eof: bool,
     /// strftime format prefixed to each line (`log_date_format`).
     date_format: Option<String>,
+    /// Whether the next byte read starts a line (needs a timestamp).
+    at_line_start: bool,
     /// Also hands complete lines to a sink (`pm3 run` prints them).
     tee: Option<Tee>,
 }
@@ -80,8 +82,6 @@ pub struct Stream {
 /// Where the bytes of a stream go: its log, and what it needs to write it.
 struct Sink {
     log: LogFile,
-    /// Whether the next byte read starts a line (needs a timestamp).
-    at_line_start: bool,
     /// Output being dropped because the log cannot be written (a full disk).
     gap: Option<Gap>,
 }
@@ -119,11 +119,10 @@ impl Shared {
     }
 }
 
-/// A read handed to the `pm3-logs` thread: the bytes, and the stamp of the moment they were read.
+/// A read handed to the `pm3-logs` thread, stamped.
 struct Job {
     to: Arc<Shared>,
     bytes: Vec<u8>,
-    prefix: Vec<u8>,
 }
 
 /// The `pm3-logs` thread's queue; `None` if the thread could not be started (logs are then
@@ -156,22 +155,14 @@ fn worker() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
         .as_ref()
 }
 
-/// On the `pm3-logs` thread: stamps and writes one read, then gives its buffer back.
+/// On the `pm3-logs` thread: writes one stamped read, then gives its buffer back.
 fn write_job(job: Job) {
-    let Job { to, bytes, prefix } = job;
+    let Job { to, bytes } = job;
     {
         let mut sink = to.sink.lock().unwrap_or_else(|e| e.into_inner());
         // `pm3 flush` may have emptied the file, a hook appended to it.
         sink.log.refresh();
-        STAMPED.with(|out| {
-            let mut out = out.borrow_mut();
-            out.clear();
-            stamp_with(&bytes, &prefix, &mut sink.at_line_start, &mut out);
-            sink.emit(&out);
-            if out.capacity() > 2 * SCRATCH {
-                *out = Vec::new();
-            }
-        });
+        sink.emit(&bytes);
     }
     {
         let mut pool = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,7 +179,7 @@ fn write_job(job: Job) {
 
 fn take_buffer() -> Vec<u8> {
     let mut b = BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-    b.resize(SCRATCH, 0);
+    b.clear();
     b
 }
 
@@ -355,8 +346,8 @@ impl Stream {
     fn with_fd(fd: Option<AsyncFd<OwnedFd>>, log: LogFile) -> Stream {
         let fd = fd.map(Rc::new);
         let eof = fd.is_none();
-        let sink = Sink { log, at_line_start: true, gap: None };
-        Stream { fd, sink: Some(sink), thread: None, eof, date_format: None, tee: None }
+        let sink = Sink { log, gap: None };
+        Stream { fd, sink: Some(sink), thread: None, eof, date_format: None, at_line_start: true, tee: None }
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
@@ -493,21 +484,30 @@ impl Stream {
         }));
     }
 
-    /// One read into a buffer of its own, handed to the `pm3-logs` thread with its stamp.
+    /// One read into the shared buffer, stamped into a buffer of its own that is handed to the
+    /// `pm3-logs` thread.
     fn hand_one_read(&mut self, to: &Arc<Shared>) -> Step {
         let Some(fd) = self.fd.clone() else { return Step::Eof };
-        let mut buf = take_buffer();
-        let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
-            Ok(0) => return Step::Eof,
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => return Step::Moved(0),
-            Err(rustix::io::Errno::AGAIN) => return Step::Empty,
-            Err(_) => return Step::Eof,
+        let stamped = BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
+                Ok(0) => return Err(Step::Eof),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => return Err(Step::Moved(0)),
+                Err(rustix::io::Errno::AGAIN) => return Err(Step::Empty),
+                Err(_) => return Err(Step::Eof),
+            };
+            let prefix = prefix_now(self.date_format.as_deref().unwrap_or_default());
+            let mut out = take_buffer();
+            stamp_with(&buf[..n], &prefix, &mut self.at_line_start, &mut out);
+            Ok((n, out))
+        });
+        let (n, bytes) = match stamped {
+            Ok(read) => read,
+            Err(step) => return step,
         };
-        buf.truncate(n);
-        let prefix = prefix_now(self.date_format.as_deref().unwrap_or_default());
         *to.queued() += 1;
-        let job = Job { to: to.clone(), bytes: buf, prefix };
+        let job = Job { to: to.clone(), bytes };
         let sent = worker().map(|w| w.lock().unwrap_or_else(|e| e.into_inner()).send(job));
         match sent {
             Some(Ok(())) => {}
@@ -644,7 +644,7 @@ impl Stream {
                     STAMPED.with(|out| {
                         let mut out = out.borrow_mut();
                         out.clear();
-                        stamp(&buf[..n], fmt, &mut sink.at_line_start, &mut out);
+                        stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
                         sink.emit(&out);
                     });
                 }
