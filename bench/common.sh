@@ -7,8 +7,15 @@ BENCH=$ROOT/bench
 log() { printf '==> %s\n' "$*" >&2; }
 
 # Builds the binary ./install.sh installs (static-pie on Linux/glibc) and sets PM3.
+# PM3_BENCH_BIN: use that pm3 binary instead (e.g. one built from an earlier commit, to compare).
 build_pm3() {
   cd "$ROOT"
+  mkdir -p "$ROOT/target/bench"
+  if [[ -n ${PM3_BENCH_BIN:-} ]]; then
+    PM3=$(realpath "$PM3_BENCH_BIN")
+    log "using $PM3 (PM3_BENCH_BIN), not building"
+    return
+  fi
   local host
   host=$(rustc -vV | sed -n 's/^host: //p')
   case "$host" in

@@ -6,8 +6,9 @@
 #   bench/logs.sh
 #
 # Knobs (environment): PM3_BENCH_LOG_LINES (1000000 lines of 100 bytes), PM3_BENCH_LOG_RUNS
-# (5 runs of each kind, after one warm-up round), PM3_BENCH_LOG_DATE_FORMAT
-# (%Y-%m-%dT%H:%M:%S%.3f, must not contain a space), PM3_BENCH_TMPDIR (/tmp: where the temp
+# (9 runs of each kind, after one warm-up round), PM3_BENCH_LOG_DATE_FORMAT
+# (%Y-%m-%dT%H:%M:%S%.3f, must not contain a space), PM3_BENCH_LOG_BEFORE (another pm3 binary,
+# measured in the same rounds: before/after), PM3_BENCH_TMPDIR (/tmp: where the temp
 # dir lives; PM3_HOME and the direct file are both in it, so on the same filesystem).
 #
 # Everything runs against a fresh PM3_HOME in a temp dir. On exit (normal, error or Ctrl-C) the
@@ -19,7 +20,7 @@ set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LINES=${PM3_BENCH_LOG_LINES:-1000000}
-RUNS=${PM3_BENCH_LOG_RUNS:-5}
+RUNS=${PM3_BENCH_LOG_RUNS:-9}
 DATE_FORMAT=${PM3_BENCH_LOG_DATE_FORMAT:-%Y-%m-%dT%H:%M:%S%.3f}
 
 
@@ -45,14 +46,24 @@ DAEMON_PID=$(<"$PM3_HOME/pm3.pid")
 echo "$DAEMON_PID $(starttime "$DAEMON_PID")" >>"$PIDS"
 
 log "figure 2: $LINES lines of 100 bytes: direct to a file, through \`| cat\`, through pm3, through pm3 with log_date_format; $RUNS runs each"
+# PM3_BENCH_LOG_BEFORE: another pm3 binary (e.g. built from the previous commit), measured in the
+# same rounds with a home of its own, for a before/after comparison.
+BEFORE=()
+if [[ -n ${PM3_BENCH_LOG_BEFORE:-} ]]; then
+    BEFORE=(--base-pm3 "$PM3_BENCH_LOG_BEFORE" --base-home "$WORK/home-before")
+fi
 run_helper "${L[@]}" throughput --results "$RESULTS" --pm3 "$PM3" --home "$PM3_HOME" --writer "$WRITER" \
-    --dir "$WORK" --lines "$LINES" --runs "$RUNS" --date-format "$DATE_FORMAT" --pids-file "$PIDS"
+    --dir "$WORK" --lines "$LINES" --runs "$RUNS" --date-format "$DATE_FORMAT" --pids-file "$PIDS" "${BEFORE[@]}"
+if [[ -n ${PM3_BENCH_LOG_BEFORE:-} ]]; then
+    "${M[@]}" set --results "$RESULTS" log_base_label "$(basename "$PM3_BENCH_LOG_BEFORE")"
+    if [[ -e $WORK/home-before/pm3.pid ]]; then PM3_HOME=$WORK/home-before timeout 20 "$PM3_BENCH_LOG_BEFORE" kill >/dev/null 2>&1 || true; fi
+fi
 
 "${M[@]}" set --results "$RESULTS" machine \
     "$(nproc) CPUs, Linux $(uname -r), PM3_HOME and the direct file on $(stat -f -c %T "$WORK"), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 HEADER="# pm3 log benchmark results
 
-$(date -u '+%Y-%m-%d %H:%M UTC'), pm3 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), \`bench/logs.sh\`. Medians; see README.md."
+$(date -u '+%Y-%m-%d %H:%M UTC'), pm3 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), \`bench/logs.sh\` ($LINES lines, $RUNS runs${PM3_BENCH_LOG_BEFORE:+, before = \`$(basename "$PM3_BENCH_LOG_BEFORE")\`}). Medians; see README.md."
 echo
 "${L[@]}" report --results "$RESULTS" --out "$BENCH/results-logs.md" --header "$HEADER"

@@ -11,11 +11,21 @@
 //! ([`SCRATCH`] bytes) is ever out of the pipe and not yet in the file. Bytes are copied as they
 //! are: no UTF-8 decoding, so nothing a process writes can stall or kill the copy; with
 //! `log_date_format`, each line gets the time it was read in front.
+//!
+//! A stamped log (`log_date_format`, without a tee) is written on a thread of its own
+//! (`pm3-logs`): the daemon reads the pipe, stamps the lines into a buffer of their own and hands
+//! it over, and reads and stamps the next while the thread writes the previous one, so a fast
+//! writer's pipe keeps draining while its log is written. At most [`MAX_QUEUED`] reads of a stream wait for that
+//! thread, in order; an exit drain waits until every one is in the file.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
@@ -35,19 +45,31 @@ const PEEK: usize = super::file::SPLICE_MARGIN as usize;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
-    /// Output with timestamps inserted, when `log_date_format` is set.
+    /// Output with timestamps inserted, when `log_date_format` is set (on the thread that writes).
     static STAMPED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Every log's gaps (full disk), by path, for `info`.
-    static GAPS: RefCell<std::collections::HashMap<std::path::PathBuf, GapRecord>> = RefCell::new(std::collections::HashMap::new());
     /// Where the bytes before a rotation cut are peeked at (`tee`), read and dropped.
     static SCRATCH_PIPE: RefCell<Option<(OwnedFd, OwnedFd)>> = const { RefCell::new(None) };
 }
+
+/// Every log's gaps (full disk), by path, for `info` (written by whichever thread writes the log).
+static GAPS: LazyLock<Mutex<HashMap<PathBuf, GapRecord>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn gaps() -> MutexGuard<'static, HashMap<PathBuf, GapRecord>> {
+    GAPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Most reads of one stream handed to the `pm3-logs` thread and not yet in the file: the most a
+/// daemon killed meanwhile can lose of a stamped log is this many times [`SCRATCH`].
+pub const MAX_QUEUED: usize = 2;
 
 /// One stream being copied: the daemon's read end of the pipe and the log it feeds.
 pub struct Stream {
     /// `None` when the pipe could not be reopened (an adopted process whose pipe is gone).
     fd: Option<Rc<AsyncFd<OwnedFd>>>,
-    log: LogFile,
+    /// The log, written here; `None` once it was handed to the `pm3-logs` thread (`thread`).
+    sink: Option<Sink>,
+    /// The log and its queue when the `pm3-logs` thread writes it.
+    thread: Option<Arc<Shared>>,
     eof: bool,
     /// strftime format prefixed to each line (`log_date_format`).
     date_format: Option<String>,
@@ -55,8 +77,110 @@ pub struct Stream {
     at_line_start: bool,
     /// Also hands complete lines to a sink (`pm3 run` prints them).
     tee: Option<Tee>,
+}
+
+/// Where the bytes of a stream go: its log, and what it needs to write it.
+struct Sink {
+    log: LogFile,
     /// Output being dropped because the log cannot be written (a full disk).
     gap: Option<Gap>,
+}
+
+/// A stream's log while the `pm3-logs` thread writes it.
+struct Shared {
+    sink: Mutex<Sink>,
+    /// Reads handed over and not yet written.
+    queued: Mutex<usize>,
+    /// Signalled (both) each time a read has been written.
+    written: Condvar,
+    room: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn queued(&self) -> MutexGuard<'_, usize> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until fewer than `most` reads wait (at most `limit`); false if it timed out.
+    fn wait_below(&self, most: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut q = self.queued();
+        while *q >= most {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            q = match self.written.wait_timeout(q, left) {
+                Ok((q, _)) => q,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+/// A read handed to the `pm3-logs` thread, stamped.
+struct Job {
+    to: Arc<Shared>,
+    bytes: Vec<u8>,
+}
+
+/// The `pm3-logs` thread's queue; `None` if the thread could not be started (logs are then
+/// written on the daemon's thread, as before).
+static WORKER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+
+/// Buffers handed back by the `pm3-logs` thread, for the next reads (at most [`POOL`] kept).
+static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const POOL: usize = MAX_QUEUED + 1;
+
+fn worker() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+    WORKER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new().name("pm3-logs".into()).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    write_job(job);
+                }
+            });
+            match spawned {
+                Ok(_) => Some(Mutex::new(tx)),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot start the log thread ({e}): stamped logs are written on the daemon's thread"
+                    );
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// On the `pm3-logs` thread: writes one stamped read, then gives its buffer back.
+fn write_job(job: Job) {
+    let Job { to, bytes } = job;
+    {
+        let mut sink = to.sink.lock().unwrap_or_else(|e| e.into_inner());
+        // `pm3 flush` may have emptied the file, a hook appended to it.
+        sink.log.refresh();
+        sink.emit(&bytes);
+    }
+    {
+        let mut pool = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL {
+            pool.push(bytes);
+        }
+    }
+    let mut q = to.queued();
+    *q = q.saturating_sub(1);
+    drop(q);
+    to.written.notify_all();
+    to.room.notify_one();
+}
+
+fn take_buffer() -> Vec<u8> {
+    let mut b = BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+    b.clear();
+    b
 }
 
 /// Output dropped while the log could not be written. The child is never blocked for it
@@ -136,99 +260,7 @@ impl Tee {
     }
 }
 
-impl Stream {
-    pub fn new(fd: OwnedFd, log: LogFile) -> io::Result<Stream> {
-        Ok(Stream::with_fd(Some(crate::process::register(fd)?), log))
-    }
-
-    fn with_fd(fd: Option<AsyncFd<OwnedFd>>, log: LogFile) -> Stream {
-        let fd = fd.map(Rc::new);
-        let eof = fd.is_none();
-        Stream { fd, log, eof, date_format: None, at_line_start: true, tee: None, gap: None }
-    }
-
-    /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
-    /// while no daemon was reading is still in the pipe and is copied first.
-    pub fn reopen(pid: u32, fd: u32, log: LogFile) -> Stream {
-        match crate::process::spawn::reopen_output(pid, fd).and_then(crate::process::register) {
-            Ok(fd) => Stream::with_fd(Some(fd), log),
-            Err(e) => {
-                tracing::warn!(pid, fd, "cannot reopen output pipe: {e}");
-                Stream::with_fd(None, log)
-            }
-        }
-    }
-
-    /// Prefixes every line with the time it was read, in this strftime format.
-    pub fn with_date_format(mut self, format: Option<String>) -> Stream {
-        self.date_format = format;
-        self
-    }
-
-    /// Also passes every line to `tee`.
-    pub fn with_tee(mut self, tee: Option<Tee>) -> Stream {
-        self.tee = tee;
-        self
-    }
-
-    /// True once every writer has closed the pipe: nothing more will come.
-    pub fn at_eof(&self) -> bool {
-        self.eof
-    }
-
-    /// Waits until the pipe has data (or hung up), then copies what is there. Cancel-safe: the
-    /// copy happens after the only await point.
-    pub async fn pump(&mut self) {
-        let Some(fd) = self.fd.clone().filter(|_| !self.eof) else {
-            return std::future::pending().await;
-        };
-        let mut guard = match fd.readable().await {
-            Ok(guard) => guard,
-            Err(_) => {
-                self.eof = true;
-                return;
-            }
-        };
-        // Readiness is cleared only once the pipe was seen empty. A stream stopped by its
-        // budget stays ready, and gives the rest of the daemon its turn first: waiting on a
-        // readiness that is already set would not yield by itself.
-        if self.drain_up_to(PUMP_BUDGET, Some(PUMP_TIME)) {
-            drop(guard);
-            tokio::task::yield_now().await;
-        } else {
-            guard.clear_ready();
-        }
-    }
-
-    /// Copies what the pipe holds right now, up to `budget` bytes (and, if given, for at most
-    /// `time`), without waiting. True when it stopped at a limit with more in the pipe.
-    pub fn drain_up_to(&mut self, budget: usize, time: Option<std::time::Duration>) -> bool {
-        let started = std::time::Instant::now();
-        if self.fd.is_none() || self.eof {
-            return false;
-        }
-        self.log.refresh();
-        // Plain logs go from the pipe straight into the file, never through the daemon's memory.
-        let mut splice = self.date_format.is_none() && self.tee.is_none() && self.gap.is_none();
-        let mut moved = 0;
-        while moved < budget && time.is_none_or(|t| started.elapsed() < t) {
-            let step = if splice { self.splice_some() } else { self.copy_one_read() };
-            match step {
-                Step::Moved(n) => moved += n.max(1),
-                Step::Refused => splice = false,
-                Step::Empty => return false,
-                Step::Eof => {
-                    self.eof = true;
-                    if let Some(t) = &mut self.tee {
-                        t.finish();
-                    }
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
+impl Sink {
     /// Writes `bytes` to the log, or counts them as dropped while it cannot be written.
     fn emit(&mut self, bytes: &[u8]) {
         let mut bytes = bytes;
@@ -267,11 +299,9 @@ impl Stream {
             }
             tracing::info!(log = %self.log.path().display(), dropped = gap.bytes, "log writable again");
             self.gap = None;
-            GAPS.with(|g| {
-                if let Some(r) = g.borrow_mut().get_mut(self.log.path()) {
-                    r.ongoing = false;
-                }
-            });
+            if let Some(r) = gaps().get_mut(self.log.path()) {
+                r.ongoing = false;
+            }
         }
         if let Err(e) = self.log.write(bytes) {
             let reason = if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
@@ -289,30 +319,215 @@ impl Stream {
                 at_line_start: bytes.ends_with(b"\n"),
                 reason: reason.clone(),
             });
-            GAPS.with(|g| {
-                let mut g = g.borrow_mut();
+            {
+                let mut g = gaps();
                 let r = g.entry(self.log.path().to_path_buf()).or_default();
                 r.episodes += 1;
                 r.reason = reason;
                 r.ongoing = true;
-            });
+            }
             self.record_gap(bytes.len() as u64 + cut);
         }
     }
 
     /// Counts dropped bytes in the record `info` shows.
     fn record_gap(&self, bytes: u64) {
-        GAPS.with(|g| {
-            if let Some(r) = g.borrow_mut().get_mut(self.log.path()) {
-                r.dropped_bytes += bytes;
+        if let Some(r) = gaps().get_mut(self.log.path()) {
+            r.dropped_bytes += bytes;
+        }
+    }
+}
+
+impl Stream {
+    pub fn new(fd: OwnedFd, log: LogFile) -> io::Result<Stream> {
+        Ok(Stream::with_fd(Some(crate::process::register(fd)?), log))
+    }
+
+    fn with_fd(fd: Option<AsyncFd<OwnedFd>>, log: LogFile) -> Stream {
+        let fd = fd.map(Rc::new);
+        let eof = fd.is_none();
+        let sink = Sink { log, gap: None };
+        Stream { fd, sink: Some(sink), thread: None, eof, date_format: None, at_line_start: true, tee: None }
+    }
+
+    /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
+    /// while no daemon was reading is still in the pipe and is copied first.
+    pub fn reopen(pid: u32, fd: u32, log: LogFile) -> Stream {
+        match crate::process::spawn::reopen_output(pid, fd).and_then(crate::process::register) {
+            Ok(fd) => Stream::with_fd(Some(fd), log),
+            Err(e) => {
+                tracing::warn!(pid, fd, "cannot reopen output pipe: {e}");
+                Stream::with_fd(None, log)
             }
+        }
+    }
+
+    /// Prefixes every line with the time it was read, in this strftime format.
+    pub fn with_date_format(mut self, format: Option<String>) -> Stream {
+        self.date_format = format;
+        self
+    }
+
+    /// Also passes every line to `tee`.
+    pub fn with_tee(mut self, tee: Option<Tee>) -> Stream {
+        self.tee = tee;
+        self
+    }
+
+    /// True once every writer has closed the pipe: nothing more will come.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Waits until the pipe has data (or hung up), then copies what is there. Cancel-safe: the
+    /// copy happens after the only await points.
+    pub async fn pump(&mut self) {
+        let Some(fd) = self.fd.clone().filter(|_| !self.eof) else {
+            return std::future::pending().await;
+        };
+        // A stamped log whose thread is behind: wait for it before reading more.
+        if let Some(t) = self.thread.clone() {
+            while *t.queued() >= MAX_QUEUED {
+                t.room.notified().await;
+            }
+        }
+        let mut guard = match fd.readable().await {
+            Ok(guard) => guard,
+            Err(_) => {
+                self.eof = true;
+                return;
+            }
+        };
+        // Readiness is cleared only once the pipe was seen empty. A stream stopped by its
+        // budget stays ready, and gives the rest of the daemon its turn first: waiting on a
+        // readiness that is already set would not yield by itself.
+        if self.drain_up_to(PUMP_BUDGET, Some(PUMP_TIME)) {
+            drop(guard);
+            tokio::task::yield_now().await;
+        } else {
+            guard.clear_ready();
+        }
+    }
+
+    /// Copies what the pipe holds right now, up to `budget` bytes (and, if given, for at most
+    /// `time`), without waiting for the pipe. True when it stopped at a limit with more in the
+    /// pipe (or, for a stamped log, with its thread behind). Without `time` (a process that
+    /// exited), a stamped log's thread is waited for, up to the last byte read.
+    pub fn drain_up_to(&mut self, budget: usize, time: Option<Duration>) -> bool {
+        let started = Instant::now();
+        if self.fd.is_none() || self.eof {
+            return false;
+        }
+        if self.thread.is_none() && self.date_format.is_some() && self.tee.is_none() {
+            self.hand_to_thread();
+        }
+        let more = self.drain_inner(budget, time, started);
+        if time.is_none()
+            && let Some(t) = &self.thread
+            && !t.wait_below(1, EXIT_WAIT)
+        {
+            tracing::warn!("log thread still behind after {EXIT_WAIT:?}");
+        }
+        more
+    }
+
+    fn drain_inner(&mut self, budget: usize, time: Option<Duration>, started: Instant) -> bool {
+        if let Some(sink) = &mut self.sink {
+            sink.log.refresh();
+        }
+        // Plain logs go from the pipe straight into the file, never through the daemon's memory.
+        let mut splice = self.date_format.is_none()
+            && self.tee.is_none()
+            && self.sink.as_ref().is_some_and(|s| s.gap.is_none());
+        let mut moved = 0;
+        while moved < budget && time.is_none_or(|t| started.elapsed() < t) {
+            let step = if splice {
+                self.splice_some()
+            } else if let Some(t) = self.thread.clone() {
+                if *t.queued() >= MAX_QUEUED {
+                    if time.is_some() {
+                        return true;
+                    }
+                    t.wait_below(MAX_QUEUED, EXIT_WAIT);
+                }
+                self.hand_one_read(&t)
+            } else {
+                self.copy_one_read()
+            };
+            match step {
+                Step::Moved(n) => moved += n.max(1),
+                Step::Refused => splice = false,
+                Step::Empty => return false,
+                Step::Eof => {
+                    self.eof = true;
+                    if let Some(t) = &mut self.tee {
+                        t.finish();
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// From now on this stream's log is stamped and written on the `pm3-logs` thread.
+    fn hand_to_thread(&mut self) {
+        if worker().is_none() {
+            return;
+        }
+        let Some(sink) = self.sink.take() else { return };
+        self.thread = Some(Arc::new(Shared {
+            sink: Mutex::new(sink),
+            queued: Mutex::new(0),
+            written: Condvar::new(),
+            room: tokio::sync::Notify::new(),
+        }));
+    }
+
+    /// One read into the shared buffer, stamped into a buffer of its own that is handed to the
+    /// `pm3-logs` thread.
+    fn hand_one_read(&mut self, to: &Arc<Shared>) -> Step {
+        let Some(fd) = self.fd.clone() else { return Step::Eof };
+        let stamped = BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
+                Ok(0) => return Err(Step::Eof),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => return Err(Step::Moved(0)),
+                Err(rustix::io::Errno::AGAIN) => return Err(Step::Empty),
+                Err(_) => return Err(Step::Eof),
+            };
+            let prefix = prefix_now(self.date_format.as_deref().unwrap_or_default());
+            let mut out = take_buffer();
+            stamp_with(&buf[..n], &prefix, &mut self.at_line_start, &mut out);
+            Ok((n, out))
         });
+        let (n, bytes) = match stamped {
+            Ok(read) => read,
+            Err(step) => return step,
+        };
+        *to.queued() += 1;
+        let job = Job { to: to.clone(), bytes };
+        let sent = worker().map(|w| w.lock().unwrap_or_else(|e| e.into_inner()).send(job));
+        match sent {
+            Some(Ok(())) => {}
+            // The thread is gone (it cannot be, short of a panic): write it here.
+            Some(Err(mpsc::SendError(job))) => write_job(job),
+            None => {}
+        }
+        Step::Moved(n)
+    }
+
+    /// The log, when it is written on this thread.
+    fn here(&mut self) -> Option<&mut Sink> {
+        self.sink.as_mut()
     }
 
     /// One `splice` from the pipe into the log.
     fn splice_some(&mut self) -> Step {
-        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
-        match self.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
+        let Some(fd) = self.fd.clone() else { return Step::Eof };
+        let Some(sink) = self.here() else { return Step::Refused };
+        match sink.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
             Ok(Some(0)) => Step::Eof,
             Ok(Some(n)) => Step::Moved(n),
             Err(rustix::io::Errno::INTR) => Step::Moved(0),
@@ -326,8 +541,9 @@ impl Stream {
     /// [`LogFile::write`] would with those bytes, while the bytes themselves still only ever
     /// go from the pipe to the file.
     fn splice_to_cut(&mut self) -> Step {
-        let Some(fd) = self.fd.as_ref() else { return Step::Eof };
-        let want = usize::try_from(self.log.room()).unwrap_or(usize::MAX).min(PEEK) + 1;
+        let Some(fd) = self.fd.clone() else { return Step::Eof };
+        let Some(sink) = self.sink.as_mut() else { return Step::Refused };
+        let want = usize::try_from(sink.log.room()).unwrap_or(usize::MAX).min(PEEK) + 1;
         SCRATCH_PIPE.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             if scratch.is_none() {
@@ -383,17 +599,17 @@ impl Stream {
                     hung_up || unseen
                 };
                 let ends_a_line = buf[n - 1] == b'\n';
-                let (take, rotate) = self.log.cut_plan(&buf[..n], !ends_a_line && finish_anyway());
+                let (take, rotate) = sink.log.cut_plan(&buf[..n], !ends_a_line && finish_anyway());
                 if take == 0 && !rotate {
                     // An unfinished line: its end (or the writers' exit) wakes the pipe again.
                     return Some(Step::Empty);
                 }
-                if let Err(e) = self.log.splice_exact(fd.get_ref(), take) {
+                if let Err(e) = sink.log.splice_exact(fd.get_ref(), take) {
                     return Some(splice_failed(e));
                 }
                 taken.set(take);
-                if rotate && let Err(e) = self.log.rotate() {
-                    tracing::warn!(log = %self.log.path().display(), "cannot rotate log: {e}");
+                if rotate && let Err(e) = sink.log.rotate() {
+                    tracing::warn!(log = %sink.log.path().display(), "cannot rotate log: {e}");
                     return Some(Step::Refused);
                 }
                 Some(Step::Moved(taken.get()))
@@ -409,6 +625,7 @@ impl Stream {
     /// One read into the shared buffer, written (stamped, teed) before anything else happens.
     fn copy_one_read(&mut self) -> Step {
         let Some(fd) = self.fd.clone() else { return Step::Eof };
+        let Some(sink) = self.sink.as_mut() else { return Step::Refused };
         BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             let n = match rustix::io::read(fd.get_ref(), &mut buf[..]) {
@@ -421,22 +638,33 @@ impl Stream {
             if let Some(t) = &mut self.tee {
                 t.feed(&buf[..n]);
             }
-            match self.date_format.take() {
-                None => self.emit(&buf[..n]),
+            match self.date_format.as_deref() {
+                None => sink.emit(&buf[..n]),
                 Some(fmt) => {
                     STAMPED.with(|out| {
                         let mut out = out.borrow_mut();
                         out.clear();
-                        stamp(&buf[..n], &fmt, &mut self.at_line_start, &mut out);
-                        self.emit(&out);
+                        stamp(&buf[..n], fmt, &mut self.at_line_start, &mut out);
+                        sink.emit(&out);
                     });
-                    self.date_format = Some(fmt);
                 }
             }
             Step::Moved(n)
         })
     }
 }
+
+impl Drop for Stream {
+    /// A stamped log's last reads are written before the stream goes (bounded).
+    fn drop(&mut self) {
+        if let Some(t) = &self.thread {
+            t.wait_below(1, EXIT_WAIT);
+        }
+    }
+}
+
+/// Longest an exit drain (or a stream going away) waits for the `pm3-logs` thread.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// A `splice` or `tee` that failed for another reason than an empty pipe.
 fn splice_failed(e: rustix::io::Errno) -> Step {
@@ -472,20 +700,30 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// What `info` shows of the log gaps of the log at `path`.
-pub fn gaps_of(path: &std::path::Path) -> GapRecord {
-    GAPS.with(|g| g.borrow().get(path).cloned().unwrap_or_default())
+pub fn gaps_of(path: &Path) -> GapRecord {
+    gaps().get(path).cloned().unwrap_or_default()
+}
+
+/// The stamp of this moment: `now` formatted with `fmt`, and a space.
+fn prefix_now(fmt: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut prefix = Vec::with_capacity(32);
+    let _ = write!(prefix, "{} ", chrono::Local::now().format(fmt));
+    prefix
 }
 
 /// Copies `bytes` to `out`, putting `now` formatted with `fmt` (and a space) before each line.
 fn stamp(bytes: &[u8], fmt: &str, at_line_start: &mut bool, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let mut prefix = Vec::with_capacity(32);
-    let _ = write!(prefix, "{} ", chrono::Local::now().format(fmt));
+    stamp_with(bytes, &prefix_now(fmt), at_line_start, out);
+}
+
+/// Copies `bytes` to `out`, putting `prefix` before each line.
+fn stamp_with(bytes: &[u8], prefix: &[u8], at_line_start: &mut bool, out: &mut Vec<u8>) {
     out.reserve(bytes.len() + bytes.len() / 32 * prefix.len());
     let mut rest = bytes;
     while !rest.is_empty() {
         if *at_line_start {
-            out.extend_from_slice(&prefix);
+            out.extend_from_slice(prefix);
         }
         let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
         out.extend_from_slice(&rest[..end]);

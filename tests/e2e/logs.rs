@@ -220,3 +220,30 @@ fn log_follow_without_a_target_picks_up_processes_started_later() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+/// A fast writer into a stamped log (written on the log thread while the pipe keeps draining):
+/// every line once, in order, each with its stamp, and the last line, which has no newline,
+/// is in the file once the process shows as exited.
+#[test]
+fn a_stamped_log_keeps_every_line_of_a_fast_writer_in_order_and_the_unfinished_last_one() {
+    let pm3 = Pm3::with_config(
+        "[fast]\ncommand = \"sh -c 'seq 1 200000; printf tail-without-newline'\"\nrestart = \"never\"\n\
+         log_date_format = \"%H:%M:%S%.3f\"\n",
+    );
+    pm3.ok(&["start"]);
+    pm3.wait_until("`fast` has exited", |rows| {
+        rows.iter().any(|r| r["name"] == "fast" && r["exit_code"] == 0)
+    });
+    // Exit is recorded once the log thread has written everything read.
+    let got = pm3.read_log("fast", "out");
+    let mut lines = got.split('\n');
+    for i in 1..=200000 {
+        let line = lines.next().unwrap_or_default();
+        let (stamp, rest) = line.split_once(' ').unwrap_or_default();
+        assert!(stamp.len() == 12 && stamp.as_bytes()[2] == b':', "line {i} has no stamp: {line:?}");
+        assert_eq!(rest, i.to_string(), "line {i} of the stamped log");
+    }
+    let last = lines.next().unwrap_or_default();
+    assert!(last.ends_with(" tail-without-newline"), "the unfinished last line: {last:?}");
+    assert_eq!(lines.next(), None, "nothing after the last line");
+}
