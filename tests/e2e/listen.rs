@@ -859,18 +859,19 @@ fn a_stop_or_kill_during_a_surge_hook_kills_it() {
 }
 
 /// The old process exits by itself while its replacement starts: the replacement carries on
-/// and becomes the instance (one restart counted, the old one's `post_stop` runs), so the
-/// instance never has zero processes and has one once settled. A replacement that then
-/// crashes is restarted by the restart policy like any crashed process.
+/// and becomes the instance, still starting (one restart counted, the old one's `post_stop`
+/// runs), so the instance never has zero processes and has one once settled. A replacement
+/// that then crashes is restarted by the restart policy like any crashed process.
 #[test]
 fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
     let pm3 = Pm3::new();
     let port = free_port();
     pm3.write("hooks.sh", "echo \"$1\" >> hooks.log\n");
-    // Each run exits with 7 once a file named after its own pid appears.
+    // Each run exits with 7 once a file named after its own pid appears; no run is ready
+    // while `hold` exists, so the test decides when a replacement comes up.
     let cmd = pm3.script("life", "while true; do test -e die-$$ && exit 7; sleep 0.05; done\n");
     pm3.config(&format!(
-        "[w]\ncommand = \"{cmd}\"\npost_stop = \"sh hooks.sh post\"\nmin_uptime = 3000\nkill_timeout = 3000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+        "[w]\ncommand = \"{cmd}\"\npost_stop = \"sh hooks.sh post\"\nhealth_check = \"exec:test ! -e hold\"\nhealth_interval = 100\nkill_timeout = 3000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
     ));
     let lives = |pm3: &Pm3| running_with(pm3, "life.sh");
     pm3.ok(&["start"]);
@@ -878,7 +879,7 @@ fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
     let old = pm3.pid_of("w");
     pm3.remember(old);
 
-    // The replacement counts as ready after 3 s; the old process exits before that.
+    pm3.write("hold", "");
     let reload = pm3.spawn(&["reload", "w"]);
     pm3.wait_for("the replacement beside the old process", || lives(&pm3).len() == 2);
     let new = lives(&pm3).into_iter().find(|&p| p != old).expect("the replacement");
@@ -888,17 +889,23 @@ fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
         assert!(alive(new), "the replacement goes on running");
         pm3.pid_of("w") == new
     });
+    let row = pm3.row("w");
+    assert_eq!(row["status"], "starting", "taken over before it was ready: {}", pretty(&row));
+    assert_eq!(row["restarts"], 1, "the old process's exit counts as a restart");
+    pm3.wait_for("the old process to be gone", || exited(old));
+    pm3.wait_for("the old process's post_stop", || hook_lines(&pm3) == ["post"]);
+    assert_eq!(lives(&pm3), [new], "one process");
+    fs::remove_file(pm3.project.join("hold")).expect("remove hold");
     let out = reload.wait_with_output().expect("reload");
-    assert!(out.status.success(), "{}", pm3.explain(&out));
-    assert!(exited(old));
+    assert!(out.status.success(), "the reload waited for it: {}", pm3.explain(&out));
     let row = pm3.row("w");
     assert_eq!((row["status"].as_str(), row["pid"].as_i64()), (Some("online"), Some(new as i64)));
-    assert_eq!(row["restarts"], 1, "the old process's exit counts as a restart");
-    pm3.wait_for("the old process's post_stop", || hook_lines(&pm3) == ["post"]);
+    assert_eq!(row["restarts"], 1);
     assert_eq!(lives(&pm3), [new], "one process once settled");
 
     // Again, and this time the replacement crashes too after taking over: the restart policy
     // starts a fresh process, and the reload reports the failure.
+    pm3.write("hold", "");
     let reload = pm3.spawn(&["reload", "w"]);
     pm3.wait_for("the second replacement", || lives(&pm3).len() == 2);
     let newer = lives(&pm3).into_iter().find(|&p| p != new).expect("the replacement");
@@ -908,6 +915,7 @@ fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
     pm3.write(&format!("die-{newer}"), "");
     let out = reload.wait_with_output().expect("reload");
     assert!(!out.status.success(), "{}", pm3.explain(&out));
+    fs::remove_file(pm3.project.join("hold")).expect("remove hold");
     let rows = pm3.wait_until("a fresh process by the restart policy", |rows| {
         let r = row_in(rows, "w");
         r["status"] == "online" && r["pid"].as_i64().is_some_and(|p| p != newer as i64 && p != new as i64)
