@@ -149,12 +149,26 @@ async fn replacement_ready(
             _ => None,
         }
     };
+    // The first run's pid: a reload's replacement that is replaced in turn (it crashed and the
+    // policy restarted it) has failed, even when the states in between were not seen (a watch
+    // keeps only the latest snapshot).
+    let mut first_pid = None;
     'online: loop {
         loop {
             {
                 let s = snap.borrow_and_update();
                 if let Some(why) = failed(&s) {
                     return Err(why);
+                }
+                if patience == Patience::FirstRun {
+                    if s.status == Status::Stopping {
+                        return Err("stopping before it was online".into());
+                    }
+                    match (first_pid, s.pid) {
+                        (Some(a), Some(b)) if a != b => return Err("crashed after start".into()),
+                        (None, Some(b)) => first_pid = Some(b),
+                        _ => {}
+                    }
                 }
                 if s.status == Status::Online {
                     break;
@@ -177,11 +191,14 @@ async fn replacement_ready(
                         return Err("removed".into());
                     }
                     let s = snap.borrow_and_update();
-                    if s.status == Status::Online {
-                        continue;
-                    }
                     if let Some(why) = failed(&s) {
                         return Err(why);
+                    }
+                    if patience == Patience::FirstRun && s.pid.is_some() && s.pid != first_pid {
+                        return Err("crashed after start".into());
+                    }
+                    if s.status == Status::Online {
+                        continue;
                     }
                     match patience {
                         Patience::FirstRun => return Err(format!("{} before min_uptime", s.status.as_str())),

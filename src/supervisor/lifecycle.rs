@@ -115,6 +115,10 @@ pub enum Event {
     /// A surge reload swapped the current run for its replacement, which is ready (online)
     /// while the old run drains on the side (see [`super::surge`]).
     Replaced,
+    /// The current run exited by itself while a surge replacement was coming up: the
+    /// replacement, not ready yet, becomes the current run (a restart), and what is left of
+    /// the old run is stopped on the side (see [`super::surge`]).
+    Superseded,
 }
 
 /// Which requests an answer goes to.
@@ -369,6 +373,17 @@ impl Machine {
                     fx.extend([Effect::CountRestart, Effect::Publish(Status::Online)]);
                 }
             }
+            // As if the policy had restarted the instance at once: the new run is starting
+            // (online without a health check) and a restart is counted. A reload is a command,
+            // so the `max_restarts` budget starts again.
+            Event::Superseded => {
+                if matches!(self.state, Starting | Online | Unhealthy) && !self.closed {
+                    self.state = if def.health_check.is_some() { Starting } else { Online };
+                    self.short_runs = 0;
+                    self.cause = ExitCause::Exited;
+                    fx.extend([Effect::CountRestart, Effect::Publish(self.status())]);
+                }
+            }
         }
         fx
     }
@@ -620,6 +635,7 @@ mod tests {
             Event::KillTimeout,
             Event::BackoffOver,
             Event::Replaced,
+            Event::Superseded,
         ]
     }
 
@@ -723,6 +739,25 @@ mod tests {
         let mut m = at(Online);
         m.closed = true;
         assert_eq!(m.step(&d, Event::Replaced), []);
+    }
+
+    #[test]
+    fn a_replacement_that_outlived_the_old_run_is_taken_over_still_starting() {
+        for d in [def(), full()] {
+            let want = if d.health_check.is_some() { Starting } else { Online };
+            for from in [Starting, Online, Unhealthy] {
+                let (m, fx) = run(&d, from, &[Event::Superseded]);
+                assert_eq!(m.state, want);
+                assert_eq!(fx, [CountRestart, Publish(m.status())]);
+            }
+            for from in [Stopped, Errored, Waiting, Backoff, PostStop, stopping()] {
+                let (m, fx) = run(&d, from, &[Event::Superseded]);
+                assert_eq!((m.state, fx), (from, vec![]));
+            }
+        }
+        let mut m = at(Online);
+        m.closed = true;
+        assert_eq!(m.step(&def(), Event::Superseded), []);
     }
 
     /// Runs `events` from `state` and returns the state reached and every effect, in order.

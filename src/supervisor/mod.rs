@@ -42,7 +42,7 @@ use crate::spec::ProcessDef;
 use crate::stats::StatsCache;
 use health::Probe;
 use lifecycle::{Effect, Event, Machine, State, Waiter};
-use surge::{Surge, SurgeEffect, SurgeEvent};
+use surge::{Hooks, Surge, SurgeEffect, SurgeEvent};
 
 pub use adopt::{Prior, adopt};
 
@@ -338,6 +338,13 @@ struct Supervisor {
     finish_pending: bool,
     /// A reload that came while the previous one's old run still drained.
     queued_surge: Option<(Vec<watch::Receiver<Snapshot>>, Reply)>,
+    /// The surge's own hook (the candidate's `pre_start`, the side run's `post_stop`), which
+    /// may run while the lifecycle runs one of its own.
+    side_hook: Option<HookRun>,
+    /// The environment the candidate's `pre_start` ran with, used by its spawn.
+    side_env: Option<Rc<BTreeMap<String, String>>>,
+    /// Set when the candidate took over from a current run that exited by itself.
+    handed_over: bool,
 }
 
 impl Supervisor {
@@ -375,6 +382,9 @@ impl Supervisor {
             held: Vec::new(),
             finish_pending: false,
             queued_surge: None,
+            side_hook: None,
+            side_env: None,
+            handed_over: false,
         }
     }
 
@@ -426,7 +436,7 @@ impl Supervisor {
             ready_at: self.side_ready_at,
             candidate: self.surge == Surge::Candidate,
         };
-        let Supervisor { rx, rx_open, run, hook, deps_bus, side, .. } = self;
+        let Supervisor { rx, rx_open, run, hook, deps_bus, side, side_hook, .. } = self;
         // The side run's output is copied last, like the current run's; its exit, probe and
         // timers come with the other events.
         let (side_ctl, side_out, side_err) = match side.as_deref_mut() {
@@ -459,6 +469,7 @@ impl Supervisor {
             cmd = rx.recv(), if *rx_open => Io::Cmd(cmd),
             side_io = side_next(side_ctl, side_timers), if side_live => Io::Side(side_io),
             res = async { match hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if hook.is_some() => Io::HookDone(res),
+            res = async { match side_hook.as_mut() { Some(h) => h.done.as_mut().await, None => std::future::pending().await } }, if side_hook.is_some() => Io::SideHookDone(res),
             _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => Io::KillTimeout,
             _ = tokio::time::sleep(GROUP_POLL), if group_poll => Io::GroupCheck,
             _ = sleep_until(backoff_until.unwrap_or_else(far_future)), if backoff_until.is_some() => Io::BackoffOver,
@@ -482,17 +493,21 @@ impl Supervisor {
             Io::Cmd(None) => {
                 // The daemon dropped its handle: nothing may be left running behind it.
                 self.rx_open = false;
-                self.surge_event(SurgeEvent::Interrupt);
+                self.surge_event(SurgeEvent::Halt);
                 Some(Event::Shutdown)
             }
-            Io::Exited(status) => {
-                // The current run ended by itself: a replacement coming up beside it goes too.
-                self.surge_event(SurgeEvent::Interrupt);
-                self.on_exit(status)
-            }
+            Io::Exited(status) => self.on_current_exit(status),
             Io::HookDone(result) => {
                 self.hook = None;
                 Some(Event::HookDone(result))
+            }
+            Io::SideHookDone(result) => {
+                self.side_hook = None;
+                if let Err(e) = &result {
+                    tracing::warn!(name = %self.inst.name, "surge: hook failed: {e}");
+                }
+                self.surge_event(SurgeEvent::HookDone(result));
+                None
             }
             Io::KillTimeout => {
                 self.kill_at = None;
@@ -532,15 +547,14 @@ impl Supervisor {
     fn on_cmd(&mut self, cmd: Cmd) -> Option<Event> {
         // Any command that changes what runs comes before a replacement that is not ready yet.
         // (A start leaves a running instance as it is: not among them.)
-        if matches!(
-            cmd,
-            Cmd::Stop { .. }
-                | Cmd::Restart { .. }
-                | Cmd::Remove { .. }
-                | Cmd::Shutdown { .. }
-                | Cmd::Trigger { .. }
-        ) {
-            self.surge_event(SurgeEvent::Interrupt);
+        // A stop, removal or shutdown also kills a surge hook that runs.
+        let interrupt = match cmd {
+            Cmd::Stop { .. } | Cmd::Remove { .. } | Cmd::Shutdown { .. } => Some(SurgeEvent::Halt),
+            Cmd::Restart { .. } | Cmd::Trigger { .. } => Some(SurgeEvent::Interrupt),
+            _ => None,
+        };
+        if let Some(event) = interrupt {
+            self.surge_event(event);
             if let Some((_, reply)) = self.queued_surge.take() {
                 let _ =
                     reply.send(self.outcome(Action::Failed, Some("interrupted by another command".into())));
@@ -548,8 +562,11 @@ impl Supervisor {
         }
         let (waiter, reply, event) = match cmd {
             Cmd::Surge { deps, reply } => {
-                // The old run of a previous reload still drains: this one begins once it is gone.
-                if self.surge_reply.is_none() && matches!(self.surge, Surge::Draining { .. }) {
+                // The old run of a previous reload still drains (or its `post_stop` runs): this
+                // one begins once it is gone.
+                if self.surge_reply.is_none()
+                    && matches!(self.surge, Surge::Draining { .. } | Surge::PostStop { .. })
+                {
                     self.queued_surge = Some((deps, reply));
                     return None;
                 }
@@ -733,13 +750,15 @@ impl Supervisor {
     fn surge_event(&mut self, event: SurgeEvent) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            for effect in self.surge.step(event) {
+            let hooks = self.surge_hooks();
+            for effect in self.surge.step(hooks, event) {
                 if let Some(next) = self.apply_surge(effect) {
                     queue.push_back(next);
                 }
             }
         }
         if !self.surge.busy() {
+            self.side_env = None;
             self.side_kill_at = None;
             self.side_poll = false;
             self.side_ready_at = None;
@@ -760,10 +779,94 @@ impl Supervisor {
         }
     }
 
+    /// Which hooks the surge runs around its side run.
+    fn surge_hooks(&self) -> Hooks {
+        Hooks { pre_start: self.inst.def.pre_start.is_some(), post_stop: self.inst.def.post_stop.is_some() }
+    }
+
+    /// The current run's main process exited by itself. During a surge whose replacement runs
+    /// beside it, the replacement carries on as the instance (`HandOver`); otherwise the
+    /// lifecycle handles the exit (its restart policy), and a surge still in `pre_start` stops.
+    fn on_current_exit(&mut self, status: ExitStatus) -> Option<Event> {
+        let running = matches!(self.machine.state, State::Starting | State::Online | State::Unhealthy)
+            && !self.machine.closed();
+        let event =
+            if running && self.surge.pending() { SurgeEvent::CurrentExited } else { SurgeEvent::Interrupt };
+        if event == SurgeEvent::CurrentExited
+            && let Some(r) = self.run.as_mut()
+        {
+            r.out.drain_up_to(EXIT_BUDGET, None);
+            r.err.drain_up_to(EXIT_BUDGET, None);
+            r.exited = Some(status);
+        }
+        self.handed_over = false;
+        self.surge_event(event);
+        if std::mem::take(&mut self.handed_over) {
+            return None;
+        }
+        self.on_exit(status)
+    }
+
     fn apply_surge(&mut self, effect: SurgeEffect) -> Option<SurgeEvent> {
         match effect {
-            SurgeEffect::SpawnCandidate => {
+            SurgeEffect::RunPreStart => {
                 let env = Rc::new(self.inst.env());
+                self.side_env = Some(env.clone());
+                let command = self.inst.def.pre_start.clone().unwrap_or_default();
+                tracing::info!(name = %self.inst.name, "surge: pre_start");
+                self.side_hook = Some(self.launch_hook(&command, &env));
+            }
+            SurgeEffect::RunPostStop => {
+                let env = self.inst.env();
+                let command = self.inst.def.post_stop.clone().unwrap_or_default();
+                self.side_hook = Some(self.launch_hook(&command, &env));
+            }
+            SurgeEffect::AbortHook => {
+                if let Some(pid) = self.side_hook.as_ref().and_then(|h| h.pid) {
+                    tracing::info!(name = %self.inst.name, pid, "surge: killing the hook");
+                    let _ = signal::signal_group(pid, Signal::KILL);
+                }
+            }
+            SurgeEffect::HandOver => {
+                std::mem::swap(&mut self.run, &mut self.side);
+                self.side_ready_at = None;
+                self.handed_over = true;
+                let old = self.side.as_ref().map(|r| (r.pid, r.exited.unwrap_or(ExitStatus::Unknown)));
+                let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
+                if let Some(r) = &mut self.run {
+                    let (pid, start_time) = (r.pid, r.start_time);
+                    let launched = r.launched.take();
+                    tracing::info!(
+                        name = %self.inst.name,
+                        pid,
+                        old = ?old.map(|o| o.0),
+                        "surge: the running process exited; its replacement carries on"
+                    );
+                    self.snap.send_modify(|s| {
+                        s.pid = Some(pid);
+                        s.start_time = start_time;
+                        s.started_at = Some(SystemTime::now());
+                        s.error = None;
+                        s.health_error = None;
+                        s.launched = launched;
+                        if let Some((_, status)) = old {
+                            s.last_exit = Some(LastExit {
+                                status,
+                                cause: ExitCause::Exited,
+                                at: SystemTime::now(),
+                                stderr,
+                            });
+                        }
+                    });
+                }
+                self.feed(Event::Superseded);
+                // The reload waits for the new run like for any restarted process.
+                if let Some(reply) = self.surge_reply.take() {
+                    let _ = reply.send(self.outcome(Action::Restarted, None));
+                }
+            }
+            SurgeEffect::SpawnCandidate => {
+                let env = self.side_env.take().unwrap_or_else(|| Rc::new(self.inst.env()));
                 let launched = Rc::new(Launched::new(self.inst.def.clone(), self.inst.clone()));
                 match self.try_spawn(env) {
                     Ok(mut run) => {
@@ -918,12 +1021,18 @@ impl Supervisor {
     }
 
     fn start_hook(&mut self, command: &str, env: &BTreeMap<String, String>) {
+        self.hook = Some(self.launch_hook(command, env));
+    }
+
+    /// Starts a hook of the instance (cwd, environment, output into its logs); one that cannot
+    /// be started ends at once with the reason.
+    fn launch_hook(&self, command: &str, env: &BTreeMap<String, String>) -> HookRun {
         let paths = &self.ctx.paths;
         let (out, err) = (paths.out_log(&self.inst.name), paths.err_log(&self.inst.name));
-        self.hook = Some(match hooks::start(command, &self.inst.def.cwd, env, &out, &err) {
+        match hooks::start(command, &self.inst.def.cwd, env, &out, &err) {
             Ok(hook) => HookRun { pid: Some(hook.pid), done: Box::pin(hook.wait()) },
             Err(e) => HookRun { pid: None, done: Box::pin(std::future::ready(Err(e))) },
-        });
+        }
     }
 
     /// Spawns a new run and records its pid.
@@ -1118,6 +1227,8 @@ enum Io {
     Exited(ExitStatus),
     Output,
     HookDone(Result<(), String>),
+    /// The surge's hook ended.
+    SideHookDone(Result<(), String>),
     KillTimeout,
     /// Time to check whether the rest of an exited leader's group is gone.
     GroupCheck,

@@ -693,3 +693,237 @@ fn scaling_and_crash_loops_keep_the_socket() {
     crash.ok(&["stop", "c"]);
     crash.wait_for("the port to close", || !connects(port));
 }
+
+/// The processes of this test whose command line contains `needle` (a script's name, a hook's
+/// unusual `sleep` argument).
+fn running_with(pm3: &Pm3, needle: &str) -> Vec<i32> {
+    let needle = needle.as_bytes();
+    pm3.test_processes()
+        .into_iter()
+        .filter(|&p| {
+            fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+/// The lines a hook script appended to `hooks.log` in the project.
+fn hook_lines(pm3: &Pm3) -> Vec<String> {
+    read_lossy(&pm3.project.join("hooks.log")).lines().map(str::to_string).collect()
+}
+
+/// A hook script that appends `<its argument> <PM3_INSTANCE_ID> <MARK> <cwd>` to `hooks.log`
+/// and says it ran on stdout (into the instance's log).
+const HOOKS: &str = "echo \"$1 $PM3_INSTANCE_ID $MARK $(pwd)\" >> hooks.log\necho \"hook $1 ran\"\n";
+
+/// A surge runs `pre_start` before the replacement (same cwd and environment, output into the
+/// instance's logs) and `post_stop` once the old process has drained; a replacement that fails
+/// gets its `post_stop` too.
+#[test]
+fn a_surge_runs_the_hooks_around_the_replacement_and_the_drained_process() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    pm3.write("hooks.sh", HOOKS);
+    let cmd = pm3.script("app", "test -e crash && exit 3\nexec sleep 1000\n");
+    pm3.config(&format!(
+        "[w]\ncommand = \"{cmd}\"\npre_start = \"sh hooks.sh pre\"\npost_stop = \"sh hooks.sh post\"\nenv = {{ MARK = \"m1\" }}\nmin_uptime = 300\nkill_timeout = 3000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    let project = pm3.project.display().to_string();
+    let line = |what: &str| format!("{what} 0 m1 {project}");
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w"]);
+    let old = pm3.pid_of("w");
+    pm3.remember(old);
+    assert_eq!(hook_lines(&pm3), [line("pre")]);
+
+    pm3.ok(&["reload", "w"]);
+    let new = pm3.pid_of("w");
+    pm3.remember(new);
+    assert_ne!(new, old);
+    pm3.wait_for("post_stop of the drained process", || hook_lines(&pm3).len() == 3);
+    assert_eq!(hook_lines(&pm3), [line("pre"), line("pre"), line("post")], "pre_start before the spawn");
+    assert!(exited(old));
+    let out = pm3.read_log("w", "out");
+    assert_eq!(out.matches("hook pre ran").count(), 2, "{out}");
+    assert_eq!(out.matches("hook post ran").count(), 1, "{out}");
+
+    // A replacement that exits at once: rolled back, and its own post_stop runs.
+    pm3.write("crash", "");
+    let out = pm3.fails(&["reload", "w"]);
+    assert!(stderr(&out).contains("replacement failed"), "{}", pm3.explain(&out));
+    assert_eq!(pm3.pid_of("w"), new, "the running process keeps serving");
+    pm3.wait_for("post_stop of the failed replacement", || hook_lines(&pm3).len() == 5);
+    assert_eq!(hook_lines(&pm3)[3..], [line("pre"), line("post")]);
+    assert_eq!(pm3.row("w")["status"], "online");
+    assert_eq!(pm3.row("w")["restarts"], 1);
+    assert!(connects(port));
+}
+
+/// A `pre_start` that fails during a surge is a rollback: the replacement is never spawned, the
+/// old instance keeps serving untouched, and the rollout stops with exit 1 naming the hook.
+#[test]
+fn a_failing_pre_start_rolls_the_surge_back() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    pm3.write("hooks.sh", "test -e refuse && { echo 'not today' >&2; exit 4; }\necho \"$1\" >> hooks.log\n");
+    let cmd = pm3.script("app", "echo started >> starts.log\nexec sleep 1000\n");
+    pm3.config(&format!(
+        "[web]\ncommand = \"{cmd}\"\ninstances = 2\npre_start = \"sh hooks.sh pre\"\npost_stop = \"sh hooks.sh post\"\nmin_uptime = 300\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["web:0", "web:1"]);
+    let old = [pm3.pid_of("web:0"), pm3.pid_of("web:1")];
+    old.iter().for_each(|p| pm3.remember(*p));
+    pm3.wait_for("both first runs", || read_lossy(&pm3.project.join("starts.log")).lines().count() == 2);
+    pm3.write("refuse", "");
+    let out = pm3.fails(&["reload", "web"]);
+    let err = stderr(&out);
+    assert!(err.contains("web:0") && err.contains("pre_start failed"), "{}", pm3.explain(&out));
+    assert!(err.contains("exited with code 4"), "{err}");
+    assert!(pm3.read_log("web:0", "err").contains("not today"), "the hook's output is in the logs");
+    assert_eq!([pm3.pid_of("web:0"), pm3.pid_of("web:1")], old);
+    assert!(old.iter().all(|&p| alive(p)));
+    for n in ["web:0", "web:1"] {
+        assert_eq!(pm3.row(n)["status"], "online");
+        assert_eq!(pm3.row(n)["restarts"], 0);
+    }
+    // Nothing was spawned, so nothing exited: no post_stop either.
+    assert_eq!(read_lossy(&pm3.project.join("starts.log")).lines().count(), 2);
+    assert_eq!(hook_lines(&pm3), ["pre", "pre"]);
+    assert_eq!(pm3.test_processes().len(), 2, "only the old instances run");
+    assert!(connects(port));
+}
+
+/// `pm3 kill` while a surge's `pre_start` runs kills the hook (and what it started) and never
+/// spawns the replacement. (A stop waits for the reload, which holds the config's lock: only a
+/// shutdown reaches a surge in `pre_start`.) A stop, or `pm3 kill`, while the drained process's
+/// `post_stop` runs kills that hook. Nothing is left in /proc.
+#[test]
+fn a_stop_or_kill_during_a_surge_hook_kills_it() {
+    // Slow once, when asked: the first hook after `slow` appears hangs in a child `sleep`.
+    let slow_once = |pm3: &Pm3, arg: &str| {
+        pm3.write(
+            "hooks.sh",
+            &format!("if test -e slow; then rm slow; sleep {arg}; fi\necho \"$1\" >> hooks.log\n"),
+        );
+    };
+    let pm3 = Pm3::new();
+    let port = free_port();
+    slow_once(&pm3, "1000.25");
+    let cmd = pm3.script("app", "echo started >> starts.log\nexec sleep 1000\n");
+    pm3.config(&format!(
+        "[w]\ncommand = \"{cmd}\"\npre_start = \"sh hooks.sh pre\"\nmin_uptime = 300\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w"]);
+    pm3.remember(pm3.pid_of("w"));
+    pm3.write("slow", "");
+    let reload = pm3.spawn(&["reload", "w"]);
+    pm3.wait_for("the surge's pre_start to hang", || !running_with(&pm3, "1000.25").is_empty());
+    // `sh -c` around the hook command, the script's shell, and its `sleep`.
+    let hook = running_with(&pm3, "hooks.sh");
+    assert!(!hook.is_empty());
+    pm3.ok(&["kill"]);
+    let out = reload.wait_with_output().expect("reload");
+    assert!(!out.status.success(), "{}", pm3.explain(&out));
+    assert_eq!(pm3.survivors(DEADLINE), Vec::<i32>::new());
+    assert!(hook.iter().all(|&p| !alive(p)), "{hook:?}");
+    assert_eq!(read_lossy(&pm3.project.join("starts.log")).lines().count(), 1, "never spawned");
+    assert_eq!(hook_lines(&pm3), ["pre"], "only the first start's pre_start ended");
+
+    for how in ["stop", "kill"] {
+        let pm3 = Pm3::new();
+        let port = free_port();
+        slow_once(&pm3, "1000.5");
+        pm3.config(&format!(
+            "[w]\ncommand = \"sleep 1000\"\npost_stop = \"sh hooks.sh post\"\nmin_uptime = 300\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+        ));
+        pm3.ok(&["start"]);
+        pm3.wait_online(&["w"]);
+        pm3.remember(pm3.pid_of("w"));
+        pm3.write("slow", "");
+        pm3.ok(&["reload", "w"]);
+        pm3.remember(pm3.pid_of("w"));
+        pm3.wait_for("the drained process's post_stop to hang", || !running_with(&pm3, "1000.5").is_empty());
+        let hook = running_with(&pm3, "hooks.sh");
+        pm3.ok(&[how]);
+        if how == "stop" {
+            // Answered once the hook's shell was gone; its `sleep`, SIGKILLed with it, may take
+            // a moment longer to die on a loaded machine.
+            pm3.wait_for("the killed hook to be gone", || hook.iter().all(|&p| !alive(p)));
+            assert_eq!(pm3.row("w")["status"], "stopped");
+            pm3.ok(&["kill"]);
+        }
+        assert_eq!(pm3.survivors(DEADLINE), Vec::<i32>::new(), "{how}");
+        // The killed hook never wrote its line; the current process's own post_stop did.
+        assert_eq!(hook_lines(&pm3), ["post"], "{how}");
+    }
+}
+
+/// The old process exits by itself while its replacement starts: the replacement carries on
+/// and becomes the instance, still starting (one restart counted, the old one's `post_stop`
+/// runs), so the instance never has zero processes and has one once settled. A replacement
+/// that then crashes is restarted by the restart policy like any crashed process.
+#[test]
+fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    pm3.write("hooks.sh", "echo \"$1\" >> hooks.log\n");
+    // Each run exits with 7 once a file named after its own pid appears; no run is ready
+    // while `hold` exists, so the test decides when a replacement comes up.
+    let cmd = pm3.script("life", "while true; do test -e die-$$ && exit 7; sleep 0.05; done\n");
+    pm3.config(&format!(
+        "[w]\ncommand = \"{cmd}\"\npost_stop = \"sh hooks.sh post\"\nhealth_check = \"exec:test ! -e hold\"\nhealth_interval = 100\nkill_timeout = 3000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    let lives = |pm3: &Pm3| running_with(pm3, "life.sh");
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w"]);
+    let old = pm3.pid_of("w");
+    pm3.remember(old);
+
+    pm3.write("hold", "");
+    let reload = pm3.spawn(&["reload", "w"]);
+    pm3.wait_for("the replacement beside the old process", || lives(&pm3).len() == 2);
+    let new = lives(&pm3).into_iter().find(|&p| p != old).expect("the replacement");
+    pm3.remember(new);
+    pm3.write(&format!("die-{old}"), "");
+    pm3.wait_for("the replacement to take over", || {
+        assert!(alive(new), "the replacement goes on running");
+        pm3.pid_of("w") == new
+    });
+    let row = pm3.row("w");
+    assert_eq!(row["status"], "starting", "taken over before it was ready: {}", pretty(&row));
+    assert_eq!(row["restarts"], 1, "the old process's exit counts as a restart");
+    pm3.wait_for("the old process to be gone", || exited(old));
+    pm3.wait_for("the old process's post_stop", || hook_lines(&pm3) == ["post"]);
+    assert_eq!(lives(&pm3), [new], "one process");
+    fs::remove_file(pm3.project.join("hold")).expect("remove hold");
+    let out = reload.wait_with_output().expect("reload");
+    assert!(out.status.success(), "the reload waited for it: {}", pm3.explain(&out));
+    let row = pm3.row("w");
+    assert_eq!((row["status"].as_str(), row["pid"].as_i64()), (Some("online"), Some(new as i64)));
+    assert_eq!(row["restarts"], 1);
+    assert_eq!(lives(&pm3), [new], "one process once settled");
+
+    // Again, and this time the replacement crashes too after taking over: the restart policy
+    // starts a fresh process, and the reload reports the failure.
+    pm3.write("hold", "");
+    let reload = pm3.spawn(&["reload", "w"]);
+    pm3.wait_for("the second replacement", || lives(&pm3).len() == 2);
+    let newer = lives(&pm3).into_iter().find(|&p| p != new).expect("the replacement");
+    pm3.remember(newer);
+    pm3.write(&format!("die-{new}"), "");
+    pm3.wait_for("the second replacement to take over", || pm3.pid_of("w") == newer);
+    pm3.write(&format!("die-{newer}"), "");
+    let out = reload.wait_with_output().expect("reload");
+    assert!(!out.status.success(), "{}", pm3.explain(&out));
+    fs::remove_file(pm3.project.join("hold")).expect("remove hold");
+    let rows = pm3.wait_until("a fresh process by the restart policy", |rows| {
+        let r = row_in(rows, "w");
+        r["status"] == "online" && r["pid"].as_i64().is_some_and(|p| p != newer as i64 && p != new as i64)
+    });
+    let fresh = row_in(&rows, "w")["pid"].as_i64().expect("pid") as i32;
+    pm3.remember(fresh);
+    assert_eq!(row_in(&rows, "w")["restarts"], 3);
+    pm3.wait_for("one process once settled", || lives(&pm3) == [fresh]);
+    pm3.wait_for("post_stop after each exit", || hook_lines(&pm3).len() == 3);
+}
