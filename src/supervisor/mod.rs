@@ -764,7 +764,7 @@ impl Supervisor {
         match effect {
             SurgeEffect::SpawnCandidate => {
                 let env = Rc::new(self.inst.env());
-                let launched = Rc::new(Launched { def: self.inst.def.clone(), env: env.clone() });
+                let launched = Rc::new(Launched::new(self.inst.def.clone(), self.inst.clone()));
                 match self.try_spawn(env) {
                     Ok(mut run) => {
                         tracing::info!(
