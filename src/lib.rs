@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod export;
+pub mod glob;
 pub mod instances;
 pub mod listen;
 pub mod logs;

@@ -401,8 +401,8 @@ impl ProcessDef {
         }
         for (i, glob) in self.watch_ignore.iter().enumerate() {
             let key = format!("watch_ignore[{i}]");
-            if let Err(e) = globset::Glob::new(glob) {
-                out.push(Invalid::new(key.clone(), format!("`{key}`: {}", e.kind())));
+            if let Err(e) = crate::glob::check(glob) {
+                out.push(Invalid::new(key.clone(), format!("`{key}`: {e}")));
             }
         }
         if let Some(c) = &self.cron_restart

@@ -132,3 +132,82 @@ proptest! {
         }
     }
 }
+
+/// A reference for globs made of literals, `?`, `*` and classes (no `**`, no `{…}`, no `\`):
+/// the textbook backtracking matcher, fine for short strings. `*` and `?` cross `/`.
+fn reference_glob(p: &[char], s: &[char]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some('*') => (0..=s.len()).any(|i| reference_glob(&p[1..], &s[i..])),
+        Some('?') => !s.is_empty() && reference_glob(&p[1..], &s[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().skip(2).position(|&c| c == ']').map(|i| i + 2) else {
+                return false;
+            };
+            let (negated, body) = match p[1] {
+                '!' | '^' => (true, &p[2..end]),
+                _ => (false, &p[1..end]),
+            };
+            let Some(&c) = s.first() else { return false };
+            let mut inside = false;
+            let mut i = 0;
+            while i < body.len() {
+                if i + 2 < body.len() && body[i + 1] == '-' {
+                    inside |= body[i] <= c && c <= body[i + 2];
+                    i += 3;
+                } else {
+                    inside |= body[i] == c;
+                    i += 1;
+                }
+            }
+            inside != negated && reference_glob(&p[end + 1..], &s[1..])
+        }
+        Some(&c) => s.first() == Some(&c) && reference_glob(&p[1..], &s[1..]),
+    }
+}
+
+/// A glob piece and a string it matches.
+fn glob_piece() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        "[a-c/._]".prop_map(|c| (c.clone(), c)),
+        "[a-c/]{0,4}".prop_map(|s| ("*".to_string(), s)),
+        "[a-c/]".prop_map(|c| ("?".to_string(), c)),
+        "[a-c]".prop_map(|c| ("[a-c]".to_string(), c)),
+        "[d-z]".prop_map(|c| ("[!a-c]".to_string(), c)),
+        ("[a-c]{1,3}", "[a-c]{1,3}", any::<bool>())
+            .prop_map(|(a, b, first)| (format!("{{{a},{b}}}"), if first { a } else { b })),
+        "[*?{}\\[\\],]".prop_map(|c| (format!("\\{c}"), c)),
+        // At least one directory: after a character other than `/`, `**/` is `*`, `*`, `/`.
+        prop::collection::vec("[a-c]{1,3}", 1..3)
+            .prop_map(|dirs| ("**/".to_string(), dirs.iter().map(|d| format!("{d}/")).collect())),
+        prop::collection::vec("[a-c]{1,3}", 0..3)
+            .prop_map(|dirs| ("/**/".to_string(), dirs.iter().fold("/".to_string(), |s, d| s + d + "/"))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Globs without `**`, `{…}` or `\` agree with the reference matcher.
+    #[test]
+    fn globs_agree_with_the_reference(
+        pattern in "([ab/*?]|\\[!?[ab](-[bc])?\\]){0,6}",
+        s in "[abc/]{0,8}",
+    ) {
+        prop_assume!(!pattern.contains("**"));
+        let set = pm3::glob::GlobSet::new(&[&pattern]).map_err(|(_, e)| TestCaseError::fail(e.to_string()))?;
+        let p: Vec<char> = pattern.chars().collect();
+        let chars: Vec<char> = s.chars().collect();
+        prop_assert_eq!(set.is_match(&s), reference_glob(&p, &chars), "{} against {:?}", pattern, s);
+    }
+
+    /// A glob built from pieces matches the string built from what each piece matches.
+    #[test]
+    fn globs_match_what_they_describe(pieces in prop::collection::vec(glob_piece(), 1..6)) {
+        let pattern: String = pieces.iter().map(|(p, _)| p.as_str()).collect();
+        let s: String = pieces.iter().map(|(_, s)| s.as_str()).collect();
+        prop_assume!(!pattern.contains("***") && !pattern.contains("**/**"));
+        let set = pm3::glob::GlobSet::new(&[&pattern]).map_err(|(_, e)| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(set.is_match(&s), "{} should match {:?}", pattern, s);
+    }
+}

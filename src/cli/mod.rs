@@ -313,13 +313,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let out = Out { json: cli.json };
     match command {
         Command::Daemon => std::process::exit(crate::daemon::main(paths)),
-        Command::Man => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut buf)
-                .map_err(|e| CliError::Other(format!("cannot render the man page: {e}")))?;
-            out.print(&String::from_utf8_lossy(&buf))
-        }
+        Command::Man => out.print(MAN_PAGE),
         Command::Completions { shell } => {
             // Into a buffer: clap_complete panics when its writer fails (`| head -1`).
             let mut buf = Vec::new();
@@ -776,6 +770,10 @@ impl Out {
     }
 }
 
+/// The man page, generated from the CLI's definition by clap_mangen when the CLI changes (a test
+/// checks that it is up to date), so that the binary carries no roff writer.
+const MAN_PAGE: &str = include_str!("../../doc/pm3.1");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,6 +787,25 @@ mod tests {
             file: ConfigFile { path: PathBuf::from("/p/pm3.toml"), processes: vec![def] },
             env: BTreeMap::from([("HOME".to_string(), "/root".to_string())]),
         }
+    }
+
+    /// `doc/pm3.1` is what clap_mangen makes of the CLI today. After a change to the CLI,
+    /// `PM3_BLESS=1 cargo test --lib man_page` writes it again; review the diff.
+    #[test]
+    fn the_man_page_is_up_to_date() {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut page).expect("render the man page");
+        let page = String::from_utf8(page).expect("a UTF-8 man page");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/pm3.1");
+        if std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty()) {
+            std::fs::write(&path, &page).expect("write doc/pm3.1");
+            return;
+        }
+        assert!(
+            page == MAN_PAGE,
+            "doc/pm3.1 differs from the CLI's man page (PM3_BLESS=1 cargo test --lib man_page \
+             regenerates it)"
+        );
     }
 
     #[test]

@@ -1,25 +1,36 @@
-//! Reading one `env_file`: `KEY=VALUE` lines, `#` comments, optional quotes, `export ` prefix,
-//! parsed by `dotenvy`, in file order.
+//! Reading one `env_file`: `KEY=VALUE` entries in file order, in python-dotenv's format.
+//!
+//! - A key is a letter or `_` followed by letters, digits, `_` or `.`; it may be preceded by
+//!   `export ` and surrounded by spaces (`KEY = value`).
+//! - Blank lines and lines starting with `#` are skipped; after an unquoted value, or after the
+//!   `=` of an empty one, whitespace then `#` starts a comment (`K=v#w` is the value `v#w`).
+//! - A value is made of unquoted, single-quoted and double-quoted parts (`K=a"b c"'d'` is
+//!   `ab cd`). Whitespace ends an unquoted part: only a comment may follow it.
+//! - Single quotes are literal and may span lines. Double quotes may span lines and take the
+//!   escapes `\n`, `\t`, `\"`, `\'`, `\\`, `\$` and `\ ` (a space), which unquoted text takes too;
+//!   any other escape is an error.
 //!
 //! Variables follow python-dotenv's convention, which is also pm3's one expansion syntax: in an
 //! unquoted or double-quoted value, `${VAR}` and `${VAR:-default}` expand; a single-quoted value
-//! is literal; a bare `$VAR` (or `$`, or `\$` in double quotes) is a literal `$`.
+//! is literal; a bare `$VAR` (or `$`, or `\$`) is a literal `$`.
 //!
 //! Expansion happens later, per instance, against the final environment (so
-//! `URL=http://localhost:${PORT}` follows `increment_var`), not here and not by `dotenvy`, which
-//! would use the pm3 command's own variables. So each value comes out written in pm3's syntax
+//! `URL=http://localhost:${PORT}` follows `increment_var`), not here (where it could only use
+//! the pm3 command's own variables). So each value comes out written in pm3's syntax
 //! ([`crate::instances::expand`]): an expanding `${` as it is, every literal `$` as `$$`.
 
-use std::cell::Cell;
-use std::io::{self, Read};
+use std::io;
+use std::iter::Peekable;
 use std::path::Path;
+use std::str::Chars;
 
 /// Why an env file could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvFileError {
     Missing,
     Unreadable(String),
-    /// A line `dotenvy` cannot parse: its 1-based line number and its text.
+    /// An entry that is not `KEY=VALUE` (or a quote left open): the 1-based line where the
+    /// entry starts and the text of that line.
     Syntax {
         line: usize,
         text: String,
@@ -47,168 +58,153 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, EnvFileError> {
 /// Parses the text of an env file into its variables, in order (a repeated key appears twice).
 pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let escaped = escape_dollars(text);
-    let pos = Cell::new(0);
-    let mut iter = dotenvy::from_read_iter(LineReader { text: escaped.as_bytes(), pos: &pos });
+    let mut p = Parser { chars: text.chars().peekable(), line: 1 };
     let mut vars = Vec::new();
     loop {
-        // The reader never hands out more than one line at a time, so this is where the next
-        // logical line (or the blank and comment lines before it) starts.
-        let start = pos.get();
-        match iter.next() {
+        p.skip(char::is_whitespace);
+        let line = p.line;
+        match p.chars.peek() {
             None => return Ok(vars),
-            Some(Ok((key, value))) => vars.push(Entry { key, value, line: entry_line(&escaped, start) }),
-            Some(Err(_)) => {
-                let line = entry_line(&escaped, start);
-                let line_text = text.lines().nth(line - 1).unwrap_or("").trim_end();
-                return Err(EnvFileError::Syntax { line, text: line_text.to_string() });
-            }
+            Some('#') => p.skip(|c| c != '\n'),
+            Some(_) => match p.entry() {
+                Some((key, value)) => vars.push(Entry { key, value, line }),
+                None => {
+                    let text = text.lines().nth(line - 1).unwrap_or("").trim_end().to_string();
+                    return Err(EnvFileError::Syntax { line, text });
+                }
+            },
         }
     }
 }
 
-/// The 1-based number of the first line at or after byte `start` of `escaped` that is neither
-/// blank nor a comment: the line of the entry `dotenvy` read (or failed on) from there. Escaping
-/// adds no newline, so it is also the line number in the original text.
-fn entry_line(escaped: &str, start: usize) -> usize {
-    let (before, rest) = escaped.split_at_checked(start).unwrap_or((escaped, ""));
-    let mut line = before.matches('\n').count() + 1;
-    for l in rest.split('\n') {
-        let t = l.trim();
-        if !t.is_empty() && !t.starts_with('#') {
-            break;
+struct Parser<'a> {
+    chars: Peekable<Chars<'a>>,
+    /// The 1-based line of the next character.
+    line: usize,
+}
+
+/// Whitespace within a line.
+fn blank(c: char) -> bool {
+    c.is_whitespace() && c != '\n'
+}
+
+impl Parser<'_> {
+    fn next(&mut self) -> Option<char> {
+        let c = self.chars.next();
+        if c == Some('\n') {
+            self.line += 1;
         }
-        line += 1;
+        c
     }
-    line
-}
 
-/// Hands out its text one line at a time, so the `BufReader` inside `dotenvy` never reads past
-/// the line it is parsing and `pos` tells where the next line starts.
-struct LineReader<'a> {
-    text: &'a [u8],
-    pos: &'a Cell<usize>,
-}
-
-impl Read for LineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let start = self.pos.get().min(self.text.len());
-        let rest = &self.text[start..];
-        let line_len = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
-        let n = line_len.min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pos.set(start + n);
-        Ok(n)
+    fn eat(&mut self, want: char) -> bool {
+        let yes = self.chars.peek() == Some(&want);
+        if yes {
+            self.next();
+        }
+        yes
     }
-}
 
-/// Rewrites every `$` of the values for `dotenvy`, which reads `\$` back as a plain `$` and
-/// leaves single-quoted text alone: an expanding `${` (unquoted or double-quoted) becomes `\${`,
-/// any other `$` (a bare `$VAR`, an escaped `\$`) becomes `\$\$`, and one in single quotes
-/// `$$`, so that `dotenvy` expands nothing and hands back pm3's syntax.
-fn escape_dollars(text: &str) -> String {
-    #[derive(PartialEq)]
-    enum State {
-        Plain,
-        Single,
-        Double,
-        Comment,
+    fn skip(&mut self, while_: impl Fn(char) -> bool) {
+        while self.chars.peek().is_some_and(|&c| while_(c)) {
+            self.next();
+        }
     }
-    let mut out = String::with_capacity(text.len());
-    let mut state = State::Plain;
-    let mut escaped = false;
-    // A `#` starts a comment at the start of a line, after whitespace, or right after the `=`.
-    let mut comment_may_start = true;
-    let mut seen_equal = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        let expanding = c == '$' && chars.peek() == Some(&'{');
-        match state {
-            State::Comment => {
-                out.push(c);
-                if c == '\n' {
-                    state = State::Plain;
-                    comment_may_start = true;
-                    seen_equal = false;
-                }
-            }
-            State::Single => {
-                out.push(c);
-                if c == '$' {
-                    out.push('$');
-                }
-                if c == '\'' {
-                    state = State::Plain;
-                    comment_may_start = false;
-                }
-            }
-            State::Double => {
-                if escaped {
-                    escaped = false;
-                    // `\$` is a literal `$`: the `\` is written already.
-                    out.push(c);
-                    if c == '$' {
-                        out.push_str("\\$");
-                    }
-                } else if c == '$' {
-                    out.push_str(if expanding { "\\$" } else { "\\$\\$" });
-                } else {
-                    out.push(c);
-                    match c {
-                        '\\' => escaped = true,
-                        '"' => {
-                            state = State::Plain;
-                            comment_may_start = false;
+
+    fn key(&mut self) -> Option<String> {
+        let first = self.chars.peek().copied().filter(|&c| c.is_ascii_alphabetic() || c == '_')?;
+        let mut key = String::from(first);
+        self.next();
+        while let Some(&c) = self.chars.peek().filter(|&&c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            key.push(c);
+            self.next();
+        }
+        Some(key)
+    }
+
+    /// One `KEY=VALUE` entry, up to the end of its (last) line; `None` if it is not one.
+    fn entry(&mut self) -> Option<(String, String)> {
+        let mut key = self.key()?;
+        self.skip(blank);
+        // `export` is a prefix, unless it is the key itself (`export=1`).
+        if key == "export" && self.chars.peek() != Some(&'=') {
+            key = self.key()?;
+            self.skip(blank);
+        }
+        if !self.eat('=') {
+            return None;
+        }
+        self.skip(blank);
+        if self.chars.peek() == Some(&'#') {
+            self.skip(|c| c != '\n');
+        }
+        self.value().map(|v| (key, v))
+    }
+
+    /// The value after the `=`, in pm3's syntax, and its comment if any.
+    fn value(&mut self) -> Option<String> {
+        let mut out = String::new();
+        while let Some(c) = self.next() {
+            match c {
+                '\n' => break,
+                c if blank(c) => {
+                    // Only a comment may follow.
+                    self.skip(blank);
+                    match self.next() {
+                        None | Some('\n') => break,
+                        Some('#') => {
+                            self.skip(|c| c != '\n');
+                            break;
                         }
-                        _ => {}
+                        Some(_) => return None,
                     }
                 }
-            }
-            State::Plain => {
-                if escaped {
-                    escaped = false;
-                    out.push(c);
-                    if c == '$' {
-                        out.push_str("\\$");
+                '\'' => loop {
+                    match self.next()? {
+                        '\'' => break,
+                        '$' => out.push_str("$$"),
+                        c => out.push(c),
                     }
-                    comment_may_start = c == '\n';
-                    if c == '\n' {
-                        seen_equal = false;
+                },
+                '"' => loop {
+                    match self.next()? {
+                        '"' => break,
+                        '\\' => self.escape(&mut out)?,
+                        '$' => self.dollar(&mut out),
+                        c => out.push(c),
                     }
-                    continue;
+                },
+                // A `\` with nothing after it on the line is dropped.
+                '\\' if self.chars.clone().take_while(|&c| c != '\n').all(blank) => {
+                    self.skip(blank);
+                    self.next();
+                    break;
                 }
-                match c {
-                    '$' => {
-                        out.push_str(if expanding { "\\$" } else { "\\$\\$" });
-                        comment_may_start = false;
-                    }
-                    '#' if comment_may_start => {
-                        out.push(c);
-                        state = State::Comment;
-                    }
-                    _ => {
-                        out.push(c);
-                        match c {
-                            '\\' => escaped = true,
-                            '\'' => state = State::Single,
-                            '"' => state = State::Double,
-                            '\n' => {
-                                comment_may_start = true;
-                                seen_equal = false;
-                            }
-                            '=' if !seen_equal => {
-                                seen_equal = true;
-                                comment_may_start = true;
-                            }
-                            c if c.is_whitespace() => comment_may_start = true,
-                            _ => comment_may_start = false,
-                        }
-                    }
-                }
+                '\\' => self.escape(&mut out)?,
+                '$' => self.dollar(&mut out),
+                c => out.push(c),
             }
         }
+        Some(out)
     }
-    out
+
+    /// After a `\`.
+    fn escape(&mut self, out: &mut String) -> Option<()> {
+        match self.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            '$' => out.push_str("$$"),
+            c @ ('\\' | '\'' | '"' | ' ') => out.push(c),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// After an unquoted or double-quoted `$`: `${` expands later, any other `$` is literal.
+    fn dollar(&mut self, out: &mut String) {
+        out.push_str(if self.chars.peek() == Some(&'{') { "$" } else { "$$" });
+    }
 }
 
 #[cfg(test)]
@@ -285,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_process_environment_does_not_leak_in() {
-        // `dotenvy` alone would substitute the pm3 command's own `PATH` here.
+        // Expanding while reading would substitute the pm3 command's own `PATH` here.
         assert_eq!(entries("P=$PATH:${PATH}"), [("P".to_string(), "$$PATH:${PATH}".to_string(), 1)]);
     }
 
@@ -312,5 +308,49 @@ mod tests {
             read(&dir.path().join(".env")),
             Ok(vec![Entry { key: "K".into(), value: "v".into(), line: 1 }])
         );
+    }
+
+    #[test]
+    fn quotes_escapes_and_comments() {
+        let text = "export   K1 = a\"b c\"'d $e'\n\
+                    export=1\n\
+                    K2=v#w\n\
+                    K3=\"tab\\there\\nnew \\\"q\\\" \\' \\\\\"\n\
+                    K4='multi\n\
+                    line' # after\n\
+                    K.5=esc\\ aped\\\n\
+                    K6=\r\n\
+                    K7=crlf\r\n\
+                    \t# indented comment\n\
+                    K8=last";
+        let want = [
+            ("K1", "ab cd $$e", 1),
+            ("export", "1", 2),
+            ("K2", "v#w", 3),
+            ("K3", "tab\there\nnew \"q\" ' \\", 4),
+            ("K4", "multi\nline", 5),
+            ("K.5", "esc aped", 7),
+            ("K6", "", 8),
+            ("K7", "crlf", 9),
+            ("K8", "last", 11),
+        ];
+        let got = entries(text);
+        let got: Vec<(&str, &str, usize)> =
+            got.iter().map(|(k, v, l)| (k.as_str(), v.as_str(), *l)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn more_syntax_errors() {
+        let bad = |text: &str, line: usize, at: &str| {
+            assert_eq!(parse(text), Err(EnvFileError::Syntax { line, text: at.into() }), "{text:?}");
+        };
+        bad("A=1\nB='open\nstill\n", 2, "B='open");
+        bad("A=\"bad \\q\"\n", 1, "A=\"bad \\q\"");
+        bad("A=1\n1A=2\n", 2, "1A=2");
+        bad("A=1\nexport B\n", 2, "export B");
+        bad("A=1\nA B=1\n", 2, "A B=1");
+        bad("A=x y # c\n", 1, "A=x y # c");
+        bad("A=\"x\nB=1\n", 1, "A=\"x");
     }
 }

@@ -674,9 +674,9 @@ fn globs(v: &Value<'_>, problems: &mut Problems<'_>) -> Option<Vec<String>> {
     for (i, item) in items.iter().enumerate() {
         let key = format!("watch_ignore[{i}]");
         if let Some(g) = string(&key, item, problems) {
-            match globset::Glob::new(&g) {
-                Ok(_) => out.push(g),
-                Err(e) => problems.at(item.span(), ErrorKind::BadValue { key, reason: e.kind().to_string() }),
+            match crate::glob::check(&g) {
+                Ok(()) => out.push(g),
+                Err(e) => problems.at(item.span(), ErrorKind::BadValue { key, reason: e.to_string() }),
             }
         }
     }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
+use crate::glob::GlobSet;
 use crate::spec::ProcessDef;
 use crate::supervisor::{Cmd, ExitCause};
 
@@ -88,11 +88,7 @@ pub fn start(d: &Rc<Daemon>, def: &ProcessDef) -> Result<Watcher, String> {
 }
 
 fn globset(patterns: &[String]) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| format!("watch_ignore `{p}`: {e}"))?);
-    }
-    b.build().map_err(|e| e.to_string())
+    GlobSet::new(patterns).map_err(|(p, e)| format!("watch_ignore `{p}`: {e}"))
 }
 
 /// A path is ignored when it, or any directory above it (relative to the watched directory),
@@ -102,7 +98,7 @@ fn ignored(path: &Path, dir: &Path, ignore: &GlobSet, home: &Path) -> bool {
         return true;
     }
     let Ok(rel) = path.strip_prefix(dir) else { return false };
-    rel.ancestors().filter(|a| !a.as_os_str().is_empty()).any(|a| ignore.is_match(a))
+    rel.ancestors().filter(|a| !a.as_os_str().is_empty()).any(|a| ignore.is_match_path(a))
 }
 
 #[cfg(test)]
