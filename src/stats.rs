@@ -117,16 +117,28 @@ impl StatsCache {
     }
 }
 
+/// CPU % of one core over `wall_secs`. At most every core busy: over a few milliseconds (a
+/// process sampled just after it started) one 10 ms tick would otherwise read as hundreds of %.
 fn percent(cpu_secs: f64, wall_secs: f64) -> f64 {
     if wall_secs <= 0.0 {
         return 0.0;
     }
-    (cpu_secs / wall_secs * 1000.0).round() / 10.0
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    ((cpu_secs / wall_secs).min(cores) * 1000.0).round() / 10.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percentage_over_a_few_milliseconds_stays_within_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // One 10 ms tick seen 1 ms after the start.
+        assert_eq!(percent(0.01, 0.001), cores * 100.0);
+        assert_eq!(percent(0.5, 1.0), 50.0);
+        assert_eq!(percent(1.0, 0.0), 0.0);
+    }
 
     fn at(c: &StatsCache, pid: u32) -> Instant {
         c.by_pid[&pid].at

@@ -251,7 +251,13 @@ mod tests {
         if sampler.children_file {
             assert!(sampler.children(me, threads).contains(&child.id()));
         }
-        assert!(sampler.tree(child.id()).is_some_and(|s| s.rss_bytes > 0));
+        // A just-exec'd process's resident count is synced lazily by the kernel: it may read
+        // 0 for a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !sampler.tree(child.id()).is_some_and(|s| s.rss_bytes > 0) {
+            assert!(std::time::Instant::now() < deadline, "the child's memory is never seen");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(sampler.tree(child.id()), None);

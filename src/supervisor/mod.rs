@@ -834,7 +834,7 @@ impl Supervisor {
                 let old = self.side.as_ref().map(|r| (r.pid, r.exited.unwrap_or(ExitStatus::Unknown)));
                 let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
                 if let Some(r) = &mut self.run {
-                    let (pid, start_time) = (r.pid, r.start_time);
+                    let (pid, start_time, since) = (r.pid, r.start_time, spawned_at(r.started));
                     let launched = r.launched.take();
                     tracing::info!(
                         name = %self.inst.name,
@@ -845,7 +845,7 @@ impl Supervisor {
                     self.snap.send_modify(|s| {
                         s.pid = Some(pid);
                         s.start_time = start_time;
-                        s.started_at = Some(SystemTime::now());
+                        s.started_at = Some(since);
                         s.error = None;
                         s.health_error = None;
                         s.launched = launched;
@@ -894,13 +894,13 @@ impl Supervisor {
                 std::mem::swap(&mut self.run, &mut self.side);
                 self.side_ready_at = None;
                 if let Some(r) = &mut self.run {
-                    let (pid, start_time) = (r.pid, r.start_time);
+                    let (pid, start_time, since) = (r.pid, r.start_time, spawned_at(r.started));
                     let launched = r.launched.take();
                     tracing::info!(name = %self.inst.name, pid, "surge: replacement online");
                     self.snap.send_modify(|s| {
                         s.pid = Some(pid);
                         s.start_time = start_time;
-                        s.started_at = Some(SystemTime::now());
+                        s.started_at = Some(since);
                         s.error = None;
                         s.health_error = None;
                         s.launched = launched;
@@ -1365,6 +1365,12 @@ fn deps_ready(deps: &[watch::Receiver<Snapshot>]) -> bool {
 
 /// Keeps copying output that descendants still write after the main process exited, until the
 /// pipes close (the group was just sent SIGKILL, so that is soon).
+/// The wall-clock time a run was spawned: a surge replacement that takes over has been running
+/// since then, and its uptime (and the CPU % averaged over it) counts from there.
+fn spawned_at(started: Instant) -> SystemTime {
+    SystemTime::now().checked_sub(started.elapsed()).unwrap_or_else(SystemTime::now)
+}
+
 fn linger(mut out: Stream, mut err: Stream) {
     if out.at_eof() && err.at_eof() {
         return;

@@ -616,6 +616,9 @@ fn the_replacement_overlaps_the_draining_old_process() {
     assert_ne!(second, first);
     assert!(alive(first) && alive(second), "the old process still drains beside its replacement");
     assert_eq!(environ(second).expect("environ").get("LISTEN_PID"), Some(&second.to_string()));
+    // The replacement has run since its spawn, at least min_uptime before it took over.
+    let uptime = pm3.row("w")["uptime_ms"].as_u64().expect("uptime_ms");
+    assert!(uptime >= 250, "uptime counts from the replacement's spawn, not its promotion: {uptime} ms");
     // Again at once: it waits for the old one to be gone, then surges.
     pm3.ok(&["reload", "w"]);
     let third = pm3.pid_of("w");
