@@ -254,7 +254,7 @@ mod tests {
         // A just-exec'd process's resident count is synced lazily by the kernel: it may read
         // 0 for a moment.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !sampler.tree(child.id()).is_some_and(|s| s.rss_bytes > 0) {
+        while sampler.tree(child.id()).is_none_or(|s| s.rss_bytes == 0) {
             assert!(std::time::Instant::now() < deadline, "the child's memory is never seen");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
