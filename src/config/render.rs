@@ -1,5 +1,5 @@
-//! How a person sees config errors: each problem the way cargo shows a compile error, drawn by
-//! `annotate-snippets` (the renderer of rustc and cargo).
+//! How a person sees config errors: each problem the way cargo shows a compile error, in the same
+//! layout as rustc's and cargo's renderer (`annotate-snippets`), drawn here in a few lines.
 //!
 //! ```text
 //! error: unknown key `restrat` in [web]
@@ -13,7 +13,9 @@
 //!
 //! Only called on the way out of a failed load: nothing here runs when a config is fine.
 
-use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
+use std::fmt::Write as _;
+
+use unicode_width::UnicodeWidthChar;
 
 use super::ConfigError;
 use super::error::{Excerpt, Located};
@@ -23,10 +25,19 @@ use super::error::{Excerpt, Located};
 /// snippet costs the length of its lines, and what a person reads is the first few anyway.
 const SNIPPET_BUDGET: usize = 4 << 20;
 
+/// The width source lines are cut to (with `...`), gutter included, as rustc does.
+const TERM_WIDTH: usize = 140;
+
+/// Bold bright red: the level, the primary underline and its label.
+const RED: &str = "\u{1b}[1m\u{1b}[91m";
+/// Bold bright blue: the gutter, the arrows, the secondary underlines and their labels.
+const BLUE: &str = "\u{1b}[1m\u{1b}[94m";
+const BOLD: &str = "\u{1b}[1m";
+const RESET: &str = "\u{1b}[0m";
+
 /// Every problem of `err`, a blank line after each, then the closing line (once the file could be
 /// read). No trailing newline. ANSI colors when `color`.
 pub fn report<'a>(err: &'a ConfigError, color: bool) -> String {
-    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
     let mut budget = SNIPPET_BUDGET;
     let mut blocks: Vec<String> = Vec::with_capacity(err.problems.len() + 1);
     for p in &err.problems {
@@ -43,13 +54,15 @@ pub fn report<'a>(err: &'a ConfigError, color: bool) -> String {
             }
             _ => (None, Vec::new()),
         };
-        blocks.push(problem(&renderer, p, lines, &notes));
+        blocks.push(problem(color, p, lines, &notes));
     }
     if err.problems.iter().any(|p| p.pos.is_some()) {
         let n = err.problems.len();
         let title =
             format!("could not load {}: {n} error{}", err.path.display(), if n == 1 { "" } else { "s" });
-        blocks.push(renderer.render(&[Group::with_title(Level::ERROR.primary_title(title))]));
+        let mut out = Out::new(color);
+        out.title(&title);
+        blocks.push(out.text);
     }
     blocks.join("\n\n")
 }
@@ -57,47 +70,430 @@ pub fn report<'a>(err: &'a ConfigError, color: bool) -> String {
 /// One problem: its message, where it is, and the source it is about (`lines`), or without
 /// them just its position.
 fn problem(
-    renderer: &Renderer,
+    color: bool,
     p: &Located,
     lines: Option<(&str, &Excerpt)>,
     notes: &[(&str, &Excerpt, &String)],
 ) -> String {
     let path = p.path.display().to_string();
-    let title = match p.pos {
-        Some(_) => p.kind.to_string(),
+    let mut out = Out::new(color);
+    match p.pos {
+        Some(_) => out.title(&p.kind.to_string()),
         // Nothing to point at (the file cannot be read): the path goes in the message.
-        None => format!("{path}: {}", p.kind),
-    };
-    let group = Level::ERROR.primary_title(title);
-    let group = match (lines, p.pos) {
+        None => out.title(&format!("{path}: {}", p.kind)),
+    }
+    match (lines, p.pos) {
         (Some((lines, excerpt)), _) => {
-            let mut annotation = AnnotationKind::Primary.span(excerpt.span.clone());
-            if let Some(label) = p.help.as_ref().or(p.label.as_ref()) {
-                annotation = annotation.label(label.as_str());
+            let label = p.help.as_ref().or(p.label.as_ref()).map(String::as_str);
+            let mut snippets = vec![Snippet { lines, excerpt, label, primary: true }];
+            snippets.extend(notes.iter().map(|(lines, excerpt, note)| Snippet {
+                lines,
+                excerpt,
+                label: Some(note.as_str()),
+                primary: false,
+            }));
+            let last = snippets.iter().map(|s| s.excerpt.first_line + s.lines.matches('\n').count());
+            let width = digits(last.max().unwrap_or(0));
+            for s in &snippets {
+                out.snippet(s, &path, width);
             }
-            let group = group.element(
-                Snippet::source(lines)
-                    .line_start(excerpt.first_line)
-                    .path(path.as_str())
-                    .annotation(annotation),
-            );
-            group.elements(notes.iter().map(|(lines, excerpt, note)| {
-                Snippet::source(*lines)
-                    .line_start(excerpt.first_line)
-                    .path(path.as_str())
-                    .annotation(AnnotationKind::Context.span(excerpt.span.clone()).label(note.as_str()))
-            }))
         }
         (None, Some(pos)) => {
-            let group = group.element(Origin::path(path.as_str()).line(pos.line).char_column(pos.col));
-            match &p.help {
-                Some(help) => group.element(Level::HELP.message(help.as_str())),
-                None => group,
+            out.origin(1, "--> ", &format!("{path}:{}:{}", pos.line, pos.col));
+            if let Some(help) = &p.help {
+                out.text.push_str("\n  ");
+                out.paint(BLUE, "= ");
+                out.paint(BOLD, "help");
+                let _ = write!(out.text, ": {help}");
             }
         }
-        (None, None) => Group::with_title(group),
-    };
-    renderer.render(&[group])
+        (None, None) => {}
+    }
+    out.text
+}
+
+/// One annotated excerpt: its lines, the span in them and what to say under it.
+struct Snippet<'a> {
+    lines: &'a str,
+    excerpt: &'a Excerpt,
+    label: Option<&'a str>,
+    /// The problem's own span (`^^^`, red), not a note's (`---`, blue).
+    primary: bool,
+}
+
+/// The text being drawn, and whether in color.
+struct Out {
+    text: String,
+    color: bool,
+}
+
+impl Out {
+    fn new(color: bool) -> Self {
+        Out { text: String::new(), color }
+    }
+
+    /// `text` in `style` (when in color).
+    fn paint(&mut self, style: &str, text: &str) {
+        if self.color && !text.is_empty() {
+            self.text.push_str(style);
+            self.text.push_str(text);
+            self.text.push_str(RESET);
+        } else {
+            self.text.push_str(text);
+        }
+    }
+
+    fn title(&mut self, message: &str) {
+        self.paint(RED, "error");
+        self.paint(BOLD, &format!(": {message}"));
+    }
+
+    fn spaces(&mut self, n: usize) {
+        self.text.extend(std::iter::repeat_n(' ', n));
+    }
+
+    /// A new line: ` --> path:line:col` (or `:::`), after `indent` spaces.
+    fn origin(&mut self, indent: usize, arrow: &str, at: &str) {
+        self.text.push('\n');
+        self.spaces(indent);
+        self.paint(BLUE, arrow);
+        self.text.push_str(at);
+    }
+
+    /// A new line of the gutter alone: `  |`.
+    fn bar(&mut self, width: usize) {
+        self.text.push('\n');
+        self.spaces(width + 1);
+        self.paint(BLUE, "|");
+    }
+
+    /// A new source line: `12 | `, the bar of a multi-line span if `multi`, then `code`.
+    fn source(&mut self, width: usize, number: usize, multi: Option<&str>, code: &str) {
+        self.text.push('\n');
+        self.paint(BLUE, &format!("{number:>width$}"));
+        self.text.push(' ');
+        self.paint(BLUE, "|");
+        if let Some(style) = multi {
+            self.text.push(' ');
+            self.paint(style, "|");
+        }
+        if !code.is_empty() {
+            self.text.push(' ');
+            self.text.push_str(code);
+        }
+    }
+
+    /// `label` after an underline, if any.
+    fn label(&mut self, style: &str, label: Option<&str>) {
+        if let Some(label) = label {
+            self.text.push(' ');
+            self.paint(style, label);
+        }
+    }
+
+    fn snippet(&mut self, s: &Snippet, path: &str, width: usize) {
+        let lines: Vec<&str> = s.lines.split('\n').collect();
+        let span = s.excerpt.span.clone();
+        let first = s.excerpt.first_line;
+        // The line and (display) column of the span's start, and of its last character.
+        let (start_line, start_byte) = locate(&lines, span.start);
+        let (end_line, end_byte) = locate(&lines, span.end.max(span.start));
+        let col = lines[start_line].get(..start_byte).map_or(0, |b| b.chars().count()) + 1;
+        let at = format!("{path}:{}:{col}", first + start_line);
+        if s.primary {
+            self.origin(width, "--> ", &at);
+        } else {
+            self.bar(width);
+            self.origin(width, "::: ", &at);
+        }
+        self.bar(width);
+        let (style, mark) = if s.primary { (RED, '^') } else { (BLUE, '-') };
+        let start = prefix_width(lines[start_line], start_byte);
+        let width_offset = width + 3;
+        if start_line == end_line || (end_line == start_line + 1 && end_byte == 0) {
+            let line = lines[start_line];
+            let end = if start_line == end_line { prefix_width(line, end_byte) } else { str_width(line) };
+            let end = end.max(start + 1);
+            let label_right = s.label.map_or(0, |l| str_width(l) + 1);
+            let margin = Margin::new(
+                leading_whitespace(std::slice::from_ref(&line)),
+                start,
+                end,
+                end + label_right,
+                TERM_WIDTH.saturating_sub(width_offset),
+                str_width(line),
+            );
+            let left = self.code(width, first + start_line, None, line, &margin);
+            self.bar(width);
+            self.text.push(' ');
+            self.spaces(start.saturating_sub(left));
+            self.paint(style, &mark.to_string().repeat(end - start));
+            self.label(style, s.label);
+            return;
+        }
+        // A span over several lines: its first line, up to four more, the one before its last
+        // and its last, joined by a bar on the left.
+        let (end_line, end_byte) =
+            if end_byte == 0 { (end_line - 1, lines[end_line - 1].len()) } else { (end_line, end_byte) };
+        let end = prefix_width(lines[end_line], end_byte);
+        let empty =
+            |l: &str| ["", "{", "}", "(", ")", "[", "]"].contains(&l.trim()) || l.trim().starts_with("//");
+        let middle = (start_line + 4).min(end_line);
+        let until =
+            (start_line + 1..middle).rev().find(|&i| !empty(lines[i])).map_or(start_line + 1, |i| i + 1);
+        let mut shown: Vec<usize> = vec![start_line];
+        shown.extend(start_line + 1..until);
+        if middle < end_line - 1 && !empty(lines[end_line - 1]) {
+            shown.push(end_line - 1);
+        }
+        shown.push(end_line);
+        let margin = Margin::new(0, 0, 0, 0, TERM_WIDTH, 0);
+        for (k, &i) in shown.iter().enumerate() {
+            if i == start_line {
+                self.code(width, first + i, Some(""), lines[i], &margin);
+                self.bar(width);
+                self.text.push(' ');
+                self.paint(style, &format!(" {}^", "_".repeat(start + 1)));
+            } else {
+                self.code(width, first + i, Some(style), lines[i], &margin);
+            }
+            if let Some(&next) = shown.get(k + 1) {
+                if next == i + 2 {
+                    self.code(width, first + i + 1, Some(style), lines[i + 1], &margin);
+                } else if next > i + 2 {
+                    self.text.push('\n');
+                    self.paint(BLUE, "...");
+                    self.spaces(width_offset - 3);
+                    self.paint(style, "|");
+                }
+            }
+        }
+        self.bar(width);
+        self.text.push(' ');
+        self.paint(style, &format!("|{}^", "_".repeat(end.max(1))));
+        self.label(style, s.label);
+    }
+
+    /// A source line, cut to `margin`; returns how many columns were cut on the left. `multi`:
+    /// the style of the bar of a multi-line span (`""` on its first line: room, no bar).
+    fn code(
+        &mut self,
+        width: usize,
+        number: usize,
+        multi: Option<&str>,
+        line: &str,
+        margin: &Margin,
+    ) -> usize {
+        let line = normalize(line);
+        let len = str_width(&line);
+        let left = margin.left(len);
+        let right = margin.right(len);
+        let cut_right = len > right;
+        let (mut skipped, mut taken) = (0, 0);
+        let mut chars = line.char_indices().peekable();
+        while let Some(&(_, c)) = chars.peek() {
+            if skipped >= left {
+                break;
+            }
+            skipped += char_width(c);
+            chars.next();
+        }
+        let from = chars.peek().map_or(line.len(), |&(i, _)| i);
+        // A wide character astride the cut is skipped whole: the columns count from after it.
+        let left = left.max(skipped);
+        let mut to = line.len();
+        for (i, c) in chars {
+            taken += char_width(c);
+            if taken > right - left {
+                to = i;
+                break;
+            }
+        }
+        let code = &line[from..to];
+        let (cut_width, cut_bytes) = if margin.was_cut_left() {
+            let (mut w, mut b) = (0, 0);
+            for c in code.chars() {
+                w += char_width(c);
+                b += c.len_utf8();
+                if w >= 3 {
+                    break;
+                }
+            }
+            (w, b)
+        } else {
+            (0, 0)
+        };
+        match multi {
+            Some("") => {
+                self.source(width, number, None, "");
+                self.text.push_str("   ");
+            }
+            _ => self.source(width, number, multi, ""),
+        }
+        if !code.is_empty() && multi != Some("") {
+            self.text.push(' ');
+        }
+        if margin.was_cut_left() {
+            self.paint(BLUE, "...");
+            self.spaces(cut_width.saturating_sub(3));
+        }
+        let rest = &code[cut_bytes..];
+        if cut_right {
+            // The last characters (3 columns' worth) give way to `...`, one cell each.
+            let (mut w, mut n) = (0, 0);
+            for c in rest.chars().rev() {
+                w += char_width(c);
+                n += 1;
+                if w >= 3 {
+                    break;
+                }
+            }
+            let at = rest.chars().count() - n;
+            let keep = rest.char_indices().nth(at).map_or(rest.len(), |(i, _)| i);
+            self.text.push_str(&rest[..keep]);
+            self.paint(BLUE, "...");
+            if let Some((i, _)) = rest.char_indices().nth(at + 3) {
+                self.text.push_str(&rest[i..]);
+            }
+        } else {
+            self.text.push_str(rest);
+        }
+        left
+    }
+}
+
+/// The line of `lines` holding byte `offset` of their text (joined by `\n`), and the offset in it.
+fn locate(lines: &[&str], mut offset: usize) -> (usize, usize) {
+    for (i, line) in lines.iter().enumerate() {
+        if offset <= line.len() && (offset < line.len() + 1 || i + 1 == lines.len()) {
+            return (i, offset);
+        }
+        if i + 1 == lines.len() {
+            return (i, line.len());
+        }
+        offset -= line.len() + 1;
+    }
+    (0, 0)
+}
+
+/// The display width of the first `bytes` bytes of `line` (all of it if that is not a
+/// character boundary).
+fn prefix_width(line: &str, bytes: usize) -> usize {
+    str_width(line.get(..bytes).unwrap_or(line))
+}
+
+fn str_width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+/// How many columns `c` takes on a terminal: a tab 4 (it is shown as 4 spaces), a control
+/// character 1 (it is shown as its visible symbol, `␀`), an East Asian wide character or an emoji
+/// 2, a combining mark 0.
+fn char_width(c: char) -> usize {
+    match c {
+        '\t' => 4,
+        '\0'..='\u{8}'
+        | '\u{b}'..='\u{1f}'
+        | '\u{7f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => 1,
+        _ => c.width().unwrap_or(1),
+    }
+}
+
+/// `line` as shown: tabs as 4 spaces, control characters as their symbols (`␀`), text-direction
+/// controls as `�`, zero-width joiners dropped.
+fn normalize(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\t' => out.push_str("    "),
+            '\0'..='\u{1f}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('�')),
+            '\u{7f}' => out.push('␡'),
+            '\u{200d}' => {}
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.push('�'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The columns of whitespace the least indented non-blank line of `lines` starts with.
+fn leading_whitespace(lines: &[&str]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.chars().any(|c| !c.is_whitespace()))
+        .map(|l| l.chars().take_while(|c| c.is_whitespace()).map(|c| if c == '\t' { 4 } else { 1 }).sum())
+        .min()
+        .unwrap_or(0)
+}
+
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Which columns of a long line to show, as rustc chooses them: the span and its label in
+/// view, some context on either side, `...` where the line is cut.
+struct Margin {
+    left: usize,
+    right: usize,
+    term_width: usize,
+}
+
+impl Margin {
+    fn new(
+        whitespace_left: usize,
+        span_left: usize,
+        span_right: usize,
+        label_right: usize,
+        term_width: usize,
+        max_line_len: usize,
+    ) -> Self {
+        const PASSING: usize = 6;
+        let whitespace_left = whitespace_left.saturating_sub(PASSING);
+        let span_left = span_left.saturating_sub(PASSING);
+        let span_right = span_right + PASSING;
+        let label_right = label_right + PASSING;
+        let mut left = if whitespace_left > 20 { whitespace_left - 16 } else { 0 };
+        let mut right = max_line_len.max(left);
+        if right - left > term_width {
+            if label_right.saturating_sub(whitespace_left) <= term_width && label_right >= whitespace_left {
+                left = whitespace_left;
+                right = left + term_width;
+            } else if label_right - span_left <= term_width {
+                left = span_left.saturating_sub((term_width - (label_right - span_left)) / 2);
+                right = left + term_width;
+            } else if span_right - span_left <= term_width {
+                left = span_left.saturating_sub((term_width - (span_right - span_left)) / 5 * 2);
+                right = left + term_width;
+            } else {
+                left = span_left;
+                right = span_right;
+            }
+        }
+        Margin { left, right, term_width }
+    }
+
+    fn was_cut_left(&self) -> bool {
+        self.left > 0
+    }
+
+    fn left(&self, line_len: usize) -> usize {
+        self.left.min(line_len)
+    }
+
+    fn right(&self, line_len: usize) -> usize {
+        if line_len.saturating_sub(self.left) <= self.term_width {
+            line_len
+        } else {
+            line_len.min(self.right)
+        }
+    }
 }
 
 #[cfg(test)]
