@@ -577,6 +577,159 @@ error: could not load $DIR/pm3.toml: 2 errors";
         assert!(out.ends_with(tail), "{}", &out[out.len().saturating_sub(1000)..]);
     }
 
+    /// The snippet of each problem of `text` (its lines between the title and the closing line).
+    fn snippets(text: &str) -> String {
+        let fx = Fixture::new();
+        let out = rendered(&fx, text, false);
+        let (_, end) = out.rsplit_once("\n\nerror: could not load").unwrap_or((&out, ""));
+        assert!(!end.is_empty(), "{out}");
+        out[..out.len() - end.len() - "\n\nerror: could not load".len()].to_string()
+    }
+
+    /// Tabs show as 4 spaces, the underline under what they push along.
+    #[test]
+    fn tabs_are_four_columns() {
+        let want = "\
+error: unknown key `foo` in [a]
+ --> $DIR/pm3.toml:3:2
+  |
+3 |     foo = 1
+  |     ^^^
+
+error: unknown key `a` in [a]
+ --> $DIR/pm3.toml:4:1
+  |
+4 | a    =    1
+  | ^
+
+error: `instances` must be an integer >= 1 or \"max\", got string `x`
+ --> $DIR/pm3.toml:5:13
+  |
+5 | instances =    \"x\"
+  |                ^^^";
+        assert_eq!(snippets("[a]\ncommand = \"x\"\n\tfoo = 1\na\t=\t1\ninstances =\t\"x\"\n"), want);
+    }
+
+    /// A control character shows as its symbol, one column wide; an empty span at the end of a
+    /// line or of the file is one caret past its last character.
+    #[test]
+    fn control_characters_and_empty_spans() {
+        let want = "\
+error: TOML syntax error: invalid basic string, expected non-double-quote visible characters, `\\`
+ --> $DIR/pm3.toml:2:13
+  |
+2 | command = \"a\u{2400}b\"
+  |             ^";
+        assert_eq!(snippets("[a]\ncommand = \"a\0b\"\n"), want);
+        let want = "\
+error: TOML syntax error: string values must be quoted, expected literal string
+ --> $DIR/pm3.toml:2:11
+  |
+2 | command = 
+  |           ^";
+        assert_eq!(snippets("[a]\ncommand = \n"), want);
+        let want = "\
+error: TOML syntax error: invalid basic string, expected `\"`
+ --> $DIR/pm3.toml:2:13
+  |
+2 | command = \"x
+  |             ^";
+        assert_eq!(snippets("[a]\ncommand = \"x"), want);
+    }
+
+    /// A span over several lines: a bar joins its start to its end; an empty line shows as the
+    /// bar alone, and past a few lines the middle ones give way to `...`.
+    #[test]
+    fn multi_line_spans() {
+        let title = "error: `env` must be a table of strings, got an array";
+        let want = format!(
+            "{title}
+ --> $DIR/pm3.toml:3:7
+  |
+3 |   env = [
+  |  _______^
+4 | |
+5 | | 1]
+  | |__^"
+        );
+        assert_eq!(snippets("[a]\ncommand = \"x\"\nenv = [\n\n1]\n"), want);
+        let want = format!(
+            "{title}
+  --> $DIR/pm3.toml:3:7
+   |
+ 3 |   env = [
+   |  _______^
+ 4 | |   1,
+ 5 | |   2,
+ 6 | |   3,
+...  |
+ 9 | |   6,
+10 | | ]
+   | |_^"
+        );
+        let text = "[a]\ncommand = \"x\"\nenv = [\n  1,\n  2,\n  3,\n  4,\n  5,\n  6,\n]\n";
+        assert_eq!(snippets(text), want);
+    }
+
+    /// A long line is cut to the terminal's width around the span, `...` where it is cut; a
+    /// wide character astride the cut goes whole.
+    #[test]
+    fn long_lines_are_cut_around_the_span() {
+        let (x, y) = ("x".repeat(200), "y".repeat(300));
+        let want = format!(
+            "error: `env.B` must be a string, got an array
+ --> $DIR/pm3.toml:3:221
+  |
+3 | ...{}\", B = [1], C = \"{}...
+  | {}^^^",
+            "x".repeat(56),
+            "y".repeat(57),
+            " ".repeat(66)
+        );
+        assert_eq!(
+            snippets(&format!("[a]\ncommand = \"x\"\nenv = {{ A = \"{x}\", B = [1], C = \"{y}\" }}\n")),
+            want
+        );
+        let wide = "名".repeat(200);
+        let want = format!(
+            "error: `env.B` must be a string, got an array
+ --> $DIR/pm3.toml:3:221
+  |
+3 | ... {}\", B = [1] }}
+  | {}^^^",
+            "名".repeat(27),
+            " ".repeat(65)
+        );
+        assert_eq!(snippets(&format!("[a]\ncommand = \"x\"\nenv = {{ A = \"{wide}\", B = [1] }}\n")), want);
+        let want = format!(
+            "error: unknown key `foo` in [a]
+ --> $DIR/pm3.toml:3:1
+  |
+3 | foo = \"{}...
+  | ^^^",
+            "A".repeat(126)
+        );
+        assert_eq!(snippets(&format!("[a]\ncommand = \"x\"\nfoo = \"{}\"\n", "A".repeat(500))), want);
+    }
+
+    /// The colors, escape for escape.
+    #[test]
+    fn the_colors_are_rustcs() {
+        let fx = Fixture::new();
+        let text = "[web]\ncommand = \"x\"\ndepends_on = [\"web\"]\n";
+        let (b, r, bold, o) = ("\u{1b}[1m\u{1b}[94m", "\u{1b}[1m\u{1b}[91m", "\u{1b}[1m", "\u{1b}[0m");
+        let want = format!(
+            "{r}error{o}{bold}: `web` depends on itself (`web -> web`){o}
+ {b}--> {o}$DIR/pm3.toml:3:15
+  {b}|{o}
+{b}3{o} {b}|{o} depends_on = [\"web\"]
+  {b}|{o}               {r}^^^^^{o}
+
+{r}error{o}{bold}: could not load $DIR/pm3.toml: 1 error{o}"
+        );
+        assert_eq!(rendered(&fx, text, true), want);
+    }
+
     #[test]
     fn an_unreadable_file_is_one_line() {
         let fx = Fixture::new();
