@@ -1,5 +1,5 @@
 //! How a person sees config errors: each problem the way cargo shows a compile error, in the same
-//! layout as rustc's and cargo's renderer (`annotate-snippets`), drawn here in a few lines.
+//! layout as rustc's and cargo's renderer (`annotate-snippets`), byte for byte, colors included.
 //!
 //! ```text
 //! error: unknown key `restrat` in [web]
