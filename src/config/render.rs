@@ -247,15 +247,30 @@ impl Out {
             shown.push(end_line - 1);
         }
         shown.push(end_line);
-        let margin = Margin::new(0, 0, 0, 0, TERM_WIDTH, 0);
+        // As rustc reckons: the start's mark at its column, the end's at its last one, the bars
+        // of the lines between at column 0.
+        let between = shown.len() > 2;
+        let marks = [start, start + 1, end.saturating_sub(1), end];
+        let span_left = if between { 0 } else { marks.into_iter().min().unwrap_or(0) };
+        let label_right = end + s.label.map_or(0, |l| str_width(l) + 1);
+        let text: Vec<&str> = shown.iter().map(|&i| trim_cr(lines[i])).collect();
+        let margin = Margin::new(
+            leading_whitespace(&text),
+            span_left,
+            marks.into_iter().max().unwrap_or(0),
+            label_right,
+            TERM_WIDTH.saturating_sub(width_offset + 2),
+            text.iter().map(|l| str_width(l)).max().unwrap_or(0),
+        );
+        let mut end_left = 0;
         for (k, &i) in shown.iter().enumerate() {
             if i == start_line {
-                self.code(width, first + i, Some(""), lines[i], &margin);
+                let left = self.code(width, first + i, Some(""), lines[i], &margin);
                 self.bar(width);
                 self.text.push(' ');
-                self.paint(style, &format!(" {}^", "_".repeat(start + 1)));
+                self.paint(style, &format!(" {}^", "_".repeat(start.saturating_sub(left) + 1)));
             } else {
-                self.code(width, first + i, Some(style), lines[i], &margin);
+                end_left = self.code(width, first + i, Some(style), lines[i], &margin);
             }
             if let Some(&next) = shown.get(k + 1) {
                 if next == i + 2 {
@@ -270,7 +285,7 @@ impl Out {
         }
         self.bar(width);
         self.text.push(' ');
-        self.paint(style, &format!("|{}^", "_".repeat(end.max(1))));
+        self.paint(style, &format!("|{}^", "_".repeat(end.saturating_sub(end_left))));
         self.label(style, s.label);
     }
 
@@ -284,7 +299,7 @@ impl Out {
         line: &str,
         margin: &Margin,
     ) -> usize {
-        let line = normalize(line);
+        let line = normalize(trim_cr(line));
         let len = str_width(&line);
         let left = margin.left(len);
         let right = margin.right(len);
@@ -299,16 +314,16 @@ impl Out {
             chars.next();
         }
         let from = chars.peek().map_or(line.len(), |&(i, _)| i);
-        // A wide character astride the cut is skipped whole: the columns count from after it.
-        let left = left.max(skipped);
         let mut to = line.len();
         for (i, c) in chars {
             taken += char_width(c);
-            if taken > right - left {
+            if taken > right.saturating_sub(left) {
                 to = i;
                 break;
             }
         }
+        // A wide character astride the cut is skipped whole: the columns count from after it.
+        let left = left.max(skipped);
         let code = &line[from..to];
         let (cut_width, cut_bytes) = if margin.was_cut_left() {
             let (mut w, mut b) = (0, 0);
@@ -374,6 +389,11 @@ fn locate(lines: &[&str], mut offset: usize) -> (usize, usize) {
         offset -= line.len() + 1;
     }
     (0, 0)
+}
+
+/// `line` without the `\r` of a `\r\n` line break.
+fn trim_cr(line: &str) -> &str {
+    line.strip_suffix('\r').unwrap_or(line)
 }
 
 /// The display width of the first `bytes` bytes of `line` (all of it if that is not a
@@ -669,6 +689,38 @@ error: TOML syntax error: invalid basic string, expected `\"`
         );
         let text = "[a]\ncommand = \"x\"\nenv = [\n  1,\n  2,\n  3,\n  4,\n  5,\n  6,\n]\n";
         assert_eq!(snippets(text), want);
+    }
+
+    /// A multi-line span in a file of `\r\n` lines, and one deep in whitespace (cut on the left).
+    #[test]
+    fn multi_line_spans_with_crlf_and_indentation() {
+        let title = "error: `env` must be a table of strings, got an array";
+        let want = format!(
+            "{title}
+ --> $DIR/pm3.toml:3:7
+  |
+3 |   env = [
+  |  _______^
+4 | | 1,
+5 | | 2]
+  | |__^"
+        );
+        assert_eq!(snippets("[a]\r\ncommand = \"x\"\r\nenv = [\r\n1,\r\n2]\r\n"), want);
+        let (pad, cut) = (" ".repeat(200), format!("...{}", " ".repeat(19)));
+        let want = format!(
+            "{title}
+ --> $DIR/pm3.toml:3:207
+  |
+3 |   {cut}env = [
+  |  {}^
+4 | | {cut}1,
+5 | | {cut}2]
+  | |{}^",
+            "_".repeat(29),
+            "_".repeat(24)
+        );
+        let text = format!("[a]\ncommand = \"x\"\n{pad}env = [\n{pad}1,\n{pad}2]\n");
+        assert_eq!(snippets(&text), want);
     }
 
     /// A long line is cut to the terminal's width around the span, `...` where it is cut; a
