@@ -195,7 +195,7 @@ impl Out {
         let lines: Vec<&str> = s.lines.split('\n').collect();
         let span = s.excerpt.span.clone();
         let first = s.excerpt.first_line;
-        // The line and (display) column of the span's start, and of its last character.
+        // The lines of the span's start and end, and the byte offsets in them.
         let (start_line, start_byte) = locate(&lines, span.start);
         let (end_line, end_byte) = locate(&lines, span.end.max(span.start));
         let col = lines[start_line].get(..start_byte).map_or(0, |b| b.chars().count()) + 1;
