@@ -1,6 +1,6 @@
 //! `pm3 export`: the seed's cluster examples in each format, pinned by golden files; what it
 //! writes passes each engine's own validator (systemd-analyze, kubernetes-validate,
-//! check-jsonschema with the Compose schema; `.ci/validators` installs them, and these tests
+//! check-jsonschema with the Compose schema; `.ci/setup` installs them, and these tests
 //! fail, naming it, without them); compose → `pm3 init` gives back an equivalent config; and
 //! the command behaves like `pm3 start` on bad input.
 
@@ -109,7 +109,7 @@ fn validator(program: &str, args: &[&str], what: &str) -> Command {
     let probe = Command::new(program).args(args).arg("--version").output();
     if !probe.is_ok_and(|o| o.status.success()) {
         panic!(
-            "{what} is missing: run `.ci/validators` (CI runs it from .ci/run) to install systemd-analyze, kubernetes-validate, check-jsonschema and the Compose schema"
+            "{what} is missing: run `.ci/setup` (CI runs it from .ci/run) to install systemd-analyze, kubernetes-validate, check-jsonschema and the Compose schema"
         );
     }
     let mut cmd = Command::new(program);
@@ -351,7 +351,7 @@ fn compose_file_passes_the_compose_schema() {
     let check = || {
         let mut c = validator("python3", &["-m", "check_jsonschema"], "check-jsonschema");
         if !schema.is_file() {
-            panic!("the Compose schema {} is missing: run `.ci/validators`", schema.display());
+            panic!("the Compose schema {} is missing: run `.ci/setup`", schema.display());
         }
         c.arg("--schemafile").arg(&schema);
         c
