@@ -217,9 +217,9 @@ fn process(key: &Key<'_>, value: &Value<'_>, table: &DeTable<'_>, problems: &mut
                 }
             }
             "env" => p.env = env_table("env", v, problems),
-            "env_file" => p.env_files = env_files(v, problems),
+            "env_file" => p.env_files = string_list("env_file", v, problems),
             "listen" => {
-                p.listen = listen(v, problems);
+                p.listen = string_list("listen", v, problems);
                 p.spans.extend(p.listen.iter().enumerate().map(|(i, l)| (format!("listen[{i}]"), l.span())));
             }
             "instances" => p.instances = instances(v, problems),
@@ -455,37 +455,20 @@ fn env_table(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<EnvVa
     out
 }
 
-/// `env_file`: one path, or an array of paths.
-fn env_files(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
+/// `env_file` (paths) or `listen` (addresses, each checked on the finished definition): one
+/// string, or an array of strings.
+fn string_list(key: &str, v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
     match v.get_ref() {
         DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
         DeValue::Array(items) => items
             .iter()
             .enumerate()
             .filter_map(|(i, item)| {
-                string(&format!("env_file[{i}]"), item, problems).map(|s| Spanned::new(item.span(), s))
+                string(&format!("{key}[{i}]"), item, problems).map(|s| Spanned::new(item.span(), s))
             })
             .collect(),
         _ => {
-            wrong_type("env_file", "a string or an array of strings", v, problems);
-            Vec::new()
-        }
-    }
-}
-
-/// `listen`: one address, or an array of them (each checked on the finished definition).
-fn listen(v: &Value<'_>, problems: &mut Problems<'_>) -> Vec<Spanned<String>> {
-    match v.get_ref() {
-        DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
-        DeValue::Array(items) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| {
-                string(&format!("listen[{i}]"), item, problems).map(|s| Spanned::new(item.span(), s))
-            })
-            .collect(),
-        _ => {
-            wrong_type("listen", "a string or an array of strings", v, problems);
+            wrong_type(key, "a string or an array of strings", v, problems);
             Vec::new()
         }
     }
