@@ -278,24 +278,9 @@ pub fn detail(d: &ProcessDetail) -> String {
 mod tests {
     use super::*;
 
+    /// The TUI's fixture row, without a group.
     fn row(name: &str, status: Status, pid: Option<u32>) -> ProcessInfo {
-        ProcessInfo {
-            name: name.into(),
-            process: name.into(),
-            instance: None,
-            instances: 1,
-            group: None,
-            status,
-            pid,
-            restarts: 0,
-            uptime_ms: pid.map(|_| 42_000),
-            exit_code: None,
-            exit_signal: None,
-            cpu_percent: pid.map(|_| 1.5),
-            memory_bytes: pid.map(|_| 10_502_144),
-            config: "/app/pm3.toml".into(),
-            restart_in_ms: None,
-        }
+        crate::cli::tui::app::tests::row(name, None, status, pid)
     }
 
     #[test]

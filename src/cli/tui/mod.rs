@@ -12,7 +12,7 @@
 //! `app` holds the state and the key bindings, `view` draws it (a pure function, tested with
 //! ratatui's `TestBackend`), `term` sets up and always restores the terminal.
 
-mod app;
+pub(crate) mod app;
 mod logs;
 mod requests;
 mod term;
