@@ -807,6 +807,23 @@ impl Supervisor {
         self.on_exit(status)
     }
 
+    /// The surge's replacement, just made the current run, as the instance's process in the
+    /// snapshot: its pid, start, and what it was launched with. Its pid, if there is a run.
+    fn publish_replacement(&mut self) -> Option<u32> {
+        let r = self.run.as_mut()?;
+        let (pid, start_time, since) = (r.pid, r.start_time, spawned_at(r.started));
+        let launched = r.launched.take();
+        self.snap.send_modify(|s| {
+            s.pid = Some(pid);
+            s.start_time = start_time;
+            s.started_at = Some(since);
+            s.error = None;
+            s.health_error = None;
+            s.launched = launched;
+        });
+        Some(pid)
+    }
+
     fn apply_surge(&mut self, effect: SurgeEffect) -> Option<SurgeEvent> {
         match effect {
             SurgeEffect::RunPreStart => {
@@ -833,31 +850,23 @@ impl Supervisor {
                 self.handed_over = true;
                 let old = self.side.as_ref().map(|r| (r.pid, r.exited.unwrap_or(ExitStatus::Unknown)));
                 let stderr = last_stderr(&self.ctx.paths.err_log(&self.inst.name));
-                if let Some(r) = &mut self.run {
-                    let (pid, start_time, since) = (r.pid, r.start_time, spawned_at(r.started));
-                    let launched = r.launched.take();
+                if let Some(pid) = self.publish_replacement() {
                     tracing::info!(
                         name = %self.inst.name,
                         pid,
                         old = ?old.map(|o| o.0),
                         "surge: the running process exited; its replacement carries on"
                     );
-                    self.snap.send_modify(|s| {
-                        s.pid = Some(pid);
-                        s.start_time = start_time;
-                        s.started_at = Some(since);
-                        s.error = None;
-                        s.health_error = None;
-                        s.launched = launched;
-                        if let Some((_, status)) = old {
+                    if let Some((_, status)) = old {
+                        self.snap.send_modify(|s| {
                             s.last_exit = Some(LastExit {
                                 status,
                                 cause: ExitCause::Exited,
                                 at: SystemTime::now(),
                                 stderr,
                             });
-                        }
-                    });
+                        });
+                    }
                 }
                 self.feed(Event::Superseded);
                 // The reload waits for the new run like for any restarted process.
@@ -893,18 +902,8 @@ impl Supervisor {
             SurgeEffect::Promote => {
                 std::mem::swap(&mut self.run, &mut self.side);
                 self.side_ready_at = None;
-                if let Some(r) = &mut self.run {
-                    let (pid, start_time, since) = (r.pid, r.start_time, spawned_at(r.started));
-                    let launched = r.launched.take();
+                if let Some(pid) = self.publish_replacement() {
                     tracing::info!(name = %self.inst.name, pid, "surge: replacement online");
-                    self.snap.send_modify(|s| {
-                        s.pid = Some(pid);
-                        s.start_time = start_time;
-                        s.started_at = Some(since);
-                        s.error = None;
-                        s.health_error = None;
-                        s.launched = launched;
-                    });
                 }
                 self.feed(Event::Replaced);
             }
