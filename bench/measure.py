@@ -559,9 +559,14 @@ def cmd_report(a):
     text = "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
     if a.header:
         text = a.header + "\n\n" + text
+    emit(text, a.out)
+
+
+def emit(text, out):
+    """Prints a results table, and writes it to `out` too when one is given."""
     sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text)
 
 

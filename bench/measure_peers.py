@@ -831,10 +831,7 @@ def cmd_report(a):
         f"`{k}` " + ", ".join("timeout" if isinstance(x, str) else f"{x / NS_PER_MS:.1f}" for x in vals)
         for k, vals in sorted(v.items()) if not k.startswith(("rss", "loglost", "error", "sched"))) + ".")
     text = "\n".join(out + notes) + "\n"
-    sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    m.emit(text, a.out)
 
 
 def main():

@@ -290,10 +290,7 @@ def cmd_report(a):
         text = a.header + "\n\n" + text
     if r.get("machine"):
         text += f"\nMachine: {r['machine']}.\n"
-    sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    m.emit(text, a.out)
 
 
 def main():

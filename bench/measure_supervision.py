@@ -389,10 +389,7 @@ def cmd_report(a):
     text = "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
     if a.header:
         text = a.header + "\n\n" + text
-    sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    m.emit(text, a.out)
 
 
 def main():
