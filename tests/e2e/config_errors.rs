@@ -7,7 +7,6 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -228,15 +227,8 @@ fn json_error_shape_for_a_config_error() {
 /// with `PM3_BLESS=1 cargo test --test e2e golden_files` and review the diff.
 #[test]
 fn golden_files() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/golden");
-    let bless = std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty());
-    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("read {}: {e}", root.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 7, "golden cases missing in {}", root.display());
+    let bless = crate::harness::blessing();
+    let cases = crate::harness::golden_cases("golden", 7);
     let mut failed = Vec::new();
     for case in &cases {
         let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

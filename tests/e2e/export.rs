@@ -15,15 +15,7 @@ const FORMATS: [&str; 3] = ["systemd", "kubernetes", "compose"];
 /// The golden cases: each directory of `export_golden/` holds a `pm3.toml` and, optionally,
 /// `args` (more arguments for `pm3 export FORMAT`) and the `*.env` files it loads.
 fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/export_golden");
-    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("read {}: {e}", root.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 6, "golden cases missing in {}", root.display());
-    cases
+    crate::harness::golden_cases("export_golden", 6)
 }
 
 fn case_name(case: &Path) -> String {
@@ -72,7 +64,7 @@ fn export(pm3: &Pm3, format: &str, extra: &[String]) -> Output {
 /// the diff.
 #[test]
 fn golden_files() {
-    let bless = std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty());
+    let bless = crate::harness::blessing();
     let mut failed = Vec::new();
     for case in cases() {
         let name = case_name(&case);

@@ -877,3 +877,22 @@ pub fn describe_processes(pids: &[i32]) -> String {
         .join("\n")
         + &more
 }
+
+/// The golden-file cases under `tests/e2e/<dir>`: its subdirectories, sorted; at least
+/// `at_least` of them, so that a lost directory cannot pass as an empty list.
+pub fn golden_cases(dir: &str, at_least: usize) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e").join(dir);
+    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("read {}: {e}", root.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= at_least, "golden cases missing in {}", root.display());
+    cases
+}
+
+/// Whether golden files are to be written instead of compared (`PM3_BLESS=1`).
+pub fn blessing() -> bool {
+    std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty())
+}
