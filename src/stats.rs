@@ -123,7 +123,9 @@ fn percent(cpu_secs: f64, wall_secs: f64) -> f64 {
     if wall_secs <= 0.0 {
         return 0.0;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    static CORES: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    // Asked once: it is a system call, and a sweep computes a percentage per process.
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     ((cpu_secs / wall_secs).min(cores) * 1000.0).round() / 10.0
 }
 
