@@ -930,3 +930,46 @@ fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
     pm3.wait_for("one process once settled", || lives(&pm3) == [fresh]);
     pm3.wait_for("post_stop after each exit", || hook_lines(&pm3).len() == 3);
 }
+
+/// A surge over hostile old instances: each ignores SIGTERM, writes without pause and has a
+/// grandchild in its group. The reload returns once every old one is SIGKILLed after
+/// `kill_timeout`; /proc then holds exactly the listed processes (and their own children), each
+/// with the one shared socket, and the output of old and new runs reached the log.
+#[test]
+fn a_surge_over_instances_that_ignore_sigterm_and_never_stop_writing() {
+    let pm3 = Pm3::new();
+    let port = free_port();
+    let cmd = pm3.script("stubborn", "trap '' TERM\nsleep 1000 &\nwhile true; do echo \"tick $$\"; done\n");
+    pm3.config(&format!(
+        "[w]\ncommand = \"{cmd}\"\ninstances = 2\nmin_uptime = 300\nkill_timeout = 600\nlog_max_size = \"64K\"\nlisten = \"tcp://127.0.0.1:{port}\"\n"
+    ));
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w:0", "w:1"]);
+    let old: Vec<i32> = ["w:0", "w:1"].iter().map(|n| pm3.pid_of(n)).collect();
+    let socket = sockets_of(old[0]);
+    assert_eq!(socket.len(), 1, "one socket: {socket:?}");
+    let started = std::time::Instant::now();
+    pm3.ok(&["reload", "w"]);
+    let new: Vec<i32> = ["w:0", "w:1"].iter().map(|n| pm3.pid_of(n)).collect();
+    assert!(new.iter().all(|p| !old.contains(p)), "both replaced: {old:?} -> {new:?}");
+    pm3.wait_for("the old instances to be SIGKILLed", || old.iter().all(|&p| exited(p)));
+    assert!(started.elapsed() >= Duration::from_millis(600), "the old ones were given kill_timeout");
+    for &p in &new {
+        assert_eq!(sockets_of(p), socket, "the replacement {p} holds the same socket");
+    }
+    // Every process of the test is a listed instance or in its group (its `sleep`).
+    pm3.wait_for("only the new groups to remain", || {
+        pm3.test_processes().iter().all(|&p| {
+            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                let pgrp =
+                    s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(2)?.parse::<i32>().ok());
+                pgrp.is_some_and(|g| new.contains(&g))
+            })
+        })
+    });
+    // The log rotates every 64K under this writer: look until a read catches the new run's lines.
+    let tick = format!("tick {}\n", new[0]);
+    pm3.wait_for("the new run's output in the log", || pm3.read_log("w:0", "out").contains(&tick));
+    pm3.ok(&["kill"]);
+    assert_eq!(pm3.survivors(Duration::from_secs(5)), Vec::<i32>::new(), "pm3 kill leaves nothing");
+}
