@@ -124,6 +124,10 @@ impl LogFile {
         }
         if let Some(nl) = memchr::memrchr(b'\n', &seen[..room]) {
             (nl + 1, true)
+        } else if self.size > 0 && self.ends_mid_line() {
+            // The file ends with the start of a line that an earlier take let in (its end had
+            // not arrived): that line is finished here before the cut, never split by it.
+            memchr::memchr(b'\n', seen).map_or((seen.len(), false), |nl| (nl + 1, true))
         } else if self.size > 0 {
             (0, true)
         } else {
@@ -150,6 +154,15 @@ impl LogFile {
                 self.append(&bytes[..=nl])?;
                 bytes = &bytes[nl + 1..];
                 self.rotate()?;
+            } else if self.size > 0 && self.ends_mid_line() {
+                // The file ends with the start of a line an earlier write brought: finish that
+                // line before the cut, so that the cut never splits it.
+                let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+                self.append(&bytes[..end])?;
+                bytes = &bytes[end..];
+                if !bytes.is_empty() {
+                    self.rotate()?;
+                }
             } else if self.size > 0 {
                 self.rotate()?;
             } else {
@@ -403,6 +416,22 @@ mod tests {
         f.rotate().expect("rotate");
         assert_eq!(f.cut_plan(b"a line longer than ten\nnext\n", false), (23, true), "kept whole");
         assert_eq!(f.cut_plan(b"a line longer than ten", false), (22, false));
+    }
+
+    /// A file that ends with the start of a line (taken in before its end arrived) and has
+    /// less room left than the rest of that line: the line is finished, then the file is cut.
+    #[test]
+    fn a_line_begun_before_the_cut_is_finished_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.log");
+        let mut f =
+            LogFile::open(&p, Rotation { max_size: 10, max_files: 2, compress: false }).expect("open");
+        f.write(b"abcdefg").expect("write");
+        assert_eq!(f.cut_plan(b"hijk\nl\n", false), (5, true), "the splice plan finishes the line");
+        assert_eq!(f.cut_plan(b"hijk", false), (4, false), "no end yet: the start goes on growing");
+        f.write(b"hijk\nl\n").expect("write");
+        assert_eq!(std::fs::read_to_string(rotated(&p, 1)).expect("read"), "abcdefghijk\n");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "l\n");
     }
 
     #[test]
