@@ -154,19 +154,12 @@ impl LogFile {
                 self.append(&bytes[..=nl])?;
                 bytes = &bytes[nl + 1..];
                 self.rotate()?;
-            } else if self.size > 0 && self.ends_mid_line() {
-                // The file ends with the start of a line an earlier write brought: finish that
-                // line before the cut, so that the cut never splits it.
-                let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
-                self.append(&bytes[..end])?;
-                bytes = &bytes[end..];
-                if !bytes.is_empty() {
-                    self.rotate()?;
-                }
-            } else if self.size > 0 {
+            } else if self.size > 0 && !self.ends_mid_line() {
                 self.rotate()?;
             } else {
-                // An empty file and a line longer than the limit: keep that line whole.
+                // An empty file and a line longer than the limit: keep that line whole. Or the
+                // file ends with the start of a line an earlier write brought: finish that line
+                // before the cut, so that the cut never splits it.
                 let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
                 self.append(&bytes[..end])?;
                 bytes = &bytes[end..];
