@@ -287,7 +287,7 @@ fn bind_unix(path: &Path, replace: bool) -> io::Result<OwnedFd> {
     // The file gets the mode the command that started the daemon would give it (its umask),
     // not the daemon's private one.
     // SAFETY: bind with a valid address of `len` bytes.
-    let ret = crate::process::limits::as_caller(|| unsafe {
+    let ret = crate::process::limits::with_caller_umask(|| unsafe {
         libc::bind(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len)
     });
     if ret != 0 {

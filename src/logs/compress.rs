@@ -168,7 +168,12 @@ pub fn opened(log: &Path, rotation: Rotation) {
     if st.busy.contains_key(log) {
         return;
     }
-    let _ = std::fs::remove_file(tmp_path(log));
+    // Looked up before it is removed: an unlink takes the directory's lock even when there is
+    // nothing to remove, and a start of many instances opens their logs in one directory.
+    let tmp = tmp_path(log);
+    if tmp.symlink_metadata().is_ok() {
+        let _ = std::fs::remove_file(tmp);
+    }
     start_next(&mut st, log);
 }
 

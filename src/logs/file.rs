@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, mpsc};
 
 /// How far below `max_size` plain splicing stops: from there the pipe is peeked at before each
 /// splice, so the cut can be made at a line boundary.
@@ -27,7 +28,9 @@ pub struct Rotation {
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
-    file: File,
+    /// `None` until the first byte: a process that never writes to a stream gets no file for it,
+    /// and a start of 1,000 instances does not create 2,000 inodes up front.
+    file: Option<File>,
     /// Bytes in the file as far as we know (others may append or truncate: re-read before
     /// deciding to rotate).
     size: u64,
@@ -35,31 +38,46 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Opens (creating if needed) `path` for appending.
+    /// Opens `path` for appending if it exists. If it does not, it is created off the daemon's
+    /// thread ([`create_soon`]), or by the first byte if that comes first. A directory that
+    /// exists but cannot take a new file is an error now, not at the first write.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
         // `pm3 flush` or appended to by a hook is picked up where it really ends.
-        let open = || OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
-        let file = match open() {
-            // The log directory was removed under a running daemon: make it again (private).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    use std::os::unix::fs::DirBuilderExt;
-                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-                }
-                open()?
+        let (file, size) = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => {
+                let file = park(file);
+                let size = file.metadata()?.len();
+                (Some(file), size)
             }
-            other => other?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| d.exists()) {
+                    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)?;
+                }
+                create_soon(path);
+                (None, 0)
+            }
+            Err(e) => return Err(e),
         };
-        let size = file.metadata()?.len();
         super::compress::opened(path, rotation);
         Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
+    }
+
+    /// The open file, created (with its directory, if that was removed under a running daemon)
+    /// on first use.
+    fn file(&mut self) -> io::Result<&File> {
+        if self.file.is_none() {
+            let file = park(create(&self.path)?);
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        self.file.as_ref().ok_or_else(|| io::Error::other("log file not open"))
     }
 
     /// Re-reads the size: another writer (a hook) may have appended, or `pm3 flush` emptied
     /// the file, since our last write.
     pub fn refresh(&mut self) {
-        if let Ok(meta) = self.file.metadata() {
+        if let Some(meta) = self.file.as_ref().and_then(|f| f.metadata().ok()) {
             self.size = meta.len();
         }
     }
@@ -96,9 +114,12 @@ impl LogFile {
     }
 
     fn splice(&mut self, pipe: impl AsFd, len: usize) -> rustix::io::Result<usize> {
-        let mut off = self.size;
         let flags = rustix::pipe::SpliceFlags::NONBLOCK;
-        let n = rustix::pipe::splice(pipe, None, &self.file, Some(&mut off), len, flags)?;
+        let to_errno = |e: io::Error| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
+        self.file().map_err(to_errno)?;
+        let Some(file) = &self.file else { return Err(rustix::io::Errno::IO) };
+        let mut off = self.size;
+        let n = rustix::pipe::splice(pipe, None, file, Some(&mut off), len, flags)?;
         self.size = off;
         Ok(n)
     }
@@ -144,7 +165,7 @@ impl LogFile {
                 return self.append(bytes);
             }
             // Someone else (`pm3 flush`, a hook) may have changed the file: look before cutting.
-            self.size = self.file.metadata()?.len();
+            self.size = self.file()?.metadata()?.len();
             if self.size + bytes.len() as u64 <= self.rotation.max_size {
                 return self.append(bytes);
             }
@@ -173,10 +194,12 @@ impl LogFile {
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        if let Err(e) = self.file.write_all_at(bytes, self.size) {
+        let size = self.size;
+        let file = self.file()?;
+        if let Err(e) = file.write_all_at(bytes, size) {
             // A write cut short (a full disk) leaves no half chunk behind: the file ends where
             // the last whole write ended.
-            let _ = self.file.set_len(self.size);
+            let _ = file.set_len(size);
             return Err(e);
         }
         self.size += bytes.len() as u64;
@@ -189,9 +212,10 @@ impl LogFile {
     pub fn cut_partial_line(&mut self) -> u64 {
         use std::os::unix::fs::FileExt;
         self.refresh();
+        let Some(file) = &self.file else { return 0 };
         let back = self.size.min(64 * 1024);
         let mut tail = vec![0u8; back as usize];
-        if back == 0 || self.file.read_exact_at(&mut tail, self.size - back).is_err() {
+        if back == 0 || file.read_exact_at(&mut tail, self.size - back).is_err() {
             return 0;
         }
         let keep = match tail.iter().rposition(|&b| b == b'\n') {
@@ -200,7 +224,7 @@ impl LogFile {
             None => return 0,
         };
         let cut = self.size - keep;
-        if cut > 0 && self.file.set_len(keep).is_ok() {
+        if cut > 0 && file.set_len(keep).is_ok() {
             self.size = keep;
             return cut;
         }
@@ -211,7 +235,8 @@ impl LogFile {
     pub fn ends_mid_line(&self) -> bool {
         use std::os::unix::fs::FileExt;
         let mut last = [0u8; 1];
-        self.size > 0 && self.file.read_at(&mut last, self.size - 1).is_ok_and(|n| n == 1 && last[0] != b'\n')
+        let Some(file) = &self.file else { return false };
+        self.size > 0 && file.read_at(&mut last, self.size - 1).is_ok_and(|n| n == 1 && last[0] != b'\n')
     }
 
     /// `x.log.{n-1}` → `x.log.{n}` … (each as plain or `.gz`, whichever it is), `x.log` →
@@ -219,8 +244,11 @@ impl LogFile {
     /// to the compressor, which works on its own thread.
     pub fn rotate(&mut self) -> io::Result<()> {
         let n = self.rotation.max_files;
+        if self.file.is_none() {
+            return Ok(());
+        }
         if n == 0 {
-            self.file.set_len(0)?;
+            self.file()?.set_len(0)?;
             self.size = 0;
             return Ok(());
         }
@@ -231,14 +259,59 @@ impl LogFile {
             rename_if_there(&rotated_gz(&self.path, k), &rotated_gz(&self.path, k + 1))?;
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        let fresh =
-            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&self.path)?;
-        let old = std::mem::replace(&mut self.file, fresh);
+        let old = self.file.replace(park(create(&self.path)?));
         self.size = 0;
-        if self.rotation.compress {
+        if let (true, Some(old)) = (self.rotation.compress, old) {
             super::compress::hand_over(&self.path, old);
         }
         Ok(())
+    }
+}
+
+/// `file` moved up among the daemon's long-lived descriptors ([`crate::process::park`]).
+fn park(file: File) -> File {
+    File::from(crate::process::park(file.into()))
+}
+
+/// Opens `path` for appending, creating it (and its directory, private) if needed.
+fn create(path: &Path) -> io::Result<File> {
+    let open = || OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            open()
+        }
+        other => other,
+    }
+}
+
+/// Creates the (missing) log file `path` on the `pm3-files` thread. A start of 1,000 instances
+/// creates 2,000 files: on a busy ext4 each new inode can cost a scan of the inode table, which
+/// then runs next to the spawns instead of between them. Both sides open with `O_CREAT` and
+/// without `O_TRUNC`, so whichever comes first makes the file and the other simply opens it.
+fn create_soon(path: &Path) {
+    type Queue = Mutex<mpsc::Sender<PathBuf>>;
+    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let thread = std::thread::Builder::new().name("pm3-files".into()).stack_size(64 * 1024);
+        let spawned = thread.spawn(move || {
+            while let Ok(path) = rx.recv() {
+                if let Err(e) = create(&path) {
+                    tracing::warn!(log = %path.display(), "cannot create the log file: {e}");
+                }
+            }
+        });
+        spawned.ok().map(|_| Mutex::new(tx))
+    });
+    let sent = queue
+        .as_ref()
+        .is_some_and(|q| q.lock().unwrap_or_else(|e| e.into_inner()).send(path.to_path_buf()).is_ok());
+    if !sent && let Err(e) = create(path) {
+        tracing::warn!(log = %path.display(), "cannot create the log file: {e}");
     }
 }
 

@@ -69,7 +69,7 @@ impl ExitWatch {
     /// pidfds (Linux < 5.3).
     pub fn new(pid: u32) -> io::Result<ExitWatch> {
         let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let fd = rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK)?;
+        let fd = super::park(rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK)?);
         let raw = pid.as_raw_nonzero().get() as u32;
         super::reaper::register(raw);
         Ok(ExitWatch { fd: super::register(fd)?, pid: raw })

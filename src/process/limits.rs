@@ -10,19 +10,13 @@
 //! program that sizes tables by its descriptor limit, or relies on `select()` below 1024, sees
 //! what it would see when started by hand.
 //!
-//! How: a spawn goes through `posix_spawn` (vfork), which cannot be given a umask or a limit,
-//! and a `pre_exec` hook would force a full fork of the daemon; `prlimit` on the child after
-//! the spawn would race with the program, which already runs by then. So the daemon sets its
-//! own umask and soft limit back for the instant of the `posix_spawn` call ([`as_caller`]):
-//! the vforked child inherits them, and the daemon restores its own right after. Everything
-//! else of the spawn (pipes, `/dev/null`, the file actions, which glibc checks against the soft
-//! limit in force when they are added) is prepared before, with the daemon's limit, so a daemon
-//! holding more descriptors than the caller's limit still starts processes (`process::spawn`
-//! calls `posix_spawn` itself for that reason). That is safe because the daemon runs on one
-//! thread; its only other thread (the state writer) opens its file with an explicit mode and
-//! needs one descriptor. Six syscalls per spawn (about 2 µs), and the vfork path is kept.
-//! Hooks and `exec:` probes are started by std (a fork, with their working directory) and get
-//! the values through [`restore_in_child`] before they execute.
+//! How: the daemon's spawn is a vfork of its own ([`super::spawn`]), whose child sets the
+//! caller's umask and soft limit itself between clone and exec ([`for_children`]); the daemon
+//! never changes its own for a spawn, so its other threads (log writer, file creator, state
+//! writer) never open a file under the caller's lower limit. Hooks and `exec:` probes are
+//! started by std (a fork, with their working directory) and get the values through
+//! [`restore_in_child`] before they execute. Only the bind of a unix socket file runs under the
+//! caller's umask for an instant ([`with_caller_umask`]), for the file's mode.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -71,13 +65,26 @@ pub fn child_nofile() -> Option<u64> {
     SAVED.get().and_then(|s| s.nofile).map(|(caller, _)| caller)
 }
 
-/// Runs `spawn` with the caller's umask and soft descriptor limit in force, then restores the
-/// daemon's. Without [`enter`], or when nothing differs, it only runs `spawn`.
-pub fn as_caller<T>(spawn: impl FnOnce() -> T) -> T {
-    let Some(saved) = SAVED.get().copied() else { return spawn() };
-    apply(saved.umask, saved.nofile.map(|(caller, _)| caller));
-    let out = spawn();
-    apply(saved.umask.map(|_| PRIVATE_UMASK), saved.nofile.map(|(_, ours)| ours));
+/// What a started process gets instead of the daemon's own: the caller's umask and descriptor
+/// limit (soft: the caller's, hard: as it is), when they differ. The child sets them itself
+/// between clone and exec ([`super::spawn`]).
+pub fn for_children() -> (Option<libc::mode_t>, Option<libc::rlimit>) {
+    let Some(saved) = SAVED.get().copied() else { return (None, None) };
+    let nofile = saved.nofile.and_then(|(caller, _)| {
+        let mut lim = get_nofile()?;
+        lim.rlim_cur = caller.min(lim.rlim_max);
+        Some(lim)
+    });
+    (saved.umask, nofile)
+}
+
+/// Runs `f` with the caller's umask in force (a unix socket file gets its mode from the umask
+/// at `bind`), then restores the daemon's.
+pub fn with_caller_umask<T>(f: impl FnOnce() -> T) -> T {
+    let Some(saved) = SAVED.get().copied() else { return f() };
+    apply(saved.umask, None);
+    let out = f();
+    apply(saved.umask.map(|_| PRIVATE_UMASK), None);
     out
 }
 

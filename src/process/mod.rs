@@ -10,7 +10,7 @@ pub mod spawn;
 pub mod stats;
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -20,6 +20,20 @@ pub fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd stays open and refers to the same file description until it is
     // dropped together with the AsyncFd that owns it.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
+}
+
+/// Where the daemon keeps its long-lived descriptors (pipes' read ends, pidfds, log files):
+/// from here up, away from the low numbers where the few a spawn passes on are made. A child
+/// then takes a copy of the low ones only ([`spawn::spawn`]).
+pub const PARK_FLOOR: RawFd = 1024;
+
+/// `fd` moved to [`PARK_FLOOR`] or above (close-on-exec); as it is when that is refused (a
+/// descriptor limit of 1024 or less).
+pub fn park(fd: OwnedFd) -> OwnedFd {
+    if fd.as_raw_fd() >= PARK_FLOOR {
+        return fd;
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, PARK_FLOOR).unwrap_or(fd)
 }
 
 /// Closes every descriptor above stderr. Called first thing in the daemon, before it opens
