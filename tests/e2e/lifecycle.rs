@@ -229,6 +229,37 @@ fn children_get_only_stdin_stdout_stderr_and_stdin_is_dev_null() {
     pm3.wait_log("reader", "out", "stdin-closed");
 }
 
+/// `FDSize` in /proc/<pid>/status: how many slots the process's descriptor table has.
+fn fd_table_size(pid: i32) -> usize {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("FDSize:")).expect("FDSize line");
+    line["FDSize:".len()..].trim().parse().expect("FDSize number")
+}
+
+/// The daemon keeps its long-lived descriptors at 1024 and up, and a child takes a private table
+/// of the low ones only: its table is not a copy of the daemon's (which made each spawn close
+/// thousands of descriptors at exec when many processes ran).
+#[test]
+fn a_process_does_not_get_a_copy_of_the_daemons_descriptor_table() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_max <= 2048 {
+        eprintln!("skipped: the hard descriptor limit ({}) keeps every descriptor low", lim.rlim_max);
+        return;
+    }
+    let pm3 = Pm3::with_config("[w]\ncommand = \"sleep 1000\"\ninstances = 3\n");
+    pm3.ok(&["start"]);
+    pm3.wait_online(&["w:0", "w:1", "w:2"]);
+    let daemon = pm3.daemon_pid().expect("pm3.pid");
+    assert!(fd_table_size(daemon) > 1024, "the daemon's table reaches its parked descriptors");
+    for name in ["w:0", "w:1", "w:2"] {
+        let pid = pm3.pid_of(name);
+        let size = fd_table_size(pid);
+        assert!(size < 1024, "{name}'s table has {size} slots: a copy of the daemon's");
+    }
+}
+
 #[test]
 fn the_environment_of_the_start_command_reaches_the_process() {
     let pm3 = Pm3::with_config("[env]\ncommand = \"sh -c 'echo caller=$PM3_E2E_CALLER; exec sleep 1000'\"\n");
