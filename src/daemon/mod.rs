@@ -199,7 +199,7 @@ pub async fn run(paths: Paths) -> Result<(), DaemonError> {
     tokio::task::spawn_local(state::persist(daemon.clone(), writer));
     let served = tokio::task::spawn_local(server::serve(listener, daemon.clone()));
     // Start-up code (argument parsing, logging set-up) is not needed again.
-    crate::process::trim_startup_pages();
+    crate::process::trim_clean_file_pages();
     let mut shutdown = daemon.shutdown.subscribe();
     loop {
         tokio::select! {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -138,6 +138,8 @@ pub fn read(path: &Path) -> Option<SavedState> {
 
 /// How long the table must be quiet before the state is written: a start of 100 is one write.
 const QUIET: Duration = Duration::from_millis(5);
+/// Least time between two drops of the daemon's clean code pages after a burst.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Longest delay of a write while changes keep coming.
 const MAX_DELAY: Duration = Duration::from_millis(50);
 
@@ -146,6 +148,7 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 /// the writer thread, so file system latency never stalls the daemon's only thread.
 pub async fn persist(d: Rc<Daemon>, writer: Writer) {
     let mut bus = d.ctx.bus.subscribe();
+    let mut trimmed: Option<Instant> = None;
     loop {
         if bus.changed().await.is_err() {
             return;
@@ -170,6 +173,13 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
         // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
         unsafe {
             libc::malloc_trim(0);
+        }
+        // And the code pages the burst ran (spawning, adopting, stopping): the steady state
+        // runs little of it. At most every few seconds, so a crash loop does not fault the same
+        // pages in again and again.
+        if trimmed.is_none_or(|at: Instant| at.elapsed() >= TRIM_EVERY) {
+            crate::process::trim_clean_file_pages();
+            trimmed = Some(Instant::now());
         }
     }
 }

@@ -77,10 +77,11 @@ fn above_stderr(flags: u32, each: impl Fn(i32)) {
 }
 
 /// Drops from this process's resident set the pages of read-only file mappings (the pm3 binary,
-/// libc) that nothing modified: the code that parsed arguments and set the daemon up. They stay
-/// in the page cache and come back on their next use; what the idle daemon keeps resident is
-/// then only what it really runs. Mappings with private (modified) pages are left alone.
-pub fn trim_startup_pages() {
+/// libc) that nothing modified: the code that parsed arguments and set the daemon up, or that a
+/// burst of spawns ran. They stay in the page cache and come back on their next use; what the
+/// idle daemon keeps resident is then only what it really runs. Mappings with private
+/// (modified) pages are left alone.
+pub fn trim_clean_file_pages() {
     #[cfg(target_os = "linux")]
     {
         let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
