@@ -125,6 +125,7 @@ pub fn main(paths: Paths) -> i32 {
     let _ = std::env::set_current_dir("/");
     // Private files, room for many descriptors; children get the caller's values back.
     crate::process::limits::enter(true);
+    crate::process::reserve_fd_table();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

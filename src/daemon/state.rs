@@ -140,6 +140,8 @@ pub fn read(path: &Path) -> Option<SavedState> {
 const QUIET: Duration = Duration::from_millis(5);
 /// Least time between two drops of the daemon's clean code pages after a burst.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// How long after a burst its code pages are dropped.
+const TRIM_AFTER: Duration = Duration::from_millis(200);
 /// Longest delay of a write while changes keep coming.
 const MAX_DELAY: Duration = Duration::from_millis(50);
 
@@ -175,11 +177,15 @@ pub async fn persist(d: Rc<Daemon>, writer: Writer) {
             libc::malloc_trim(0);
         }
         // And the code pages the burst ran (spawning, adopting, stopping): the steady state
-        // runs little of it. At most every few seconds, so a crash loop does not fault the same
-        // pages in again and again.
+        // runs little of it. A moment later, so that the answer to the request that caused the
+        // burst, and the first output of what it started, do not wait for it; and at most every
+        // few seconds, so a crash loop does not fault the same pages in again and again.
         if trimmed.is_none_or(|at: Instant| at.elapsed() >= TRIM_EVERY) {
-            crate::process::trim_clean_file_pages();
-            trimmed = Some(Instant::now());
+            trimmed = Some(Instant::now() + TRIM_AFTER);
+            tokio::task::spawn_local(async {
+                tokio::time::sleep(TRIM_AFTER).await;
+                crate::process::trim_clean_file_pages();
+            });
         }
     }
 }
