@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use super::file::LogFile;
+use super::positions::{Positions, Slot};
 
 /// One read takes up to this much from a pipe (which holds up to 1 MiB): the most a daemon
 /// killed between a read and its write can lose, when the bytes go through the buffer.
@@ -38,7 +39,7 @@ pub const SCRATCH: usize = 256 * 1024;
 /// Most bytes one `splice` moves from a pipe into a file. The pipe stays locked while the kernel
 /// writes them into the file, so its writer waits meanwhile: 64 KiB kept that wait shortest of
 /// 32 KiB–1 MiB, for the same throughput (`bench/logs.sh`).
-const SPLICE_CHUNK: usize = 64 * 1024;
+const SPLICE_CHUNK: usize = 256 * 1024;
 
 /// Most bytes peeked at before a rotation cut (the lines that fit are found in them).
 const PEEK: usize = super::file::SPLICE_MARGIN as usize;
@@ -49,6 +50,9 @@ thread_local! {
     static STAMPED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Where the bytes before a rotation cut are peeked at (`tee`), read and dropped.
     static SCRATCH_PIPE: RefCell<Option<(OwnedFd, OwnedFd)>> = const { RefCell::new(None) };
+    /// Plain logs: the staging pipe a chunk is duplicated into (`tee`) and written from, and
+    /// /dev/null, where the chunk then leaves the process's pipe.
+    static STAGE: RefCell<Option<(OwnedFd, OwnedFd, OwnedFd)>> = const { RefCell::new(None) };
 }
 
 /// Every log's gaps (full disk), by path, for `info` (written by whichever thread writes the log).
@@ -77,6 +81,17 @@ pub struct Stream {
     at_line_start: bool,
     /// Also hands complete lines to a sink (`pm3 run` prints them).
     tee: Option<Tee>,
+    /// Its slot in the position map, for the staged copy of a plain log.
+    slot: SlotState,
+}
+
+/// Whether a stream has a slot in the position map ([`super::positions`]).
+enum SlotState {
+    /// Not asked for yet (a stamped log never asks).
+    Unasked,
+    /// None was free: the log is spliced.
+    None,
+    Held(Slot),
 }
 
 /// Where the bytes of a stream go: its log, and what it needs to write it.
@@ -347,13 +362,25 @@ impl Stream {
         let fd = fd.map(Rc::new);
         let eof = fd.is_none();
         let sink = Sink { log, gap: None };
-        Stream { fd, sink: Some(sink), thread: None, eof, date_format: None, at_line_start: true, tee: None }
+        Stream {
+            fd,
+            sink: Some(sink),
+            thread: None,
+            eof,
+            date_format: None,
+            at_line_start: true,
+            tee: None,
+            slot: SlotState::Unasked,
+        }
     }
 
     /// Reopens the pipe of a process started by an earlier daemon. Whatever the process wrote
     /// while no daemon was reading is still in the pipe and is copied first.
     pub fn reopen(pid: u32, fd: u32, log: LogFile) -> Stream {
-        match crate::process::spawn::reopen_output(pid, fd).and_then(crate::process::register) {
+        match crate::process::spawn::reopen_output(pid, fd).and_then(|pipe| {
+            drop_written_chunk(&pipe, &log);
+            crate::process::register(pipe)
+        }) {
             Ok(fd) => Stream::with_fd(Some(fd), log),
             Err(e) => {
                 tracing::warn!(pid, fd, "cannot reopen output pipe: {e}");
@@ -518,21 +545,33 @@ impl Stream {
         Step::Moved(n)
     }
 
-    /// The log, when it is written on this thread.
-    fn here(&mut self) -> Option<&mut Sink> {
-        self.sink.as_mut()
-    }
-
-    /// One `splice` from the pipe into the log.
+    /// One chunk from the pipe into the log. With a slot in the position map, the chunk is
+    /// duplicated into a staging pipe, written into the file from there while the process goes
+    /// on writing into its pipe, then dropped from its pipe ([`super::positions`]); without one,
+    /// spliced straight from the pipe (which holds the pipe's lock during the file write).
     fn splice_some(&mut self) -> Step {
         let Some(fd) = self.fd.clone() else { return Step::Eof };
-        let Some(sink) = self.here() else { return Step::Refused };
-        match sink.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
-            Ok(Some(0)) => Step::Eof,
-            Ok(Some(n)) => Step::Moved(n),
-            Err(rustix::io::Errno::INTR) => Step::Moved(0),
-            Ok(None) => self.splice_to_cut(),
-            Err(e) => splice_failed(e),
+        let Some(sink) = self.sink.as_mut() else { return Step::Refused };
+        let room =
+            usize::try_from(sink.log.room().saturating_sub(super::file::SPLICE_MARGIN)).unwrap_or(usize::MAX);
+        if room == 0 {
+            return self.splice_to_cut();
+        }
+        let map = sink.log.path().parent().and_then(Positions::get);
+        if let Some(map) = map
+            && matches!(self.slot, SlotState::Unasked)
+        {
+            self.slot = map.claim().map_or(SlotState::None, SlotState::Held);
+        }
+        match (&self.slot, map) {
+            (SlotState::Held(slot), Some(map)) => staged_chunk(fd.get_ref(), sink, map, slot, room),
+            _ => match sink.log.splice_from(fd.get_ref(), SPLICE_CHUNK) {
+                Ok(Some(0)) => Step::Eof,
+                Ok(Some(n)) => Step::Moved(n),
+                Err(rustix::io::Errno::INTR) => Step::Moved(0),
+                Ok(None) => self.splice_to_cut(),
+                Err(e) => splice_failed(e),
+            },
         }
     }
 
@@ -665,6 +704,106 @@ impl Drop for Stream {
 
 /// Longest an exit drain (or a stream going away) waits for the `pm3-logs` thread.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// One chunk of a plain log through the staging pipe, its place noted in `map` meanwhile.
+fn staged_chunk(pipe: &OwnedFd, sink: &mut Sink, map: &Positions, slot: &Slot, room: usize) -> Step {
+    STAGE.with(|stage| {
+        let mut stage = stage.borrow_mut();
+        if stage.is_none() {
+            let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+            let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+            match (rustix::pipe::pipe_with(flags), null) {
+                (Ok((r, w)), Ok(null)) => {
+                    let _ = rustix::pipe::fcntl_setpipe_size(&w, 2 * SPLICE_CHUNK);
+                    *stage = Some((r, w, null.into()));
+                }
+                _ => return Step::Refused,
+            }
+        }
+        let Some((stage_read, stage_write, null)) = stage.as_ref() else { return Step::Refused };
+        let Ok(inode) = sink.log.inode() else { return Step::Refused };
+        let nonblock = rustix::pipe::SpliceFlags::NONBLOCK;
+        let n = match rustix::pipe::tee(pipe, stage_write, SPLICE_CHUNK.min(room), nonblock) {
+            Ok(0) => return Step::Eof,
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => return Step::Moved(0),
+            Err(e) => return splice_failed(e),
+        };
+        let start = sink.log.size();
+        map.begin(slot, inode, start, n as u64);
+        let written = sink.log.splice_exact(stage_read, n);
+        // What reached the file leaves the pipe; on a failure (a full disk) the rest stays there
+        // for the copy path, and the stage is emptied.
+        let done = usize::try_from(sink.log.size() - start).unwrap_or(n).min(n);
+        if done < n {
+            let _ = rustix::pipe::splice(stage_read, None, null, None, n - done, nonblock);
+        }
+        discard(pipe, null, done);
+        map.end(slot);
+        match written {
+            Ok(()) => Step::Moved(n),
+            Err(e) => splice_failed(e),
+        }
+    })
+}
+
+/// Drops `len` bytes from the head of `pipe` (into /dev/null, which copies nothing).
+fn discard(pipe: &OwnedFd, null: &OwnedFd, mut len: usize) {
+    while len > 0 {
+        match rustix::pipe::splice(pipe, None, null, None, len, rustix::pipe::SpliceFlags::NONBLOCK) {
+            Ok(0) => break,
+            Ok(k) => len -= k.min(len),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// On adopting a process: drops from the head of its pipe what a killed daemon had already
+/// written into `log` but not yet dropped (the chunk noted in the position map). The chunk's
+/// bytes from `offset` that are in the file are compared with the pipe's head; the drop may
+/// have been cut short too, so the pipe may hold only the end of them. Returns the bytes dropped.
+fn drop_written_chunk(pipe: &OwnedFd, log: &LogFile) -> usize {
+    let Some(map) = log.path().parent().and_then(Positions::get) else { return 0 };
+    let Some(inode) = log.existing_inode() else { return 0 };
+    let Some((offset, len)) = map.take_pending(inode) else { return 0 };
+    let in_file = log.size().saturating_sub(offset).min(len) as usize;
+    if in_file == 0 {
+        return 0;
+    }
+    let mut file = vec![0u8; in_file];
+    if !log.read_exact_at(&mut file, offset) {
+        return 0;
+    }
+    let Ok((peek_read, peek_write)) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
+    else {
+        return 0;
+    };
+    let _ = rustix::pipe::fcntl_setpipe_size(&peek_write, 2 * in_file);
+    let nonblock = rustix::pipe::SpliceFlags::NONBLOCK;
+    let Ok(seen) = rustix::pipe::tee(pipe, &peek_write, in_file, nonblock) else { return 0 };
+    let mut head = vec![0u8; seen];
+    let mut got = 0;
+    while got < seen {
+        match rustix::io::read(&peek_read, &mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    head.truncate(got);
+    // The longest end of the file's chunk that the pipe starts with.
+    let Some(dup) = (0..in_file)
+        .map(|cut| in_file - cut)
+        .find(|&len| len <= head.len() && head[..len] == file[in_file - len..])
+    else {
+        return 0;
+    };
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return 0 };
+    discard(pipe, &null.into(), dup);
+    tracing::info!(log = %log.path().display(), bytes = dup, "dropped a chunk the previous daemon had already written");
+    dup
+}
 
 /// A `splice` or `tee` that failed for another reason than an empty pipe.
 fn splice_failed(e: rustix::io::Errno) -> Step {

@@ -86,6 +86,29 @@ impl LogFile {
         &self.path
     }
 
+    /// Bytes in the file as far as this writer knows.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The inode of the file (created now if it was not yet).
+    pub fn inode(&mut self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file()?.metadata()?.ino())
+    }
+
+    /// The inode of the file, when it exists.
+    pub fn existing_inode(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.as_ref()?.metadata().ok().map(|m| m.ino())
+    }
+
+    /// Bytes `offset..offset + buf.len()` of the file, or `false` when they cannot all be read.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        self.file.as_ref().is_some_and(|f| f.read_exact_at(buf, offset).is_ok())
+    }
+
     /// Moves up to `len` bytes from `pipe` to the end of the file inside the kernel: the bytes
     /// leave the pipe only as they land in the file, so no byte is ever held by the daemon alone
     /// (a SIGKILL at any moment leaves each one either in the pipe, for the next daemon, or in

@@ -3,4 +3,5 @@
 pub mod capture;
 pub mod compress;
 pub mod file;
+pub mod positions;
 pub mod tail;

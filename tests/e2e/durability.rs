@@ -379,6 +379,49 @@ fn no_line_is_lost_or_doubled_when_the_daemon_is_sigkilled_during_fast_writes() 
     assert_eq!(lost, 0, "{}", report.join(", "));
 }
 
+/// A writer as fast as the daemon can copy (`seq`, 10,000,000 lines, 79 MB, no rotation) and
+/// its daemon SIGKILLed every few milliseconds while it writes, each time replaced by the next
+/// `pm3 list`. (The writer then waits for a file, so that its pipe outlives the last kill.) A plain log is copied through a staging pipe, and a daemon killed between
+/// writing a chunk into the file and dropping it from the pipe leaves it in both: the next one
+/// must drop it (noted in `logs/.positions`), so that the log holds 1 to 10,000,000 exactly once.
+#[test]
+fn a_chunk_written_by_a_killed_daemon_is_not_written_again() {
+    const LINES: u64 = 10_000_000;
+    let pm3 = Pm3::with_config(&format!(
+        "[w]\ncommand = \"sh -c 'seq 1 {LINES}; while [ ! -e stop ]; do sleep 0.02; done'\"\n\
+         restart = \"never\"\nlog_max_size = \"1G\"\nlog_compress = false\n"
+    ));
+    // Bytes of `seq 1 LINES`: each number's digits and a newline.
+    let total: u64 = (1..=LINES).map(|n| n.to_string().len() as u64 + 1).sum();
+    pm3.ok(&["start"]);
+    let mut kills = 0;
+    let dropped = |pm3: &Pm3| pm3.daemon_log().matches("dropped a chunk").count();
+    while kills < 40 && dropped(&pm3) < 3 {
+        thread::sleep(Duration::from_millis(2 + kills % 5));
+        kill_daemon(&pm3);
+        kills += 1;
+        // The next daemon adopts the writer.
+        pm3.list();
+        if fs::metadata(pm3.log_path("w", "out")).is_ok_and(|m| m.len() >= total) {
+            break;
+        }
+    }
+    // The writer holds its pipe (and whatever a killed daemon left in it) until a daemon runs.
+    pm3.write("stop", "");
+    pm3.wait_until("the writer has exited", |rows| {
+        rows.iter().any(|r| r["name"] == "w" && r["status"] == "stopped")
+    });
+    let log = pm3.read_log("w", "out");
+    let mut expected = 1u64;
+    for line in log.lines() {
+        let n: u64 = line.parse().unwrap_or_else(|_| panic!("line `{line}`"));
+        assert_eq!(n, expected, "after {kills} kills: line {expected} is {n}\n{}", pm3.daemon_log());
+        expected += 1;
+    }
+    assert_eq!(expected - 1, LINES, "after {kills} kills: every line, once");
+    eprintln!("{kills} kills, {} chunks dropped by the next daemon", dropped(&pm3));
+}
+
 /// The first number of every line of a log (`1234 xxx…`); fails on a line without one.
 fn numbers_of(text: &str) -> Vec<u64> {
     text.lines()
