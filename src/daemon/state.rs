@@ -139,7 +139,7 @@ pub fn read(path: &Path) -> Option<SavedState> {
 /// How long the table must be quiet before the state is written: a start of 100 is one write.
 const QUIET: Duration = Duration::from_millis(5);
 /// Least time between two drops of the daemon's clean code pages after a burst.
-const TRIM_EVERY: Duration = Duration::from_secs(5);
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// How long after a burst its code pages are dropped.
 const TRIM_AFTER: Duration = Duration::from_millis(200);
 /// Longest delay of a write while changes keep coming.

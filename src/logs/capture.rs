@@ -736,9 +736,7 @@ fn staged_chunk(pipe: &OwnedFd, sink: &mut Sink, map: &Positions, slot: &Slot, r
         // What reached the file leaves the pipe; on a failure (a full disk) the rest stays there
         // for the copy path, and the stage is emptied.
         let done = usize::try_from(sink.log.size() - start).unwrap_or(n).min(n);
-        if done < n {
-            let _ = rustix::pipe::splice(stage_read, None, null, None, n - done, nonblock);
-        }
+        discard(stage_read, null, n - done);
         discard(pipe, null, done);
         map.end(slot);
         match written {
@@ -793,11 +791,17 @@ fn drop_written_chunk(pipe: &OwnedFd, log: &LogFile) -> usize {
         }
     }
     head.truncate(got);
-    // The longest end of the file's chunk that the pipe starts with.
-    let Some(dup) = (0..in_file)
-        .map(|cut| in_file - cut)
-        .find(|&len| len <= head.len() && head[..len] == file[in_file - len..])
-    else {
+    // The longest end of the file's chunk that the pipe starts with. Bounded: output built to
+    // make every candidate compare long gets no drop (a chunk written twice, never one lost).
+    let mut budget: usize = 64 << 20;
+    let Some(&first) = head.first() else { return 0 };
+    let Some(dup) = (1..=in_file.min(head.len())).rev().find(|&len| {
+        if file[in_file - len] != first || budget == 0 {
+            return false;
+        }
+        budget = budget.saturating_sub(len);
+        head[..len] == file[in_file - len..]
+    }) else {
         return 0;
     };
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return 0 };
