@@ -54,7 +54,7 @@ pub fn name_in<'a>(environ: &'a [u8], home: &[u8]) -> Option<&'a [u8]> {
 /// Whether a process is a start of the previous daemon of `home` caught between its fork and
 /// its exec: it still has that daemon's memory, so its arguments are the daemon's own
 /// (`pm3 daemon`) and its environment has `PM3_HOME` but no `PM3_NAME` yet. A daemon SIGKILLed
-/// while `posix_spawn` waits for its child leaves such a process, which gets its markers only
+/// while it waits for a child to exec (a vfork) leaves such a process, which gets its markers only
 /// once it has exec'd.
 pub fn in_flight(environ: &[u8], cmdline: &[u8], home: &[u8]) -> bool {
     let mut args = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty());

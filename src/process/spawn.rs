@@ -765,7 +765,7 @@ mod tests {
                 unsafe { libc::waitpid(s.pid as libc::pid_t, &mut status, 0) };
             }
         }
-        for (what, mut t) in ["posix_spawn", "clone+exec (listen)"].into_iter().zip(times) {
+        for (what, mut t) in ["without sockets", "with a socket (LISTEN_PID)"].into_iter().zip(times) {
             t.sort();
             let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
             println!(
