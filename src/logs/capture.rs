@@ -141,21 +141,36 @@ struct Job {
     bytes: Vec<u8>,
 }
 
+/// What the `pm3-logs` thread does: write a stamped read, or create a missing log file.
+enum Task {
+    Write(Job),
+    Create(PathBuf),
+}
+
+impl Task {
+    fn run(self) {
+        match self {
+            Task::Write(job) => write_job(job),
+            Task::Create(path) => super::file::create_or_warn(&path),
+        }
+    }
+}
+
 /// The `pm3-logs` thread's queue; `None` if the thread could not be started (logs are then
-/// written on the daemon's thread, as before).
-static WORKER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+/// written, and log files created, on the daemon's thread, as before).
+static WORKER: OnceLock<Option<Mutex<mpsc::Sender<Task>>>> = OnceLock::new();
 
 /// Buffers handed back by the `pm3-logs` thread, for the next reads (at most [`POOL`] kept).
 static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 const POOL: usize = MAX_QUEUED + 1;
 
-fn worker() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+fn worker() -> Option<&'static Mutex<mpsc::Sender<Task>>> {
     WORKER
         .get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>();
+            let (tx, rx) = mpsc::channel::<Task>();
             let spawned = std::thread::Builder::new().name("pm3-logs".into()).spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    write_job(job);
+                while let Ok(task) = rx.recv() {
+                    task.run();
                 }
             });
             match spawned {
@@ -169,6 +184,27 @@ fn worker() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
             }
         })
         .as_ref()
+}
+
+/// Gives `task` to the `pm3-logs` thread, or runs it here when there is no such thread.
+fn hand(task: Task) {
+    match worker().map(|w| w.lock().unwrap_or_else(|e| e.into_inner()).send(task)) {
+        Some(Ok(())) => {}
+        // The thread is gone (it cannot be, short of a panic): run it here.
+        Some(Err(mpsc::SendError(task))) => task.run(),
+        None => {}
+    }
+}
+
+/// Creates the (missing) log file `path` on the `pm3-logs` thread. A start of 1,000 instances
+/// creates 2,000 files: on a busy ext4 each new inode can cost a scan of the inode table, which
+/// then runs next to the spawns instead of between them. Both sides open with `O_CREAT` and
+/// without `O_TRUNC`, so whichever comes first (this, or the log's first byte) makes the file.
+pub(super) fn create_soon(path: &Path) {
+    match worker() {
+        Some(_) => hand(Task::Create(path.to_path_buf())),
+        None => super::file::create_or_warn(path),
+    }
 }
 
 /// On the `pm3-logs` thread: writes one stamped read, then gives its buffer back.
@@ -535,14 +571,7 @@ impl Stream {
             Err(step) => return step,
         };
         *to.queued() += 1;
-        let job = Job { to: to.clone(), bytes };
-        let sent = worker().map(|w| w.lock().unwrap_or_else(|e| e.into_inner()).send(job));
-        match sent {
-            Some(Ok(())) => {}
-            // The thread is gone (it cannot be, short of a panic): write it here.
-            Some(Err(mpsc::SendError(job))) => write_job(job),
-            None => {}
-        }
+        hand(Task::Write(Job { to: to.clone(), bytes }));
         Step::Moved(n)
     }
 

@@ -8,7 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, mpsc};
 
 /// How far below `max_size` plain splicing stops: from there the pipe is peeked at before each
 /// splice, so the cut can be made at a line boundary.
@@ -39,7 +38,7 @@ pub struct LogFile {
 
 impl LogFile {
     /// Opens `path` for appending if it exists. If it does not, it is created off the daemon's
-    /// thread ([`create_soon`]), or by the first byte if that comes first. A directory that
+    /// thread ([`super::capture::create_soon`]), or by the first byte if that comes first. A directory that
     /// exists but cannot take a new file is an error now, not at the first write.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
@@ -54,7 +53,7 @@ impl LogFile {
                 if let Some(dir) = path.parent().filter(|d| d.exists()) {
                     rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)?;
                 }
-                create_soon(path);
+                super::capture::create_soon(path);
                 (None, 0)
             }
             Err(e) => return Err(e),
@@ -311,29 +310,10 @@ fn create(path: &Path) -> io::Result<File> {
     }
 }
 
-/// Creates the (missing) log file `path` on the `pm3-files` thread. A start of 1,000 instances
-/// creates 2,000 files: on a busy ext4 each new inode can cost a scan of the inode table, which
-/// then runs next to the spawns instead of between them. Both sides open with `O_CREAT` and
-/// without `O_TRUNC`, so whichever comes first makes the file and the other simply opens it.
-fn create_soon(path: &Path) {
-    type Queue = Mutex<mpsc::Sender<PathBuf>>;
-    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
-    let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<PathBuf>();
-        let thread = std::thread::Builder::new().name("pm3-files".into()).stack_size(64 * 1024);
-        let spawned = thread.spawn(move || {
-            while let Ok(path) = rx.recv() {
-                if let Err(e) = create(&path) {
-                    tracing::warn!(log = %path.display(), "cannot create the log file: {e}");
-                }
-            }
-        });
-        spawned.ok().map(|_| Mutex::new(tx))
-    });
-    let sent = queue
-        .as_ref()
-        .is_some_and(|q| q.lock().unwrap_or_else(|e| e.into_inner()).send(path.to_path_buf()).is_ok());
-    if !sent && let Err(e) = create(path) {
+/// Creates the log file `path` if it is missing; a failure is logged (its first byte will try
+/// again and report a gap).
+pub(super) fn create_or_warn(path: &Path) {
+    if let Err(e) = create(path) {
         tracing::warn!(log = %path.display(), "cannot create the log file: {e}");
     }
 }
