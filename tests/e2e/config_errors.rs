@@ -227,7 +227,6 @@ fn json_error_shape_for_a_config_error() {
 /// with `PM3_BLESS=1 cargo test --test e2e golden_files` and review the diff.
 #[test]
 fn golden_files() {
-    let bless = crate::harness::blessing();
     let cases = crate::harness::golden_cases("golden", 7);
     let mut failed = Vec::new();
     for case in &cases {
@@ -254,23 +253,10 @@ fn golden_files() {
         assert_eq!(stderr(&json), "", "{name}: nothing on stderr with --json\n{}", pm3.explain(&json));
         assert!(!pm3.socket().exists(), "{name}: a config error must not start the daemon");
         for (file, got) in [("start.stderr", stderr(&human)), ("start.json", stdout(&json))] {
-            let got = got.replace(&dir, "$DIR");
-            let path = case.join(file);
-            if bless {
-                fs::write(&path, &got).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-                continue;
-            }
-            let want = fs::read_to_string(&path).unwrap_or_default();
-            if got != want {
-                failed.push(format!("{name}/{file}:\n--- want\n{want}--- got\n{got}"));
-            }
+            crate::harness::golden(case, &name, file, &got.replace(&dir, "$DIR"), &mut failed);
         }
     }
-    assert!(
-        failed.is_empty(),
-        "golden files differ (PM3_BLESS=1 regenerates them):\n\n{}",
-        failed.join("\n")
-    );
+    crate::harness::assert_golden(&failed);
 }
 
 /// Colors on a terminal only, and not with `NO_COLOR` set (an empty one does not count).

@@ -64,7 +64,6 @@ fn export(pm3: &Pm3, format: &str, extra: &[String]) -> Output {
 /// the diff.
 #[test]
 fn golden_files() {
-    let bless = crate::harness::blessing();
     let mut failed = Vec::new();
     for case in cases() {
         let name = case_name(&case);
@@ -75,25 +74,12 @@ fn golden_files() {
             for (file, got) in
                 [(format!("{format}.out"), stdout(&out)), (format!("{format}.stderr"), stderr(&out))]
             {
-                let got = got.replace(&dir, "$DIR");
-                let path = case.join(&file);
-                if bless {
-                    fs::write(&path, &got).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-                    continue;
-                }
-                let want = fs::read_to_string(&path).unwrap_or_default();
-                if got != want {
-                    failed.push(format!("{name}/{file}:\n--- want\n{want}--- got\n{got}"));
-                }
+                crate::harness::golden(&case, &name, &file, &got.replace(&dir, "$DIR"), &mut failed);
             }
         }
         assert!(!pm3.socket().exists(), "{name}: export must not start a daemon");
     }
-    assert!(
-        failed.is_empty(),
-        "golden files differ (PM3_BLESS=1 regenerates them):\n\n{}",
-        failed.join("\n")
-    );
+    crate::harness::assert_golden(&failed);
 }
 
 /// A validator, or a failure naming the step that installs it.

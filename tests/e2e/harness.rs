@@ -896,3 +896,26 @@ pub fn golden_cases(dir: &str, at_least: usize) -> Vec<PathBuf> {
 pub fn blessing() -> bool {
     std::env::var_os("PM3_BLESS").is_some_and(|v| !v.is_empty())
 }
+
+/// Compares `got` with the golden file `case/file` (or writes it, when blessing); a difference
+/// is added to `failed`, named `name/file`, with both texts.
+pub fn golden(case: &Path, name: &str, file: &str, got: &str, failed: &mut Vec<String>) {
+    let path = case.join(file);
+    if blessing() {
+        fs::write(&path, got).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        return;
+    }
+    let want = fs::read_to_string(&path).unwrap_or_default();
+    if got != want {
+        failed.push(format!("{name}/{file}:\n--- want\n{want}--- got\n{got}"));
+    }
+}
+
+/// Fails with every golden file that differed.
+pub fn assert_golden(failed: &[String]) {
+    assert!(
+        failed.is_empty(),
+        "golden files differ (PM3_BLESS=1 regenerates them):\n\n{}",
+        failed.join("\n")
+    );
+}
