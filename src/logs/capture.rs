@@ -91,7 +91,7 @@ enum SlotState {
     /// Not asked for yet (a stamped log never asks).
     Unasked,
     /// None was free: the log is spliced.
-    None,
+    Unavailable,
     Held(Slot),
 }
 
@@ -591,7 +591,7 @@ impl Stream {
         if let Some(map) = map
             && matches!(self.slot, SlotState::Unasked)
         {
-            self.slot = map.claim().map_or(SlotState::None, SlotState::Held);
+            self.slot = map.claim().map_or(SlotState::Unavailable, SlotState::Held);
         }
         match (&self.slot, map) {
             (SlotState::Held(slot), Some(map)) => staged_chunk(fd.get_ref(), sink, map, slot, room),

@@ -47,11 +47,14 @@ static MAP: OnceLock<Option<Positions>> = OnceLock::new();
 impl Positions {
     /// The map of the logs directory `dir` (the first one asked for: a daemon has one).
     pub fn get(dir: &Path) -> Option<&'static Positions> {
-        MAP.get_or_init(|| match Positions::map(&dir.join(".positions")) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!("cannot map the log positions ({e}): plain logs are spliced");
-                None
+        MAP.get_or_init(|| {
+            let path = dir.join(".positions");
+            match Positions::map(&path) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot map the log positions ({e}): plain logs are spliced");
+                    None
+                }
             }
         })
         .as_ref()
@@ -83,10 +86,15 @@ impl Positions {
         Ok(Positions { words, taken: Mutex::new(vec![false; SLOTS]) })
     }
 
-    /// A free slot, or `None` when all are in use.
+    /// A free slot, or `None` when all are in use. A slot holding a dead daemon's note of a
+    /// chunk in flight is taken last: the process it belongs to may not be adopted yet.
     pub fn claim(&'static self) -> Option<Slot> {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let index = taken.iter().position(|t| !t)?;
+        let free = |i: &usize| !taken[*i];
+        let index = (0..SLOTS)
+            .filter(free)
+            .find(|&i| self.word(i, 2).load(Ordering::Acquire) == 0)
+            .or_else(|| (0..SLOTS).find(free))?;
         taken[index] = true;
         self.word(index, 2).store(0, Ordering::Release);
         Some(Slot { index })
@@ -161,6 +169,22 @@ mod tests {
         assert_eq!(map.take_pending(42), None, "a finished chunk leaves nothing");
         std::mem::forget(slot);
         std::mem::forget(again);
+    }
+
+    /// A new stream does not take the slot of a chunk a dead daemon left in flight while
+    /// another is free.
+    #[test]
+    fn a_claim_leaves_a_pending_note_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let map: &'static Positions =
+            Box::leak(Box::new(Positions::map(&dir.path().join("p")).expect("map")));
+        let dead = map.claim().expect("slot");
+        map.begin(&dead, 42, 1000, 300);
+        map.taken.lock().expect("lock")[dead.index] = false;
+        std::mem::forget(dead);
+        let fresh = map.claim().expect("slot");
+        assert_eq!(map.take_pending(42), Some((1000, 300)), "the note is still there");
+        std::mem::forget(fresh);
     }
 
     #[test]
