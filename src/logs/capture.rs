@@ -613,81 +613,38 @@ impl Stream {
         let Some(fd) = self.fd.clone() else { return Step::Eof };
         let Some(sink) = self.sink.as_mut() else { return Step::Refused };
         let want = usize::try_from(sink.log.room()).unwrap_or(usize::MAX).min(PEEK) + 1;
-        SCRATCH_PIPE.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.is_none() {
-                match rustix::pipe::pipe_with(
-                    rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-                ) {
-                    Ok(pair) => {
-                        // Room for a whole peek even in small pieces (`tee` copies whole pipe
-                        // buffers); at the default 16 buffers it may see less.
-                        let _ = rustix::pipe::fcntl_setpipe_size(&pair.1, 4 * PEEK);
-                        *scratch = Some(pair);
-                    }
-                    Err(_) => return Step::Refused,
-                }
-            }
-            let Some((peek_read, peek_write)) = scratch.as_ref() else { return Step::Refused };
-            let n = match rustix::pipe::tee(
-                fd.get_ref(),
-                peek_write,
-                want,
-                rustix::pipe::SpliceFlags::NONBLOCK,
-            ) {
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let n = match peek(fd.get_ref(), &mut buf[..want]) {
                 Ok(0) => return Step::Eof,
                 Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => return Step::Moved(0),
-                Err(e) => return splice_failed(e),
+                Err(step) => return step,
             };
-            let taken = std::cell::Cell::new(0usize);
-            let step = BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                let mut seen = 0;
-                while seen < n {
-                    match rustix::io::read(peek_read, &mut buf[seen..n]) {
-                        Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
-                        Ok(k) => seen += k,
-                        Err(rustix::io::Errno::INTR) => {}
-                        Err(_) => break,
-                    }
-                }
-                if seen < n {
-                    return None;
-                }
-                // Whether an unfinished last line may go in anyway: no one can finish it (every
-                // writer is gone), or the peek could not see as far as the pipe holds (so
-                // waiting could wait forever).
-                let finish_anyway = || {
-                    let mut pfd = [rustix::event::PollFd::new(fd.get_ref(), rustix::event::PollFlags::IN)];
-                    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-                    let hung_up = rustix::event::poll(&mut pfd, Some(&zero)).is_ok()
-                        && pfd[0].revents().contains(rustix::event::PollFlags::HUP);
-                    let unseen =
-                        n < want && rustix::io::ioctl_fionread(fd.get_ref()).is_ok_and(|q| q > n as u64);
-                    hung_up || unseen
-                };
-                let ends_a_line = buf[n - 1] == b'\n';
-                let (take, rotate) = sink.log.cut_plan(&buf[..n], !ends_a_line && finish_anyway());
-                if take == 0 && !rotate {
-                    // An unfinished line: its end (or the writers' exit) wakes the pipe again.
-                    return Some(Step::Empty);
-                }
-                if let Err(e) = sink.log.splice_exact(fd.get_ref(), take) {
-                    return Some(splice_failed(e));
-                }
-                taken.set(take);
-                if rotate && let Err(e) = sink.log.rotate() {
-                    tracing::warn!(log = %sink.log.path().display(), "cannot rotate log: {e}");
-                    return Some(Step::Refused);
-                }
-                Some(Step::Moved(taken.get()))
-            });
-            step.unwrap_or_else(|| {
-                // The copy could not be read back whole: never use this scratch pipe again.
-                *scratch = None;
-                Step::Refused
-            })
+            // Whether an unfinished last line may go in anyway: no one can finish it (every
+            // writer is gone), or the peek could not see as far as the pipe holds (so waiting
+            // could wait forever).
+            let finish_anyway = || {
+                let mut pfd = [rustix::event::PollFd::new(fd.get_ref(), rustix::event::PollFlags::IN)];
+                let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+                let hung_up = rustix::event::poll(&mut pfd, Some(&zero)).is_ok()
+                    && pfd[0].revents().contains(rustix::event::PollFlags::HUP);
+                let unseen = n < want && rustix::io::ioctl_fionread(fd.get_ref()).is_ok_and(|q| q > n as u64);
+                hung_up || unseen
+            };
+            let ends_a_line = buf[n - 1] == b'\n';
+            let (take, rotate) = sink.log.cut_plan(&buf[..n], !ends_a_line && finish_anyway());
+            if take == 0 && !rotate {
+                // An unfinished line: its end (or the writers' exit) wakes the pipe again.
+                return Step::Empty;
+            }
+            if let Err(e) = sink.log.splice_exact(fd.get_ref(), take) {
+                return splice_failed(e);
+            }
+            if rotate && let Err(e) = sink.log.rotate() {
+                tracing::warn!(log = %sink.log.path().display(), "cannot rotate log: {e}");
+                return Step::Refused;
+            }
+            Step::Moved(take)
         })
     }
 
@@ -734,6 +691,43 @@ impl Drop for Stream {
 
 /// Longest an exit drain (or a stream going away) waits for the `pm3-logs` thread.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Copies the first bytes `pipe` holds into `out` (as many as fit) without taking them: `tee`
+/// into the scratch pipe, read back at once. `Ok(0)` at end of file; `Err` is the step to take
+/// instead (a scratch pipe that could not be read back whole is never used again).
+fn peek(pipe: &OwnedFd, out: &mut [u8]) -> Result<usize, Step> {
+    SCRATCH_PIPE.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.is_none() {
+            let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+            let Ok(pair) = rustix::pipe::pipe_with(flags) else { return Err(Step::Refused) };
+            // Room for a whole peek even in small pieces (`tee` copies whole pipe buffers); at
+            // the default 16 buffers it may see less.
+            let _ = rustix::pipe::fcntl_setpipe_size(&pair.1, 4 * PEEK);
+            *scratch = Some(pair);
+        }
+        let Some((peek_read, peek_write)) = scratch.as_ref() else { return Err(Step::Refused) };
+        let n = match rustix::pipe::tee(pipe, peek_write, out.len(), rustix::pipe::SpliceFlags::NONBLOCK) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => return Err(Step::Moved(0)),
+            Err(e) => return Err(splice_failed(e)),
+        };
+        let mut seen = 0;
+        while seen < n {
+            match rustix::io::read(peek_read, &mut out[seen..n]) {
+                Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
+                Ok(k) => seen += k,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        if seen < n {
+            *scratch = None;
+            return Err(Step::Refused);
+        }
+        Ok(n)
+    })
+}
 
 /// One chunk of a plain log through the staging pipe, its place noted in `map` meanwhile.
 fn staged_chunk(pipe: &OwnedFd, sink: &mut Sink, map: &Positions, slot: &Slot, room: usize) -> Step {
@@ -803,23 +797,11 @@ fn drop_written_chunk(pipe: &OwnedFd, log: &LogFile) -> usize {
     if !log.read_exact_at(&mut file, offset) {
         return 0;
     }
-    let Ok((peek_read, peek_write)) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-    else {
-        return 0;
-    };
-    let _ = rustix::pipe::fcntl_setpipe_size(&peek_write, 2 * in_file);
-    let nonblock = rustix::pipe::SpliceFlags::NONBLOCK;
-    let Ok(seen) = rustix::pipe::tee(pipe, &peek_write, in_file, nonblock) else { return 0 };
-    let mut head = vec![0u8; seen];
-    let mut got = 0;
-    while got < seen {
-        match rustix::io::read(&peek_read, &mut head[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => got += k,
-        }
-    }
-    head.truncate(got);
+    let head = BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let want = in_file.min(buf.len());
+        peek(pipe, &mut buf[..want]).map(|n| buf[..n].to_vec()).unwrap_or_default()
+    });
     // The longest end of the file's chunk that the pipe starts with. Bounded: output built to
     // make every candidate compare long gets no drop (a chunk written twice, never one lost).
     let mut budget: usize = 64 << 20;
