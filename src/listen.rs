@@ -284,14 +284,17 @@ fn bind_unix(path: &Path, replace: bool) -> io::Result<OwnedFd> {
         }
     }
     let fd = socket(libc::AF_UNIX)?;
-    // The file gets the mode the command that started the daemon would give it (its umask),
-    // not the daemon's private one.
     // SAFETY: bind with a valid address of `len` bytes.
-    let ret = crate::process::limits::with_caller_umask(|| unsafe {
-        libc::bind(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len)
-    });
+    let ret = unsafe { libc::bind(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len) };
     if ret != 0 {
         return Err(io::Error::last_os_error());
+    }
+    // The file gets the mode the command that started the daemon would give it (its umask), not
+    // the daemon's private one: set after the bind (until then it is only more private), so the
+    // daemon never changes its umask while its other threads create files.
+    if let Some(mask) = crate::process::limits::caller_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !mask))?;
     }
     listen_on(&fd)?;
     Ok(fd)

@@ -15,8 +15,8 @@
 //! never changes its own for a spawn, so its other threads (log writer, file creator, state
 //! writer) never open a file under the caller's lower limit. Hooks and `exec:` probes are
 //! started by std (a fork, with their working directory) and get the values through
-//! [`restore_in_child`] before they execute. Only the bind of a unix socket file runs under the
-//! caller's umask for an instant ([`with_caller_umask`]), for the file's mode.
+//! [`restore_in_child`] before they execute. A unix socket file is given the mode the caller's
+//! umask would give it right after its bind ([`caller_umask`]).
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -78,14 +78,9 @@ pub fn for_children() -> (Option<libc::mode_t>, Option<libc::rlimit>) {
     (saved.umask, nofile)
 }
 
-/// Runs `f` with the caller's umask in force (a unix socket file gets its mode from the umask
-/// at `bind`), then restores the daemon's.
-pub fn with_caller_umask<T>(f: impl FnOnce() -> T) -> T {
-    let Some(saved) = SAVED.get().copied() else { return f() };
-    apply(saved.umask, None);
-    let out = f();
-    apply(saved.umask.map(|_| PRIVATE_UMASK), None);
-    out
+/// The umask of the command that started the daemon, when it differs from the daemon's.
+pub fn caller_umask() -> Option<libc::mode_t> {
+    SAVED.get().and_then(|s| s.umask)
 }
 
 /// Makes a child started through `cmd` (by a fork) take the caller's umask and soft descriptor

@@ -37,6 +37,28 @@ fn connects(port: u16) -> bool {
         .is_ok()
 }
 
+/// A unix socket file gets the mode the umask of the command that started the daemon gives it
+/// (0750 under `umask 027`), not the daemon's private 0700.
+#[test]
+fn a_unix_socket_file_gets_the_callers_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let pm3 = Pm3::new();
+    let sock = pm3.root.join("u.sock");
+    pm3.config(&format!("[u]\ncommand = \"sleep 1000\"\nlisten = \"unix:{}\"\n", sock.display()));
+    let mut start = std::process::Command::new("sh");
+    start
+        .args(["-c", "umask 027; exec \"$0\" start", BIN])
+        .current_dir(&pm3.project)
+        .env("PM3_HOME", &pm3.home)
+        .env("NO_COLOR", "1");
+    let out = pm3.exec(start, &["start"]);
+    assert!(out.status.success(), "{}", pm3.explain(&out));
+    pm3.wait_online(&["u"]);
+    pm3.remember(pm3.pid_of("u"));
+    let mode = fs::metadata(&sock).expect("socket file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o750, "socket file mode {mode:o}");
+}
+
 /// Each instance gets exactly the declared sockets on 3 and 4, shared by all instances (the
 /// same kernel socket), with `LISTEN_FDS`, its own pid in `LISTEN_PID` and the names; the
 /// sockets stay the same across a restart, and `pm3 stop` of the process closes them.
