@@ -731,6 +731,13 @@ fn running_with(pm3: &Pm3, needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The runs among [`running_with`]: a run leads its own process group, while a shell's child
+/// between its fork and its exec has the same command line for a moment.
+fn runs_with(pm3: &Pm3, needle: &str) -> Vec<i32> {
+    // SAFETY: getpgid only reads its argument.
+    running_with(pm3, needle).into_iter().filter(|&p| unsafe { libc::getpgid(p) } == p).collect()
+}
+
 /// The lines a hook script appended to `hooks.log` in the project.
 fn hook_lines(pm3: &Pm3) -> Vec<String> {
     read_lossy(&pm3.project.join("hooks.log")).lines().map(str::to_string).collect()
@@ -899,7 +906,7 @@ fn an_old_process_that_exits_during_a_surge_leaves_the_replacement_in_charge() {
     pm3.config(&format!(
         "[w]\ncommand = \"{cmd}\"\npost_stop = \"sh hooks.sh post\"\nhealth_check = \"exec:test ! -e hold\"\nhealth_interval = 100\nkill_timeout = 3000\nlisten = \"tcp://127.0.0.1:{port}\"\n"
     ));
-    let lives = |pm3: &Pm3| running_with(pm3, "life.sh");
+    let lives = |pm3: &Pm3| runs_with(pm3, "life.sh");
     pm3.ok(&["start"]);
     pm3.wait_online(&["w"]);
     let old = pm3.pid_of("w");
