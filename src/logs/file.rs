@@ -7,6 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// How far below `max_size` plain splicing stops: from there the pipe is peeked at before each
@@ -30,6 +31,8 @@ pub struct LogFile {
     /// `None` until the first byte: a process that never writes to a stream gets no file for it,
     /// and a start of 1,000 instances does not create 2,000 inodes up front.
     file: Option<File>,
+    /// The open file's inode (what a note of a chunk in flight names, `super::positions`).
+    inode: u64,
     /// Bytes in the file as far as we know (others may append or truncate: re-read before
     /// deciding to rotate).
     size: u64,
@@ -43,23 +46,26 @@ impl LogFile {
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         // Writes go at `size` explicitly (re-read before each batch), so a file emptied by
         // `pm3 flush` or appended to by a hook is picked up where it really ends.
-        let (file, size) = match OpenOptions::new().read(true).write(true).open(path) {
+        let (file, inode, size) = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => {
                 let file = park(file);
-                let size = file.metadata()?.len();
-                (Some(file), size)
+                let meta = file.metadata()?;
+                (Some(file), meta.ino(), meta.len())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| d.exists()) {
-                    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)?;
+                // A missing directory is made again by the first write.
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
                 }
                 super::capture::create_soon(path);
-                (None, 0)
+                (None, 0, 0)
             }
             Err(e) => return Err(e),
         };
         super::compress::opened(path, rotation);
-        Ok(LogFile { path: path.to_path_buf(), file, size, rotation })
+        Ok(LogFile { path: path.to_path_buf(), file, inode, size, rotation })
     }
 
     /// The open file, created (with its directory, if that was removed under a running daemon)
@@ -67,7 +73,8 @@ impl LogFile {
     fn file(&mut self) -> io::Result<&File> {
         if self.file.is_none() {
             let file = park(create(&self.path)?);
-            self.size = file.metadata()?.len();
+            let meta = file.metadata()?;
+            (self.inode, self.size) = (meta.ino(), meta.len());
             self.file = Some(file);
         }
         self.file.as_ref().ok_or_else(|| io::Error::other("log file not open"))
@@ -92,14 +99,13 @@ impl LogFile {
 
     /// The inode of the file (created now if it was not yet).
     pub fn inode(&mut self) -> io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        Ok(self.file()?.metadata()?.ino())
+        self.file()?;
+        Ok(self.inode)
     }
 
     /// The inode of the file, when it exists.
     pub fn existing_inode(&self) -> Option<u64> {
-        use std::os::unix::fs::MetadataExt;
-        self.file.as_ref()?.metadata().ok().map(|m| m.ino())
+        self.file.as_ref().map(|_| self.inode)
     }
 
     /// Bytes `offset..offset + buf.len()` of the file, or `false` when they cannot all be read.
@@ -281,7 +287,9 @@ impl LogFile {
             rename_if_there(&rotated_gz(&self.path, k), &rotated_gz(&self.path, k + 1))?;
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        let old = self.file.replace(park(create(&self.path)?));
+        let fresh = park(create(&self.path)?);
+        self.inode = fresh.metadata()?.ino();
+        let old = self.file.replace(fresh);
         self.size = 0;
         if let (true, Some(old)) = (self.rotation.compress, old) {
             super::compress::hand_over(&self.path, old);
