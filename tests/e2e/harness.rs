@@ -121,6 +121,18 @@ impl Pm3 {
         self.exec(cmd, args)
     }
 
+    /// `pm3 start` run by `sh` after `setup` (`umask 027`, `ulimit -Sn 777`…), in the project
+    /// with this test's home: the daemon it starts inherits what `setup` set.
+    pub fn start_after(&self, setup: &str) -> Output {
+        let mut start = Command::new("sh");
+        start
+            .args(["-c", &format!("{setup}; exec \"$0\" start"), BIN])
+            .current_dir(&self.project)
+            .env("PM3_HOME", &self.home)
+            .env("NO_COLOR", "1");
+        self.exec(start, &["start"])
+    }
+
     /// Runs a prepared command with the harness checks.
     pub fn exec(&self, cmd: Command, args: &[&str]) -> Output {
         let out = run_with_timeout(cmd, CLI_TIMEOUT)

@@ -166,13 +166,7 @@ fn raw_requests_are_validated_by_the_daemon() {
 #[test]
 fn every_file_in_the_data_directory_is_private() {
     let pm3 = Pm3::with_config("[w]\ncommand = \"sh -c 'echo hello; echo oops >&2; exec sleep 1000'\"\n");
-    let mut start = Command::new("sh");
-    start
-        .args(["-c", "umask 000; exec \"$0\" start", BIN])
-        .current_dir(&pm3.project)
-        .env("PM3_HOME", &pm3.home)
-        .env("NO_COLOR", "1");
-    let out = pm3.exec(start, &["start"]);
+    let out = pm3.start_after("umask 000");
     assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
     pm3.wait_log("w", "out", "hello");
     pm3.wait_log("w", "err", "oops");
@@ -473,13 +467,7 @@ fn processes_get_the_callers_descriptor_limit_and_umask() {
         "[w]\ncommand = \"sleep 1000\"\ninstances = 2\n\
          pre_start = \"echo hook nofile $(ulimit -Sn) umask $(umask)\"\n",
     );
-    let mut start = Command::new("sh");
-    start
-        .args(["-c", &format!("ulimit -Sn {soft}; umask 027; exec \"$0\" start"), BIN])
-        .current_dir(&pm3.project)
-        .env("PM3_HOME", &pm3.home)
-        .env("NO_COLOR", "1");
-    let out = pm3.exec(start, &["start"]);
+    let out = pm3.start_after(&format!("ulimit -Sn {soft}; umask 027"));
     assert_eq!(out.status.code(), Some(0), "{}", pm3.explain(&out));
     pm3.wait_online(&["w:0", "w:1"]);
     for name in ["w:0", "w:1"] {

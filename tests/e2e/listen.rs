@@ -45,13 +45,7 @@ fn a_unix_socket_file_gets_the_callers_umask() {
     let pm3 = Pm3::new();
     let sock = pm3.root.join("u.sock");
     pm3.config(&format!("[u]\ncommand = \"sleep 1000\"\nlisten = \"unix:{}\"\n", sock.display()));
-    let mut start = std::process::Command::new("sh");
-    start
-        .args(["-c", "umask 027; exec \"$0\" start", BIN])
-        .current_dir(&pm3.project)
-        .env("PM3_HOME", &pm3.home)
-        .env("NO_COLOR", "1");
-    let out = pm3.exec(start, &["start"]);
+    let out = pm3.start_after("umask 027");
     assert!(out.status.success(), "{}", pm3.explain(&out));
     pm3.wait_online(&["u"]);
     pm3.remember(pm3.pid_of("u"));
